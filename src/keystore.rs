@@ -1,0 +1,553 @@
+//! Key stores: where key-encryption keys live, what state they are in, and wrapping them.
+//!
+//! A store *wraps for a public key and reports state*; it is not a source of plaintext. The file
+//! store below is the first backend; an HSM backend fits the same trait and never hands out bytes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use toml::Value;
+use zeroize::Zeroizing;
+
+use crate::protocol::{InstanceName, KeyId};
+use crate::secret::{Kcv, Secret};
+use crate::wrap::{self, RecipientKey, WrapOptions};
+
+/// What a store knows about a key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyState {
+    pub instance: InstanceName,
+    pub key_id: KeyId,
+    /// The soft kill switch: a disabled key answers 404.
+    pub disabled: bool,
+    /// The hard kill switch: `validUntil` is never later than this, even when it has passed.
+    pub not_after: Option<OffsetDateTime>,
+    pub kcv: Kcv,
+}
+
+/// A wrapped key and the state it was wrapped in (read in the same step, so a reload in
+/// between cannot pair one key's ciphertext with another's state).
+#[derive(Debug)]
+pub struct Wrapped {
+    pub ciphertext: Vec<u8>,
+    pub state: KeyState,
+}
+
+/// Why a store could not hand out a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("no key is configured for this instance and key id")]
+    NotFound,
+    #[error("the key is disabled")]
+    Disabled,
+    #[error(transparent)]
+    Wrap(#[from] wrap::WrapError),
+}
+
+/// A backend that holds keys and wraps them for a recipient.
+pub trait KeyStore: Send + Sync + 'static {
+    /// Wraps the key `(instance, key_id)` for `recipient`, unless it is absent or disabled.
+    fn wrap_for(
+        &self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        recipient: &RecipientKey,
+        options: WrapOptions,
+    ) -> Result<Wrapped, LookupError>;
+
+    /// Every key's state, ordered by instance and key id.
+    fn list(&self) -> Vec<KeyState>;
+}
+
+struct FileKey {
+    state: KeyState,
+    secret: Secret,
+}
+
+/// Keys read from a TOML file (see the README for its format).
+pub struct FileKeyStore {
+    path: PathBuf,
+    keys: BTreeMap<(InstanceName, KeyId), FileKey>,
+}
+
+impl fmt::Debug for FileKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileKeyStore")
+            .field("path", &self.path)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// A key-store file that cannot be used. Names the file, the entry and the field; never
+/// contains any part of a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("key store {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key store {path}: line {line}: not valid TOML: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("key store {path}: {message}")]
+    Shape { path: PathBuf, message: String },
+    #[error("key store {path}: entry {entry}{label}: field `{field}`: {message}")]
+    Entry {
+        path: PathBuf,
+        /// 1-based position among the `[[key]]` entries.
+        entry: usize,
+        /// ` (instance "x", key_id n)` where those could be read.
+        label: String,
+        field: &'static str,
+        message: String,
+    },
+    #[error("key store {path}: {message}")]
+    Permissions { path: PathBuf, message: String },
+}
+
+const FIELDS: [&str; 5] = ["instance", "key_id", "secret", "not_after", "disabled"];
+
+impl FileKeyStore {
+    /// Reads and validates a key-store file. Either every entry is good or nothing is loaded.
+    pub fn load(path: &Path) -> Result<Self, KeyStoreError> {
+        let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|source| KeyStoreError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses key-store text; `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, KeyStoreError> {
+        // toml's own Display quotes the offending source line, which may be a secret: only its
+        // message and position are used.
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
+            KeyStoreError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let shape = |message: String| KeyStoreError::Shape {
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(unknown) = table.keys().find(|k| k.as_str() != "key") {
+            return Err(shape(format!(
+                "unknown top-level item `{unknown}`: the file holds only [[key]] entries"
+            )));
+        }
+        let entries = match table.remove("key") {
+            None => Vec::new(),
+            Some(Value::Array(entries)) => entries,
+            Some(_) => return Err(shape("`key` must be an array of tables: write [[key]]".into())),
+        };
+        let mut keys = BTreeMap::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            let mut parser = EntryParser {
+                path,
+                entry: index + 1,
+                label: String::new(),
+            };
+            let key = parser.parse(entry)?;
+            let id = (key.state.instance.clone(), key.state.key_id);
+            if keys.contains_key(&id) {
+                return Err(parser.error(
+                    "key_id",
+                    format!(
+                        "duplicate: instance {:?} already has key_id {} in an earlier entry",
+                        key.state.instance.as_str(),
+                        key.state.key_id
+                    ),
+                ));
+            }
+            keys.insert(id, key);
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            keys,
+        })
+    }
+
+    /// The file this store was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many keys the store holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl KeyStore for FileKeyStore {
+    fn wrap_for(
+        &self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        recipient: &RecipientKey,
+        options: WrapOptions,
+    ) -> Result<Wrapped, LookupError> {
+        let key = self
+            .keys
+            .get(&(instance.clone(), key_id))
+            .ok_or(LookupError::NotFound)?;
+        if key.state.disabled {
+            return Err(LookupError::Disabled);
+        }
+        Ok(Wrapped {
+            ciphertext: wrap::wrap(&key.secret, recipient, options)?,
+            state: key.state.clone(),
+        })
+    }
+
+    fn list(&self) -> Vec<KeyState> {
+        self.keys.values().map(|k| k.state.clone()).collect()
+    }
+}
+
+struct EntryParser<'a> {
+    path: &'a Path,
+    entry: usize,
+    label: String,
+}
+
+impl EntryParser<'_> {
+    fn error(&self, field: &'static str, message: String) -> KeyStoreError {
+        KeyStoreError::Entry {
+            path: self.path.to_owned(),
+            entry: self.entry,
+            label: self.label.clone(),
+            field,
+            message,
+        }
+    }
+
+    fn parse(&mut self, entry: Value) -> Result<FileKey, KeyStoreError> {
+        let Value::Table(mut table) = entry else {
+            return Err(self.error("key", "each [[key]] entry must be a table".into()));
+        };
+        // Take the secret out first so that every early return below drops (and wipes) it.
+        let secret_text = match table.remove("secret") {
+            Some(Value::String(s)) => Some(Zeroizing::new(s)),
+            Some(other) => {
+                // The value is dropped unwiped only if it was not a string: then it cannot be
+                // a well-formed secret either.
+                return Err(self.error(
+                    "secret",
+                    format!("must be a string of 64 hex characters, not {}", other.type_str()),
+                ));
+            }
+            None => None,
+        };
+        if let Some(unknown) = table.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(self.error(
+                "key",
+                format!("unknown field `{unknown}` (allowed: {})", FIELDS.join(", ")),
+            ));
+        }
+
+        let instance = match table.get("instance") {
+            Some(Value::String(s)) => InstanceName::parse(s)
+                .map_err(|e| self.error("instance", format!("{e} (found {s:?})")))?,
+            Some(other) => {
+                return Err(self.error("instance", format!("must be a string, not {}", other.type_str())))
+            }
+            None => return Err(self.error("instance", "missing".into())),
+        };
+        self.label = format!(" (instance {:?})", instance.as_str());
+        let key_id = match table.get("key_id") {
+            Some(Value::Integer(n)) => KeyId::try_from(*n)
+                .map_err(|_| self.error("key_id", format!("must not be negative (found {n})")))?,
+            Some(other) => {
+                return Err(self.error(
+                    "key_id",
+                    format!("must be an integer such as 1, not {}", other.type_str()),
+                ))
+            }
+            None => return Err(self.error("key_id", "missing".into())),
+        };
+        self.label = format!(" (instance {:?}, key_id {key_id})", instance.as_str());
+
+        let secret = match secret_text {
+            Some(text) => {
+                Secret::from_hex(&text).map_err(|e| self.error("secret", e.to_string()))?
+            }
+            None => return Err(self.error("secret", "missing".into())),
+        };
+        let not_after = match table.get("not_after") {
+            None => None,
+            Some(Value::String(s)) => Some(parse_time(s).map_err(|m| self.error("not_after", m))?),
+            Some(Value::Datetime(d)) => {
+                Some(parse_time(&d.to_string()).map_err(|m| self.error("not_after", m))?)
+            }
+            Some(other) => {
+                return Err(self.error(
+                    "not_after",
+                    format!("must be an RFC 3339 time such as \"2027-01-01T00:00:00Z\", not {}", other.type_str()),
+                ))
+            }
+        };
+        let disabled = match table.get("disabled") {
+            None => false,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(self.error(
+                    "disabled",
+                    format!("must be true or false, not {}", other.type_str()),
+                ))
+            }
+        };
+        Ok(FileKey {
+            state: KeyState {
+                instance,
+                key_id,
+                disabled,
+                not_after,
+                kcv: secret.kcv(),
+            },
+            secret,
+        })
+    }
+}
+
+/// Parses an RFC 3339 time with an explicit offset (`Z` or `±hh:mm`).
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
+        format!("{s:?} is not an RFC 3339 time with an offset, such as \"2027-01-01T00:00:00Z\" ({e})")
+    })
+}
+
+/// How the key-store file's permissions were judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permissions {
+    /// Only the owner can read or write it.
+    Private,
+    /// Readable by the group (the usual shape of a Kubernetes Secret mounted with `fsGroup`):
+    /// served, with a warning.
+    GroupReadable(u32),
+    /// Others can read it, or others or the group can write it: refused unless allowed.
+    Open(u32),
+}
+
+impl Permissions {
+    /// Reads the mode of the file (following symbolic links, as mounted Secrets use).
+    #[cfg(unix)]
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        Ok(if mode & 0o027 != 0 {
+            Permissions::Open(mode)
+        } else if mode & 0o070 != 0 {
+            Permissions::GroupReadable(mode)
+        } else {
+            Permissions::Private
+        })
+    }
+
+    /// Permissions are not judged on systems without Unix modes.
+    #[cfg(not(unix))]
+    pub fn of(_path: &Path) -> std::io::Result<Self> {
+        Ok(Permissions::Private)
+    }
+
+    /// A warning to log, or an error when the file is open and that is not allowed.
+    pub fn verdict(&self, path: &Path, allow_open: bool) -> Result<Option<String>, KeyStoreError> {
+        match *self {
+            Permissions::Private => Ok(None),
+            Permissions::GroupReadable(mode) => Ok(Some(format!(
+                "key store {} is readable by its group (mode {mode:03o}); every member of the group can read the secrets: prefer chmod 600",
+                path.display()
+            ))),
+            Permissions::Open(mode) if allow_open => Ok(Some(format!(
+                "key store {} is accessible to others or writable by its group (mode {mode:03o}), served only because allow_insecure_permissions = true: chmod 600 it",
+                path.display()
+            ))),
+            Permissions::Open(mode) => Err(KeyStoreError::Permissions {
+                path: path.to_owned(),
+                message: format!(
+                    "refusing a key store that others can access or its group can write (mode {mode:03o}): run `chmod 600 {}`, or set [keys] allow_insecure_permissions = true to serve anyway",
+                    path.display()
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const B: &str = "FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100";
+
+    fn parse(text: &str) -> Result<FileKeyStore, KeyStoreError> {
+        FileKeyStore::parse(Path::new("keys.toml"), text)
+    }
+
+    #[test]
+    fn reads_every_field() {
+        let store = parse(&format!(
+            r#"
+            # comment
+            [[key]]
+            instance = "ccsdemo"
+            key_id = 1
+            secret = "{A}"
+
+            [[key]]
+            instance = "ccsdemo"
+            key_id = 2
+            secret = "{B}"
+            not_after = "2027-01-01T00:00:00Z"
+            disabled = true
+
+            [[key]]
+            instance = "other"
+            key_id = 1
+            secret = "{A}"
+            not_after = 2027-01-01T01:00:00+01:00
+            "#
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let list = store.list();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0].key_id, 1);
+        assert!(!list[0].disabled && list[0].not_after.is_none());
+        assert!(list[1].disabled);
+        assert_eq!(
+            list[1].not_after.map(|t| t.unix_timestamp()),
+            Some(1_798_761_600)
+        );
+        assert_eq!(list[2].not_after, list[1].not_after);
+        assert_eq!(list[0].kcv, list[2].kcv);
+        assert!(parse("").unwrap_or_else(|e| panic!("{e}")).is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_entry_and_field_and_never_the_secret() {
+        let ok = format!("instance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{A}\"");
+        let rows: Vec<(String, &str)> = vec![
+            (
+                format!("[[key]]\n{ok}\n[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{B}\""),
+                "entry 2 (instance \"ccsdemo\", key_id 1): field `key_id`: duplicate",
+            ),
+            (
+                format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{}\"", &A[..40]),
+                "entry 1 (instance \"ccsdemo\", key_id 1): field `secret`: must be 64 hexadecimal characters (32 bytes); found 40",
+            ),
+            (
+                format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{}zz\"", &A[..62]),
+                "field `secret`: must be 64 hexadecimal characters (32 bytes); found a character",
+            ),
+            (
+                "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = 5".into(),
+                "field `secret`: must be a string",
+            ),
+            (
+                "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1".into(),
+                "field `secret`: missing",
+            ),
+            (
+                format!("[[key]]\ninstance = \"ccs.demo\"\nkey_id = 1\nsecret = \"{A}\""),
+                "entry 1: field `instance`: the instance name may hold only",
+            ),
+            (
+                format!("[[key]]\ninstance = \"\"\nkey_id = 1\nsecret = \"{A}\""),
+                "entry 1: field `instance`: the instance name must be 1 to 63",
+            ),
+            (
+                format!("[[key]]\nkey_id = 1\nsecret = \"{A}\""),
+                "entry 1: field `instance`: missing",
+            ),
+            (
+                format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = -1\nsecret = \"{A}\""),
+                "field `key_id`: must not be negative",
+            ),
+            (
+                format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = \"1\"\nsecret = \"{A}\""),
+                "field `key_id`: must be an integer",
+            ),
+            (
+                format!("[[key]]\n{ok}\nnot_after = \"2027-13-01T00:00:00Z\""),
+                "entry 1 (instance \"ccsdemo\", key_id 1): field `not_after`: \"2027-13-01T00:00:00Z\" is not an RFC 3339 time",
+            ),
+            (
+                format!("[[key]]\n{ok}\nnot_after = \"2027-01-01\""),
+                "field `not_after`",
+            ),
+            (
+                format!("[[key]]\n{ok}\nnot_after = 2027-01-01T00:00:00"),
+                "field `not_after`",
+            ),
+            (
+                format!("[[key]]\n{ok}\ndisabled = \"yes\""),
+                "field `disabled`: must be true or false",
+            ),
+            (
+                format!("[[key]]\n{ok}\nenabled = true"),
+                "field `key`: unknown field `enabled`",
+            ),
+            (format!("[[keys]]\n{ok}"), "unknown top-level item `keys`"),
+            (format!("[key]\n{ok}"), "`key` must be an array of tables"),
+            (
+                format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{A}"),
+                "keys.toml: line 4: not valid TOML",
+            ),
+        ];
+        for (text, want) in rows {
+            let err = parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.starts_with("key store keys.toml: "), "{err}");
+            assert!(err.contains(want), "want {want:?} in {err:?}");
+            for secret in [A, B, &A[..40], &A[..20], &B[..20]] {
+                assert!(!err.contains(secret), "secret leaked in {err:?}");
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        let rows = [
+            (0o600, Permissions::Private, false, true),
+            (0o400, Permissions::Private, false, true),
+            (0o640, Permissions::GroupReadable(0o640), true, true),
+            (0o660, Permissions::Open(0o660), true, false),
+            (0o604, Permissions::Open(0o604), true, false),
+            (0o644, Permissions::Open(0o644), true, false),
+        ];
+        for (mode, want, warns, ok_by_default) in rows {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let got = Permissions::of(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, want, "{mode:o}");
+            let verdict = got.verdict(&path, false);
+            assert_eq!(verdict.is_ok(), ok_by_default, "{mode:o}");
+            let allowed = got.verdict(&path, true).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(allowed.is_some(), warns, "{mode:o}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! `ccs-endpoint`: the customer endpoint of a Customer Controlled Switch.
+//!
+//! A SaaS database polls `GET /kek/<instance>/<key_id>` with its certificate in a header; the
+//! endpoint verifies the certificate and answers the key-encryption key, RSA-OAEP-wrapped to it.
+
+pub mod cert;
+pub mod config;
+pub mod keystore;
+pub mod protocol;
+pub mod secret;
+pub mod wrap;
