@@ -9,3 +9,8 @@ pub mod keystore;
 pub mod protocol;
 pub mod secret;
 pub mod wrap;
+pub mod app;
+pub mod http;
+pub mod pki;
+pub mod server;
+pub mod dev;

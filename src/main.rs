@@ -1,1 +1,145 @@
-fn main() {}
+//! The `ccs-endpoint` binary: parses the command line, sets up logging, calls the library.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ccs_endpoint::app::Loaded;
+use ccs_endpoint::protocol::InstanceName;
+use ccs_endpoint::{config, dev, http, server};
+use tracing_subscriber::EnvFilter;
+
+/// The customer endpoint of a Customer Controlled Switch: hands a SaaS database its
+/// key-encryption key, RSA-OAEP-wrapped to the database's verified certificate.
+#[derive(Parser)]
+#[command(name = "ccs-endpoint", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve GET /kek/<instance>/<key_id> over TLS.
+    ///
+    /// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the configuration, TLS
+    /// material, roots or key store cannot be loaded or the address cannot be bound.
+    Serve {
+        /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Generate (if absent) a development CA, certificates and key in --dev-dir and serve on
+        /// loopback with them. Development only.
+        #[arg(long, conflicts_with = "config")]
+        dev: bool,
+        /// Where --dev keeps its generated files.
+        #[arg(long, value_name = "DIR", default_value = "dev", requires = "dev")]
+        dev_dir: PathBuf,
+        /// The loopback address --dev listens on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443", requires = "dev")]
+        dev_listen: SocketAddr,
+        /// The instance --dev issues its database certificate and key for.
+        #[arg(long, value_name = "NAME", default_value = "ccsdemo", requires = "dev")]
+        dev_instance: String,
+    },
+    /// Validate the configuration, TLS material, roots and key store without serving; print a
+    /// summary (keys by KCV only).
+    ///
+    /// Exit codes: 0 when `serve` would start, 1 with the reason otherwise.
+    Check {
+        /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| std::env::var_os(config::ENV_VAR).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => check(config_path(config)),
+        Command::Serve {
+            config,
+            dev,
+            dev_dir,
+            dev_listen,
+            dev_instance,
+        } => {
+            init_logging();
+            let path = if dev {
+                prepare_dev(&dev_dir, dev_listen, &dev_instance)
+            } else {
+                Ok(config_path(config))
+            };
+            path.and_then(serve)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccs-endpoint: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+fn check(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = Loaded::from_file(&path)?;
+    print!("{}", loaded.summary());
+    println!("ok: `serve` would start with this configuration");
+    Ok(())
+}
+
+fn prepare_dev(dir: &std::path::Path, listen: SocketAddr, instance: &str) -> anyhow::Result<PathBuf> {
+    let instance = InstanceName::parse(instance).context("--dev-instance")?;
+    let setup = dev::prepare(dir, listen, &instance)?;
+    println!("{}", setup.banner());
+    Ok(setup.config)
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = Loaded::from_file(&path)?;
+    for warning in &loaded.warnings {
+        tracing::warn!(warning = %warning, "configuration warning");
+    }
+    let listen = loaded.config.server.listen;
+    let summary = loaded.summary();
+    let (state, tls) = loaded.into_parts();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        for line in summary.lines() {
+            tracing::info!("{line}");
+        }
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        server::run(
+            listener,
+            tls,
+            http::router(state),
+            server::Limits::default(),
+            server::shutdown_signal(),
+        )
+        .await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

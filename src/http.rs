@@ -1,0 +1,310 @@
+//! HTTP: the one resource, the order of its checks, and the single place where every failure
+//! becomes a status code, a JSON message and a log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cert::{self, CertError, CertIdentity, TrustStore};
+use crate::keystore::{KeyStore, LookupError};
+use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId, PathError};
+use crate::secret::Kcv;
+use crate::wrap::WrapOptions;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub trust: Arc<TrustStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub wrap: WrapOptions,
+    pub validity: Duration,
+}
+
+/// The TCP peer of a connection, set by the server on each request.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The response header carrying the request id (also in the log line).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The service: every path reaches one handler, which parses the path itself so that nothing is
+/// normalised before the checks see it.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(kek).with_state(state)
+}
+
+/// Why a request did not get a key. `status` is the one mapping to HTTP.
+#[derive(Debug)]
+enum Failure {
+    Path(PathError),
+    Method,
+    Cert(CertError),
+    Key(LookupError),
+    /// The detail goes to the log only.
+    Internal(String),
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Failure::Path(_) => StatusCode::BAD_REQUEST,
+            Failure::Method => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Cert(_) => StatusCode::UNAUTHORIZED,
+            Failure::Key(LookupError::NotFound | LookupError::Disabled) => StatusCode::NOT_FOUND,
+            Failure::Key(LookupError::Wrap(_)) | Failure::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Failure::Path(PathError::Query) => "query_string",
+            Failure::Path(_) => "bad_path",
+            Failure::Method => "method_not_allowed",
+            Failure::Cert(e) => e.reason(),
+            Failure::Key(LookupError::NotFound) => "key_not_found",
+            Failure::Key(LookupError::Disabled) => "key_disabled",
+            Failure::Key(LookupError::Wrap(_)) => "wrap_failed",
+            Failure::Internal(_) => "internal",
+        }
+    }
+
+    /// The message for the caller. A missing and a disabled key read the same; the log tells
+    /// them apart.
+    fn message(&self, record: &Record, request_id: &str) -> String {
+        match self {
+            Failure::Path(e) => format!("Bad request: {e}"),
+            Failure::Method => "Only GET is allowed on /kek/<instance>/<key_id>".into(),
+            Failure::Cert(e) => e.to_string(),
+            Failure::Key(LookupError::NotFound | LookupError::Disabled) => format!(
+                "No active key for instance {}, key id {}",
+                record.instance.as_ref().map(InstanceName::as_str).unwrap_or("?"),
+                record.key_id.unwrap_or_default()
+            ),
+            Failure::Key(LookupError::Wrap(_)) | Failure::Internal(_) => format!(
+                "An internal error occurred; quote error id {request_id} when reporting it"
+            ),
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            Failure::Key(LookupError::Wrap(e)) => Some(e.to_string()),
+            Failure::Internal(detail) => Some(detail.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What the log line of a request says, filled in as the checks go.
+#[derive(Default)]
+struct Record {
+    instance: Option<InstanceName>,
+    key_id: Option<KeyId>,
+    cert: Option<CertIdentity>,
+    verified_by: Option<String>,
+    kcv: Option<Kcv>,
+    valid_until: Option<String>,
+    kill_switch: bool,
+}
+
+#[derive(Serialize)]
+struct KekBody {
+    #[serde(rename = "keyId")]
+    key_id: KeyId,
+    #[serde(rename = "validUntil")]
+    valid_until: String,
+    #[serde(rename = "wrappedKey")]
+    wrapped_key: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(rename = "errorId", skip_serializing_if = "Option::is_none")]
+    error_id: Option<&'a str>,
+}
+
+async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+    let mut record = Record::default();
+    let outcome = decide(&state, &request, &mut record);
+    let status = outcome.as_ref().map_or_else(Failure::status, |_| StatusCode::OK);
+    let mut response = match &outcome {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(failure) => {
+            let message = failure.message(&record, &request_id);
+            let error_id = status.is_server_error().then_some(request_id.as_str());
+            json(
+                status,
+                &ErrorBody {
+                    error: &message,
+                    error_id,
+                },
+            )
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, id);
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET"));
+    }
+    let reason = match &outcome {
+        Ok(_) if record.kill_switch => "not_after_passed",
+        Ok(_) => "ok",
+        Err(failure) => failure.reason(),
+    };
+    let detail = outcome.as_ref().err().and_then(Failure::detail);
+    log_request(
+        &request_id,
+        peer,
+        &request,
+        status,
+        reason,
+        &record,
+        detail.as_deref(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The checks, in the order the contract fixes: path (400), method (405), certificate (401),
+/// key (404), wrap (500). Nothing about keys is looked at before the certificate has passed.
+fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<KekBody, Failure> {
+    let uri = request.uri();
+    let path = parse_kek_path(uri.path()).map_err(Failure::Path)?;
+    if uri.query().is_some() {
+        return Err(Failure::Path(PathError::Query));
+    }
+    record.instance = Some(path.instance.clone());
+    record.key_id = Some(path.key_id);
+    if request.method() != Method::GET {
+        return Err(Failure::Method);
+    }
+
+    let values = request.headers().get_all(cert::HEADER);
+    let der = cert::decode_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
+    let now = OffsetDateTime::now_utc();
+    let verified = state
+        .trust
+        .verify(&der, &path.instance, now)
+        .map_err(|rejected| {
+            record.cert = rejected.identity;
+            Failure::Cert(rejected.error)
+        })?;
+    record.cert = Some(verified.identity.clone());
+    record.verified_by = Some(verified.verified_by.clone());
+
+    let wrapped = state
+        .keys
+        .wrap_for(&path.instance, path.key_id, &verified.recipient, state.wrap)
+        .map_err(Failure::Key)?;
+    record.kcv = Some(wrapped.state.kcv);
+    let horizon = now
+        .checked_add(time::Duration::try_from(state.validity).map_err(|e| Failure::Internal(e.to_string()))?)
+        .ok_or_else(|| Failure::Internal("validity overflows the calendar".into()))?;
+    let valid_until = match wrapped.state.not_after {
+        Some(not_after) if not_after < horizon => {
+            record.kill_switch = not_after <= now;
+            not_after
+        }
+        _ => horizon,
+    };
+    let valid_until = format_timestamp(valid_until);
+    record.valid_until = Some(valid_until.clone());
+    Ok(KekBody {
+        key_id: path.key_id,
+        valid_until,
+        wrapped_key: BASE64.encode(&wrapped.ciphertext),
+    })
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    // Serialising these plain structs cannot fail; an empty object is the safe fallback.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    let headers: &mut HeaderMap = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// 64 random bits as 16 hex digits.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = (nanos as u64).to_be_bytes();
+    }
+    hex::encode(bytes)
+}
+
+/// The one audit line of a request. Caller-supplied text (the path) is quoted and cut short.
+#[allow(clippy::too_many_arguments)]
+fn log_request(
+    request_id: &str,
+    peer: Option<SocketAddr>,
+    request: &Request,
+    status: StatusCode,
+    reason: &str,
+    record: &Record,
+    detail: Option<&str>,
+    latency: Duration,
+) {
+    let path = request.uri().path();
+    let path = match path.char_indices().nth(200) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    };
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                target: "ccs_endpoint::request",
+                $level,
+                request_id,
+                peer = peer.map(tracing::field::display),
+                method = %request.method(),
+                path = ?path,
+                instance = record.instance.as_ref().map(InstanceName::as_str),
+                key_id = record.key_id,
+                status = status.as_u16(),
+                reason,
+                cert_sha256 = record.cert.as_ref().map(|c| c.sha256.as_str()),
+                cert_serial = record.cert.as_ref().map(|c| c.serial.as_str()),
+                root = record.verified_by.as_deref(),
+                kcv = record.kcv.map(tracing::field::display),
+                valid_until = record.valid_until.as_deref(),
+                error_id = status.is_server_error().then_some(request_id),
+                detail,
+                latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                "request"
+            )
+        };
+    }
+    if status.is_server_error() {
+        event!(tracing::Level::ERROR);
+    } else if record.kill_switch {
+        event!(tracing::Level::WARN);
+    } else {
+        event!(tracing::Level::INFO);
+    }
+}
