@@ -77,12 +77,11 @@ impl Loaded {
                 ));
             }
         }
-        let permissions = Permissions::of(&config.keys.file).map_err(|source| {
-            KeyStoreError::Read {
+        let permissions =
+            Permissions::of(&config.keys.file).map_err(|source| KeyStoreError::Read {
                 path: config.keys.file.clone(),
                 source,
-            }
-        })?;
+            })?;
         if let Some(warning) =
             permissions.verdict(&config.keys.file, config.keys.allow_insecure_permissions)?
         {
@@ -150,21 +149,21 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<TlsIdentity, LoadError> {
 
 impl Loaded {
     /// The request handler state and the TLS configuration, ready for `server::run`.
-    pub fn into_parts(self) -> (Arc<crate::http::AppState>, Arc<ServerConfig>) {
+    pub fn into_parts(self) -> (crate::http::AppState, Arc<ServerConfig>) {
         let state = crate::http::AppState {
             trust: Arc::new(self.trust),
             keys: Arc::new(self.keys),
             wrap: self.config.wrap,
             validity: self.config.keys.validity,
         };
-        (Arc::new(state), self.tls.config)
+        (state, self.tls.config)
     }
 
     /// A human summary of what is loaded, for `check` and the start-up log. Shows each key by
     /// its KCV, never its secret.
     pub fn summary(&self) -> String {
-        use std::fmt::Write as _;
         use crate::keystore::KeyStore as _;
+        use std::fmt::Write as _;
         let c = &self.config;
         let mut out = String::new();
         let _ = writeln!(out, "config      {}", c.path.display());
@@ -176,7 +175,11 @@ impl Loaded {
             self.tls.subject,
             crate::protocol::format_timestamp(self.tls.not_after)
         );
-        let _ = writeln!(out, "trust       min_rsa_bits {}", self.trust.min_rsa_bits());
+        let _ = writeln!(
+            out,
+            "trust       min_rsa_bits {}",
+            self.trust.min_rsa_bits()
+        );
         for root in self.trust.roots() {
             let _ = writeln!(
                 out,
@@ -194,7 +197,12 @@ impl Loaded {
             humantime::format_duration(c.keys.validity)
         );
         let keys = self.keys.list();
-        let _ = writeln!(out, "keys        {} in {}", keys.len(), c.keys.file.display());
+        let _ = writeln!(
+            out,
+            "keys        {} in {}",
+            keys.len(),
+            c.keys.file.display()
+        );
         let now = OffsetDateTime::now_utc();
         for key in keys {
             let state = match key.not_after {

@@ -68,7 +68,9 @@ pub enum CertError {
     RsaTooShort { bits: usize, min: usize },
     #[error("The database certificate is invalid: its RSA key has {0} bits; at most {MAX_RSA_BITS} are supported")]
     RsaTooLong(usize),
-    #[error("The database certificate is invalid: its RSA public key cannot be used for encryption")]
+    #[error(
+        "The database certificate is invalid: its RSA public key cannot be used for encryption"
+    )]
     UnusableKey,
     #[error("The database certificate is invalid: its subject Common Name is {found}, but instance {instance:?} is served only to {expected:?}")]
     CommonName {
@@ -323,10 +325,11 @@ impl TrustStore {
                 None,
             )
             .map_err(|e| match e {
-                webpki::Error::UnknownIssuer
-                | webpki::Error::InvalidSignatureForPublicKey => CertError::UnknownIssuer {
-                    issuer: format!("{:?}", printable(&cert.issuer().to_string())),
-                },
+                webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                    CertError::UnknownIssuer {
+                        issuer: format!("{:?}", printable(&cert.issuer().to_string())),
+                    }
+                }
                 other => CertError::Chain(describe_webpki(&other)),
             })?;
         let spki = path.anchor().subject_public_key_info.as_ref();
@@ -426,7 +429,9 @@ fn printable(s: &str) -> &str {
 
 fn describe_webpki(e: &webpki::Error) -> String {
     match e {
-        webpki::Error::CaUsedAsEndEntity => "it is a CA certificate, not a database certificate".into(),
+        webpki::Error::CaUsedAsEndEntity => {
+            "it is a CA certificate, not a database certificate".into()
+        }
         webpki::Error::RequiredEkuNotFoundContext(_) => {
             "its extended key usage does not include clientAuth".into()
         }
@@ -497,7 +502,10 @@ mod tests {
         let der = decode_header([b64.as_slice()].into_iter()).unwrap_or_else(|e| panic!("{e}"));
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()),
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|c| c.as_str().ok()),
             Some("tse_ccsdemo")
         );
         let instance = InstanceName::parse("ccsdemo").unwrap_or_else(|e| panic!("{e}"));

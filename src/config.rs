@@ -159,10 +159,7 @@ impl Config {
             field,
             message,
         };
-        let base = path
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_default();
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
         let resolve = |p: &Path| base.join(p);
 
         let listen = raw.server.listen.parse().map_err(|_| {
@@ -248,7 +245,10 @@ mod tests {
     #[test]
     fn defaults_and_path_resolution() {
         let c = parse(MINIMAL).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.server.listen, "0.0.0.0:8443".parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            c.server.listen,
+            "0.0.0.0:8443".parse().unwrap_or_else(|e| panic!("{e}"))
+        );
         assert_eq!(c.tls.cert, Path::new("/etc/ccs/certs/server.crt"));
         assert_eq!(c.tls.key, Path::new("/abs/server.key"));
         assert_eq!(c.trust.roots[1], Path::new("/etc/ccs/b.pem"));
@@ -277,21 +277,60 @@ mod tests {
     fn errors_name_the_field() {
         let rows = [
             (format!("{MINIMAL}\n[extra]\n"), "unknown field `extra`"),
-            (format!("{MINIMAL}\nvalidty = \"1d\""), "unknown field `validty`"),
-            (format!("{MINIMAL}\nvalidity = \"soon\""), "field `keys.validity`: \"soon\" is not a duration"),
-            (format!("{MINIMAL}\nvalidity = \"0s\""), "field `keys.validity`: must be more than 0"),
-            (format!("{MINIMAL}\nvalidity = \"3651d\""), "field `keys.validity`"),
-            (format!("{MINIMAL}\n[server]\nlisten = \"8443\""), "field `server.listen`"),
-            (format!("{MINIMAL}\n[wrap]\npadding = \"pkcs1\""), "unknown variant `pkcs1`"),
-            (format!("{MINIMAL}\n[wrap]\nplaintext = \"base64\""), "unknown variant `base64`"),
-            (MINIMAL.replace("roots = [\"a.pem\", \"b.pem\"]", "roots = []"), "field `trust.roots`"),
-            (MINIMAL.replace("roots = [\"a.pem\", \"b.pem\"]", "roots = [\"a.pem\"]\nmin_rsa_bits = 1024"), "field `trust.min_rsa_bits`: must be between 2048 and 8192 (found 1024)"),
-            (MINIMAL.replace("[keys]\n        file = \"keys.toml\"", ""), "missing field `keys`"),
+            (
+                format!("{MINIMAL}\nvalidty = \"1d\""),
+                "unknown field `validty`",
+            ),
+            (
+                format!("{MINIMAL}\nvalidity = \"soon\""),
+                "field `keys.validity`: \"soon\" is not a duration",
+            ),
+            (
+                format!("{MINIMAL}\nvalidity = \"0s\""),
+                "field `keys.validity`: must be more than 0",
+            ),
+            (
+                format!("{MINIMAL}\nvalidity = \"3651d\""),
+                "field `keys.validity`",
+            ),
+            (
+                format!("{MINIMAL}\n[server]\nlisten = \"8443\""),
+                "field `server.listen`",
+            ),
+            (
+                format!("{MINIMAL}\n[wrap]\npadding = \"pkcs1\""),
+                "unknown variant `pkcs1`",
+            ),
+            (
+                format!("{MINIMAL}\n[wrap]\nplaintext = \"base64\""),
+                "unknown variant `base64`",
+            ),
+            (
+                MINIMAL.replace("roots = [\"a.pem\", \"b.pem\"]", "roots = []"),
+                "field `trust.roots`",
+            ),
+            (
+                MINIMAL.replace(
+                    "roots = [\"a.pem\", \"b.pem\"]",
+                    "roots = [\"a.pem\"]\nmin_rsa_bits = 1024",
+                ),
+                "field `trust.min_rsa_bits`: must be between 2048 and 8192 (found 1024)",
+            ),
+            (
+                MINIMAL.replace("[keys]\n        file = \"keys.toml\"", ""),
+                "missing field `keys`",
+            ),
             ("not toml [".into(), "config /etc/ccs/ccs-endpoint.toml: "),
         ];
         for (text, want) in rows {
-            let err = parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(err.starts_with("config /etc/ccs/ccs-endpoint.toml: "), "{err}");
+            let err = parse(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with("config /etc/ccs/ccs-endpoint.toml: "),
+                "{err}"
+            );
             assert!(err.contains(want), "want {want:?} in {err:?}");
         }
     }

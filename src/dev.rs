@@ -52,7 +52,11 @@ const PKI_FILES: [&str; 7] = [
 ];
 
 /// Creates what is missing in `dir` and (re)writes its configuration for `listen`.
-pub fn prepare(dir: &Path, listen: SocketAddr, instance: &InstanceName) -> Result<DevSetup, DevError> {
+pub fn prepare(
+    dir: &Path,
+    listen: SocketAddr,
+    instance: &InstanceName,
+) -> Result<DevSetup, DevError> {
     if !listen.ip().is_loopback() {
         return Err(DevError::NotLoopback(listen));
     }
@@ -103,7 +107,11 @@ pub fn prepare(dir: &Path, listen: SocketAddr, instance: &InstanceName) -> Resul
          [keys]\nfile = \"keys.toml\"\n"
     );
     write(&config, text.as_bytes(), false)?;
-    let host = if listen.is_ipv6() { "[::1]" } else { "localhost" };
+    let host = if listen.is_ipv6() {
+        "[::1]"
+    } else {
+        "localhost"
+    };
     Ok(DevSetup {
         dir: dir.to_owned(),
         config,
@@ -166,13 +174,20 @@ fn write(path: &Path, bytes: &[u8], private: bool) -> Result<(), DevError> {
         options.mode(if private { 0o600 } else { 0o644 });
         let mut f = options.open(path).map_err(err)?;
         // The mode of open() applies only to new files.
-        f.set_permissions(std::fs::Permissions::from_mode(if private { 0o600 } else { 0o644 }))
-            .map_err(err)?;
+        f.set_permissions(std::fs::Permissions::from_mode(if private {
+            0o600
+        } else {
+            0o644
+        }))
+        .map_err(err)?;
         f.write_all(bytes).map_err(err)
     }
     #[cfg(not(unix))]
     {
         let _ = private;
-        options.open(path).and_then(|mut f| f.write_all(bytes)).map_err(err)
+        options
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(err)
     }
 }

@@ -89,12 +89,16 @@ impl Failure {
             Failure::Cert(e) => e.to_string(),
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => format!(
                 "No active key for instance {}, key id {}",
-                record.instance.as_ref().map(InstanceName::as_str).unwrap_or("?"),
+                record
+                    .instance
+                    .as_ref()
+                    .map(InstanceName::as_str)
+                    .unwrap_or("?"),
                 record.key_id.unwrap_or_default()
             ),
-            Failure::Key(LookupError::Wrap(_)) | Failure::Internal(_) => format!(
-                "An internal error occurred; quote error id {request_id} when reporting it"
-            ),
+            Failure::Key(LookupError::Wrap(_)) | Failure::Internal(_) => {
+                format!("An internal error occurred; quote error id {request_id} when reporting it")
+            }
         }
     }
 
@@ -142,7 +146,9 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
     let mut record = Record::default();
     let outcome = decide(&state, &request, &mut record);
-    let status = outcome.as_ref().map_or_else(Failure::status, |_| StatusCode::OK);
+    let status = outcome
+        .as_ref()
+        .map_or_else(Failure::status, |_| StatusCode::OK);
     let mut response = match &outcome {
         Ok(body) => json(StatusCode::OK, body),
         Err(failure) => {
@@ -198,7 +204,8 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
     }
 
     let values = request.headers().get_all(cert::HEADER);
-    let der = cert::decode_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
+    let der =
+        cert::decode_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
     let now = OffsetDateTime::now_utc();
     let verified = state
         .trust
@@ -216,7 +223,10 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
         .map_err(Failure::Key)?;
     record.kcv = Some(wrapped.state.kcv);
     let horizon = now
-        .checked_add(time::Duration::try_from(state.validity).map_err(|e| Failure::Internal(e.to_string()))?)
+        .checked_add(
+            time::Duration::try_from(state.validity)
+                .map_err(|e| Failure::Internal(e.to_string()))?,
+        )
         .ok_or_else(|| Failure::Internal("validity overflows the calendar".into()))?;
     let valid_until = match wrapped.state.not_after {
         Some(not_after) if not_after < horizon => {

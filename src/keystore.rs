@@ -154,7 +154,11 @@ impl FileKeyStore {
         let entries = match table.remove("key") {
             None => Vec::new(),
             Some(Value::Array(entries)) => entries,
-            Some(_) => return Err(shape("`key` must be an array of tables: write [[key]]".into())),
+            Some(_) => {
+                return Err(shape(
+                    "`key` must be an array of tables: write [[key]]".into(),
+                ))
+            }
         };
         let mut keys = BTreeMap::new();
         for (index, entry) in entries.into_iter().enumerate() {
@@ -254,7 +258,10 @@ impl EntryParser<'_> {
                 // a well-formed secret either.
                 return Err(self.error(
                     "secret",
-                    format!("must be a string of 64 hex characters, not {}", other.type_str()),
+                    format!(
+                        "must be a string of 64 hex characters, not {}",
+                        other.type_str()
+                    ),
                 ));
             }
             None => None,
@@ -270,7 +277,10 @@ impl EntryParser<'_> {
             Some(Value::String(s)) => InstanceName::parse(s)
                 .map_err(|e| self.error("instance", format!("{e} (found {s:?})")))?,
             Some(other) => {
-                return Err(self.error("instance", format!("must be a string, not {}", other.type_str())))
+                return Err(self.error(
+                    "instance",
+                    format!("must be a string, not {}", other.type_str()),
+                ))
             }
             None => return Err(self.error("instance", "missing".into())),
         };
@@ -303,7 +313,10 @@ impl EntryParser<'_> {
             Some(other) => {
                 return Err(self.error(
                     "not_after",
-                    format!("must be an RFC 3339 time such as \"2027-01-01T00:00:00Z\", not {}", other.type_str()),
+                    format!(
+                        "must be an RFC 3339 time such as \"2027-01-01T00:00:00Z\", not {}",
+                        other.type_str()
+                    ),
                 ))
             }
         };
@@ -333,7 +346,9 @@ impl EntryParser<'_> {
 /// Parses an RFC 3339 time with an explicit offset (`Z` or `±hh:mm`).
 pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
-        format!("{s:?} is not an RFC 3339 time with an offset, such as \"2027-01-01T00:00:00Z\" ({e})")
+        format!(
+            "{s:?} is not an RFC 3339 time with an offset, such as \"2027-01-01T00:00:00Z\" ({e})"
+        )
     })
 }
 
@@ -515,7 +530,10 @@ mod tests {
             ),
         ];
         for (text, want) in rows {
-            let err = parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = parse(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.starts_with("key store keys.toml: "), "{err}");
             assert!(err.contains(want), "want {want:?} in {err:?}");
             for secret in [A, B, &A[..40], &A[..20], &B[..20]] {

@@ -3,14 +3,14 @@
 //! A SaaS database polls `GET /kek/<instance>/<key_id>` with its certificate in a header; the
 //! endpoint verifies the certificate and answers the key-encryption key, RSA-OAEP-wrapped to it.
 
+pub mod app;
 pub mod cert;
 pub mod config;
+pub mod dev;
+pub mod http;
 pub mod keystore;
+pub mod pki;
 pub mod protocol;
 pub mod secret;
-pub mod wrap;
-pub mod app;
-pub mod http;
-pub mod pki;
 pub mod server;
-pub mod dev;
+pub mod wrap;

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
 use ccs_endpoint::app::Loaded;
 use ccs_endpoint::protocol::InstanceName;
 use ccs_endpoint::{config, dev, http, server};
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// The customer endpoint of a Customer Controlled Switch: hands a SaaS database its
@@ -39,7 +39,12 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "dev", requires = "dev")]
         dev_dir: PathBuf,
         /// The loopback address --dev listens on.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443", requires = "dev")]
+        #[arg(
+            long,
+            value_name = "ADDR",
+            default_value = "127.0.0.1:8443",
+            requires = "dev"
+        )]
         dev_listen: SocketAddr,
         /// The instance --dev issues its database certificate and key for.
         #[arg(long, value_name = "NAME", default_value = "ccsdemo", requires = "dev")]
@@ -107,7 +112,11 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn prepare_dev(dir: &std::path::Path, listen: SocketAddr, instance: &str) -> anyhow::Result<PathBuf> {
+fn prepare_dev(
+    dir: &std::path::Path,
+    listen: SocketAddr,
+    instance: &str,
+) -> anyhow::Result<PathBuf> {
     let instance = InstanceName::parse(instance).context("--dev-instance")?;
     let setup = dev::prepare(dir, listen, &instance)?;
     println!("{}", setup.banner());
@@ -134,7 +143,7 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
         server::run(
             listener,
             tls,
-            http::router(state),
+            http::router(std::sync::Arc::new(state)),
             server::Limits::default(),
             server::shutdown_signal(),
         )

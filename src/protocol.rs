@@ -80,7 +80,10 @@ pub enum PathError {
     Shape,
     #[error("{0}")]
     Instance(NameError),
-    #[error("the key id must be a decimal integer from 0 to {} (digits only, no sign)", u64::MAX)]
+    #[error(
+        "the key id must be a decimal integer from 0 to {} (digits only, no sign)",
+        u64::MAX
+    )]
     KeyId,
     #[error("the request must not carry a query string")]
     Query,
@@ -164,13 +167,28 @@ mod tests {
             ("/kek/ccsdemo/1/2", PathError::Shape),
             ("/kek//1", PathError::Shape),
             ("/kek/ccsdemo//1", PathError::Shape),
-            ("/kek/../1", PathError::Instance(NameError::InstanceCharacters)),
+            (
+                "/kek/../1",
+                PathError::Instance(NameError::InstanceCharacters),
+            ),
             ("/kek/ccsdemo/..", PathError::KeyId),
             ("/kek/../ccsdemo/1", PathError::Shape),
-            ("/kek/ccs.demo/1", PathError::Instance(NameError::InstanceCharacters)),
-            ("/kek/ccs%64emo/1", PathError::Instance(NameError::InstanceCharacters)),
-            ("/kek/ccs demo/1", PathError::Instance(NameError::InstanceCharacters)),
-            ("/kek/ccsdémo/1", PathError::Instance(NameError::InstanceCharacters)),
+            (
+                "/kek/ccs.demo/1",
+                PathError::Instance(NameError::InstanceCharacters),
+            ),
+            (
+                "/kek/ccs%64emo/1",
+                PathError::Instance(NameError::InstanceCharacters),
+            ),
+            (
+                "/kek/ccs demo/1",
+                PathError::Instance(NameError::InstanceCharacters),
+            ),
+            (
+                "/kek/ccsdémo/1",
+                PathError::Instance(NameError::InstanceCharacters),
+            ),
             (&long, PathError::Instance(NameError::InstanceLength(64))),
             ("/kek/ccsdemo/+1", PathError::KeyId),
             ("/kek/ccsdemo/-1", PathError::KeyId),
@@ -190,10 +208,7 @@ mod tests {
     #[test]
     fn instance_names() {
         assert!(InstanceName::parse("tse-prod_01").is_ok());
-        assert_eq!(
-            InstanceName::parse(""),
-            Err(NameError::InstanceLength(0))
-        );
+        assert_eq!(InstanceName::parse(""), Err(NameError::InstanceLength(0)));
         assert_eq!(
             InstanceName::parse("a/b"),
             Err(NameError::InstanceCharacters)
@@ -205,11 +220,26 @@ mod tests {
     #[test]
     fn timestamps() {
         let rows = [
-            (datetime!(2026-11-29 10:15:00 UTC), "2026-11-29T10:15:00.000Z"),
-            (datetime!(2026-01-02 03:04:05.678 UTC), "2026-01-02T03:04:05.678Z"),
-            (datetime!(2026-01-02 03:04:05.678999 UTC), "2026-01-02T03:04:05.678Z"),
-            (datetime!(2026-01-02 01:00:00 +02:00), "2026-01-01T23:00:00.000Z"),
-            (datetime!(0999-12-31 23:59:59.9999 UTC), "0999-12-31T23:59:59.999Z"),
+            (
+                datetime!(2026-11-29 10:15:00 UTC),
+                "2026-11-29T10:15:00.000Z",
+            ),
+            (
+                datetime!(2026-01-02 03:04:05.678 UTC),
+                "2026-01-02T03:04:05.678Z",
+            ),
+            (
+                datetime!(2026-01-02 03:04:05.678999 UTC),
+                "2026-01-02T03:04:05.678Z",
+            ),
+            (
+                datetime!(2026-01-02 01:00:00 +02:00),
+                "2026-01-01T23:00:00.000Z",
+            ),
+            (
+                datetime!(0999-12-31 23:59:59.9999 UTC),
+                "0999-12-31T23:59:59.999Z",
+            ),
         ];
         for (t, want) in rows {
             assert_eq!(format_timestamp(t), want);

@@ -150,11 +150,12 @@ mod tests {
 
     #[test]
     fn every_option_round_trips_and_differs_each_time() {
-        let private = PrivateDecryptingKey::generate(KeySize::Rsa2048)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let private =
+            PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
         let spki = AsDer::<PublicKeyX509Der>::as_der(&private.public_key())
             .unwrap_or_else(|e| panic!("{e}"));
-        let recipient = RecipientKey::from_spki_der(spki.as_ref()).unwrap_or_else(|e| panic!("{e}"));
+        let recipient =
+            RecipientKey::from_spki_der(spki.as_ref()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(recipient.bits(), 2048);
         let private = OaepPrivateDecryptingKey::new(private).unwrap_or_else(|e| panic!("{e}"));
         let secret = Secret::generate().unwrap_or_else(|e| panic!("{e}"));
@@ -179,7 +180,9 @@ mod tests {
                     Padding::OaepSha256 => Padding::OaepSha1,
                 };
                 assert!(
-                    private.decrypt(other.algorithm(), &a, &mut out, None).is_err(),
+                    private
+                        .decrypt(other.algorithm(), &a, &mut out, None)
+                        .is_err(),
                     "{options}: the other padding must not unwrap"
                 );
             }

@@ -1,0 +1,314 @@
+//! Shared by the integration tests: a test PKI generated at run time, configuration files in a
+//! temporary folder, an in-process server on a port-0 listener, and a raw HTTP/1.1-over-TLS
+//! client that sends paths exactly as written.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ccs_endpoint::app::Loaded;
+use ccs_endpoint::http::{self, AppState};
+use ccs_endpoint::pki::{self, Issued, KeyKind};
+use ccs_endpoint::server;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::SupportedProtocolVersion;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A fresh random secret as 64 hex characters.
+pub fn random_secret_hex() -> String {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+/// The whole test PKI, generated once per test binary.
+pub struct Pki {
+    /// "snc-db-encrypt": a 4096-bit root, as the production ones are.
+    pub root_a: Issued,
+    /// "snc-db-ejbca-root": the second production root.
+    pub root_b: Issued,
+    /// An intermediate under root B; its PEM is bundled with root B.
+    pub intermediate: Issued,
+    /// Same name as root A, another key: must not be trusted.
+    pub impostor: Issued,
+    /// Issues the server's own TLS certificate.
+    pub server_ca: Issued,
+    pub server: Issued,
+}
+
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let root_a = pki::ca("snc-db-encrypt", KeyKind::Rsa4096).unwrap();
+        let root_b = pki::ca("snc-db-ejbca-root", KeyKind::Rsa2048).unwrap();
+        let intermediate = root_b
+            .issue(
+                pki::ca_params("snc-db-issuing-1"),
+                KeyKind::Rsa2048.generate().unwrap(),
+            )
+            .unwrap();
+        let impostor = pki::ca("snc-db-encrypt", KeyKind::Rsa2048).unwrap();
+        let server_ca = pki::ca("test server CA", KeyKind::EcP256).unwrap();
+        let server = pki::server(&server_ca, &["localhost", "127.0.0.1"]).unwrap();
+        Pki {
+            root_a,
+            root_b,
+            intermediate,
+            impostor,
+            server_ca,
+            server,
+        }
+    })
+}
+
+/// A database certificate for `instance` from root A, with the real profile.
+pub fn db_cert(instance: &str) -> Issued {
+    pki::database(&pki().root_a, instance).unwrap()
+}
+
+/// The header value for a certificate.
+pub fn header(cert: &Issued) -> String {
+    BASE64.encode(cert.cert_der())
+}
+
+/// One key-store entry.
+pub struct Key {
+    pub instance: &'static str,
+    pub key_id: u64,
+    pub secret: String,
+    pub extra: &'static str,
+}
+
+impl Key {
+    pub fn new(instance: &'static str, key_id: u64) -> Self {
+        Self {
+            instance,
+            key_id,
+            secret: random_secret_hex(),
+            extra: "",
+        }
+    }
+
+    pub fn with(mut self, extra: &'static str) -> Self {
+        self.extra = extra;
+        self
+    }
+}
+
+/// Writes certificates, a key store and a configuration into `dir`; returns the config path.
+pub fn write_config(dir: &Path, keys: &[Key], extra_config: &str) -> PathBuf {
+    let p = pki();
+    std::fs::write(dir.join("server.crt"), p.server.cert_pem()).unwrap();
+    std::fs::write(dir.join("server.key"), p.server.key_pem().as_bytes()).unwrap();
+    std::fs::write(dir.join("root-a.pem"), p.root_a.cert_pem()).unwrap();
+    std::fs::write(
+        dir.join("root-b.pem"),
+        format!("{}{}", p.root_b.cert_pem(), p.intermediate.cert_pem()),
+    )
+    .unwrap();
+    let mut store = String::from("# test key store\n");
+    for k in keys {
+        store.push_str(&format!(
+            "[[key]]\ninstance = \"{}\"\nkey_id = {}\nsecret = \"{}\"\n{}\n",
+            k.instance, k.key_id, k.secret, k.extra
+        ));
+    }
+    write_private(&dir.join("keys.toml"), &store);
+    let config = dir.join("ccs-endpoint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [trust]\nroots = [\"root-a.pem\", \"root-b.pem\"]\n[keys]\nfile = \"keys.toml\"\n{extra_config}\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A server running in this process until dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    /// Serves the keys with the extra configuration lines (appended after `[keys] file`).
+    pub async fn start(keys: &[Key], extra_config: &str) -> Self {
+        Self::start_with(keys, extra_config, |state| state).await
+    }
+
+    /// As `start`, letting the test replace parts of the loaded state (e.g. the key store).
+    pub async fn start_with(
+        keys: &[Key],
+        extra_config: &str,
+        edit: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), keys, extra_config);
+        let loaded = Loaded::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
+        let (state, tls) = loaded.into_parts();
+        let state = Arc::new(edit(state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server::run(
+            listener,
+            tls,
+            http::router(state),
+            server::Limits::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            dir,
+            stop: Some(stop),
+        }
+    }
+
+    /// GET `path` with the given X-DB-Certificate header value (or none), over TLS 1.3.
+    pub async fn get(&self, path: &str, cert_header: Option<&str>) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(h) = cert_header {
+            headers.push(("X-DB-Certificate", h));
+        }
+        self.send(&rustls::version::TLS13, "GET", path, &headers)
+            .await
+    }
+
+    /// Sends one request exactly as given and reads the reply.
+    pub async fn send(
+        &self,
+        version: &'static SupportedProtocolVersion,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut raw =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str("\r\n");
+        raw_request(self.addr, version, raw.as_bytes()).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A parsed HTTP/1.1 reply.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub tls_version: Option<rustls::ProtocolVersion>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A client trusting only the test server CA, restricted to one TLS version.
+pub fn client_config(version: &'static SupportedProtocolVersion) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(pki().server_ca.cert_der().to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Writes bytes on a fresh TLS connection and reads until the server closes it.
+pub async fn raw_request(
+    addr: SocketAddr,
+    version: &'static SupportedProtocolVersion,
+    raw: &[u8],
+) -> Reply {
+    let connector = tokio_rustls::TlsConnector::from(client_config(version));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let tls_version = tls.get_ref().1.protocol_version();
+    tls.write_all(raw).await.unwrap();
+    let mut bytes = Vec::new();
+    // A server may close without close_notify; what arrived before counts.
+    let _ = tls.read_to_end(&mut bytes).await;
+    let text = String::from_utf8(bytes).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+        tls_version,
+    }
+}
+
+/// Decrypts a wrapped key with the database certificate's private key (aws-lc; the interop
+/// tests use OpenSSL and the JDK instead).
+pub fn unwrap_with(cert: &Issued, wrapped_b64: &str, sha256: bool) -> Vec<u8> {
+    use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
+    let key = PrivateDecryptingKey::from_pkcs8(&cert.key_der()).unwrap();
+    let key = OaepPrivateDecryptingKey::new(key).unwrap();
+    let wrapped = BASE64.decode(wrapped_b64).unwrap();
+    let mut out = vec![0u8; wrapped.len()];
+    let algorithm = if sha256 {
+        &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256
+    } else {
+        &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1
+    };
+    key.decrypt(algorithm, &wrapped, &mut out, None)
+        .unwrap()
+        .to_vec()
+}
