@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# ccs-endpoint: multi-stage build; the runtime image holds one static-ish binary (glibc only),
+# runs as a non-root user and reads its configuration, certificates and key store from mounts:
+#
+#   docker build -t ccs-endpoint .
+#   docker run --rm -p 8443:8443 \
+#     -v "$PWD/config:/etc/ccs-endpoint/config:ro" \
+#     -v "$PWD/certs:/etc/ccs-endpoint/certs:ro" \
+#     ccs-endpoint
+#
+# The key store must be readable by uid 65532 and by nobody else but its owner (see README).
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# Dependencies first, so that a source change does not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked && rm -rf src
+COPY src ./src
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked \
+    && strip target/release/ccs-endpoint
+
+# distroless/cc: glibc and CA data, no shell, no package manager; "nonroot" is uid 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/ccs-endpoint /usr/local/bin/ccs-endpoint
+ENV CCS_ENDPOINT_CONFIG=/etc/ccs-endpoint/config/ccs-endpoint.toml
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/usr/local/bin/ccs-endpoint"]
+CMD ["serve"]

@@ -1,0 +1,436 @@
+//! The binary as operators run it: `serve --dev` and its curl command, `check`, the command the
+//! Dockerfile runs, SIGTERM, and a scan of everything the server logged for the secret.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ccs_endpoint::secret::Secret;
+use support::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ccs-endpoint"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process whose stdout and stderr are collected as they come.
+struct Running {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut o = output.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        Self { child, output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    fn wait_for(&mut self, needle: &str) {
+        let start = Instant::now();
+        while !self.output().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "server exited ({status}) before {needle:?}:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {needle:?} after 60 s:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status within 15 s.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl_status(args: &[&str], cwd: &Path) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("curl is required (.ci/run installs it)");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every form in which a secret could leak.
+fn leak_forms(secret_hex: &str) -> Vec<String> {
+    let lower = secret_hex.to_ascii_lowercase();
+    let raw = hex::decode(&lower).unwrap();
+    vec![
+        lower.clone(),
+        lower.to_ascii_uppercase(),
+        lower[16..48].to_owned(),
+        BASE64.encode(&raw),
+        BASE64.encode(lower.as_bytes()),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw),
+        format!("{:?}", raw),
+    ]
+}
+
+#[test]
+fn dev_default_serves_its_curl_command_logs_no_secret_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--dev",
+        "--dev-listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .current_dir(dir.path())
+    .env("RUST_LOG", "trace");
+    let mut server = Running::spawn(cmd);
+    server.wait_for("listening");
+    let output = server.output();
+    assert!(output.contains("DEVELOPMENT ONLY"), "{output}");
+
+    // The banner's curl command, pasted as is, answers 200 with a key for the dev database.
+    let curl = output
+        .lines()
+        .skip_while(|l| !l.contains("Try it:"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(curl.starts_with("curl "), "{curl}");
+    let reply = Command::new("sh")
+        .args(["-c", &curl])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        reply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&reply.stdout).unwrap();
+    assert_eq!(body["keyId"], 1);
+    let wrapped = BASE64.decode(body["wrappedKey"].as_str().unwrap()).unwrap();
+
+    // The dev key store's secret is what OpenSSL unwraps with the dev database key.
+    let keys = std::fs::read_to_string(dir.path().join("dev/keys.toml")).unwrap();
+    let secret = keys
+        .lines()
+        .find_map(|l| l.strip_prefix("secret = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    std::fs::write(dir.path().join("wrapped.bin"), &wrapped).unwrap();
+    let unwrapped = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            "dev/client.key",
+            "-in",
+            "wrapped.bin",
+        ])
+        .args(["-pkeyopt", "rsa_padding_mode:oaep"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        unwrapped.stdout == secret.as_bytes(),
+        "OpenSSL did not unwrap the dev secret"
+    );
+
+    // Every other row of the status table, so that each kind of log line is scanned.
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    let cert = format!(
+        "X-DB-Certificate: {}",
+        std::fs::read_to_string(dir.path().join("dev/client.b64")).unwrap()
+    );
+    let tls = ["--cacert", "dev/ca.crt"];
+    let rows: Vec<(Vec<String>, &str)> = vec![
+        (vec![url("/kek/ccsdemo/1")], "401"),
+        (
+            vec!["-H".into(), cert.clone(), url("/kek/ccsdemo/2")],
+            "404",
+        ),
+        (
+            vec!["-X".into(), "POST".into(), url("/kek/ccsdemo/1")],
+            "405",
+        ),
+        (vec![url("/kek/ccsdemo/1/")], "400"),
+        (
+            vec![
+                "--tlsv1.2".into(),
+                "--tls-max".into(),
+                "1.2".into(),
+                "-H".into(),
+                cert,
+                url("/kek/ccsdemo/1"),
+            ],
+            "200",
+        ),
+    ];
+    for (args, want) in rows {
+        let mut all: Vec<&str> = tls.to_vec();
+        all.extend(args.iter().map(String::as_str));
+        assert_eq!(curl_status(&all, dir.path()), want, "{args:?}");
+    }
+
+    let status = server.terminate();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    let log = server.output();
+    assert!(
+        log.contains("SIGTERM received") && log.contains("stopped"),
+        "{log}"
+    );
+    for status in ["200", "400", "401", "404", "405"] {
+        assert!(
+            log.contains(&format!("status={status}")),
+            "no {status} line in the log"
+        );
+    }
+    assert!(
+        log.contains("TRACE"),
+        "the scan must cover trace-level output"
+    );
+    for form in leak_forms(&secret) {
+        assert!(
+            !log.contains(&form),
+            "a form of the secret appears in the server output"
+        );
+    }
+    assert!(
+        !log.contains("PRIVATE KEY"),
+        "a private key appears in the server output"
+    );
+}
+
+fn check(config: &Path) -> std::process::Output {
+    bin()
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_summarises_a_good_configuration_by_kcv_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new("ccsdemo", 1).with("not_after = \"2020-01-01T00:00:00Z\"");
+    let secret = key.secret.clone();
+    let config = write_config(
+        dir.path(),
+        &[key, Key::new("other", 7).with("disabled = true")],
+        "",
+    );
+    let out = check(&config);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kcv = Secret::from_hex(&secret).unwrap().kcv().to_string();
+    for want in [
+        kcv.as_str(),
+        "instance ccsdemo key_id 1",
+        "hard kill switch",
+        "instance other key_id 7",
+        "disabled",
+        "CN=snc-db-encrypt",
+        "CN=snc-db-ejbca-root",
+        "CN=snc-db-issuing-1",
+        "tls ",
+        "padding oaep-sha1, plaintext hex",
+        "ok: ",
+    ] {
+        assert!(stdout.contains(want), "want {want:?} in:\n{stdout}");
+    }
+    for form in leak_forms(&secret) {
+        assert!(!stdout.contains(&form), "check printed the secret");
+    }
+
+    // The same file through $CCS_ENDPOINT_CONFIG.
+    let out = bin()
+        .arg("check")
+        .env("CCS_ENDPOINT_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn check_fails_with_the_file_entry_and_field() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
+    let keys = dir.path().join("keys.toml");
+    let stderr = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+
+    // The example key store's placeholder.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/keys.example.toml"
+    ))
+    .unwrap();
+    write_private(&keys, &example);
+    let err = stderr(check(&config));
+    assert!(
+        err.contains("keys.toml: entry 1 (instance \"ccsdemo\", key_id 1): field `secret`"),
+        "{err}"
+    );
+
+    // A key store others can read.
+    write_private(&keys, "");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = stderr(check(&config));
+    assert!(err.contains("chmod 600"), "{err}");
+    // ... served with a warning when explicitly allowed.
+    let allowed = dir.path().join("allowed.toml");
+    std::fs::write(
+        &allowed,
+        std::fs::read_to_string(&config).unwrap() + "allow_insecure_permissions = true\n",
+    )
+    .unwrap();
+    let out = check(&allowed);
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("allow_insecure_permissions"));
+
+    // A missing roots file, a server key that is not the certificate's, a missing config.
+    write_private(&keys, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("root-b.pem", "missing.pem")).unwrap();
+    let err = stderr(check(&config));
+    assert!(err.contains("missing.pem"), "{err}");
+    std::fs::write(&config, &text).unwrap();
+    write_private(
+        &dir.path().join("server.key"),
+        &ccs_endpoint::pki::KeyKind::EcP256
+            .generate()
+            .unwrap()
+            .serialize_pem(),
+    );
+    let err = stderr(check(&config));
+    assert!(
+        err.contains("server.key") && err.contains("matching key"),
+        "{err}"
+    );
+    let err = stderr(check(&dir.path().join("nope.toml")));
+    assert!(
+        err.contains("nope.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+/// The JSON array of a Dockerfile instruction such as `CMD ["serve"]`.
+fn dockerfile_array(dockerfile: &str, instruction: &str) -> Vec<String> {
+    let line = dockerfile
+        .lines()
+        .find(|l| l.starts_with(&format!("{instruction} ")))
+        .unwrap_or_else(|| panic!("no {instruction} in the Dockerfile"));
+    serde_json::from_str(&line[instruction.len() + 1..]).unwrap()
+}
+
+#[test]
+fn the_dockerfile_command_serves_and_stops_cleanly() {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let entrypoint = dockerfile_array(&dockerfile, "ENTRYPOINT");
+    let cmd = dockerfile_array(&dockerfile, "CMD");
+    assert_eq!(entrypoint, ["/usr/local/bin/ccs-endpoint"]);
+    assert!(dockerfile.contains(
+        "COPY --from=build /src/target/release/ccs-endpoint /usr/local/bin/ccs-endpoint"
+    ));
+    let user = dockerfile.lines().find(|l| l.starts_with("USER ")).unwrap();
+    assert!(!user.contains(" 0") && !user.contains("root"), "{user}");
+    let env = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV CCS_ENDPOINT_CONFIG="))
+        .unwrap();
+    assert!(env.starts_with("/etc/ccs-endpoint/"));
+
+    // The image's command, with its configuration variable pointed at a test configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).unwrap();
+    let mut command = bin();
+    command.args(&cmd).env("CCS_ENDPOINT_CONFIG", &config);
+    let mut server = Running::spawn(command);
+    server.wait_for("listening");
+    let status = server.terminate();
+    assert!(status.success(), "{status}\n{}", server.output());
+}
