@@ -154,7 +154,9 @@ impl Loaded {
             trust: Arc::new(self.trust),
             keys: Arc::new(self.keys),
             wrap: self.config.wrap,
-            validity: self.config.keys.validity,
+            // Bounded by MAX_VALIDITY when the configuration was parsed.
+            validity: time::Duration::try_from(self.config.keys.validity)
+                .unwrap_or(time::Duration::days(3650)),
         };
         (state, self.tls.config)
     }

@@ -27,7 +27,8 @@ pub struct AppState {
     pub trust: Arc<TrustStore>,
     pub keys: Arc<dyn KeyStore>,
     pub wrap: WrapOptions,
-    pub validity: Duration,
+    /// How long an answer stays valid (capped by each key's `not_after`).
+    pub validity: time::Duration,
 }
 
 /// The TCP peer of a connection, set by the server on each request.
@@ -144,6 +145,8 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+    let span = tracing::info_span!("request", %request_id);
+    let _entered = span.enter();
     let mut record = Record::default();
     let outcome = decide(&state, &request, &mut record);
     let status = outcome
@@ -223,10 +226,7 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
         .map_err(Failure::Key)?;
     record.kcv = Some(wrapped.state.kcv);
     let horizon = now
-        .checked_add(
-            time::Duration::try_from(state.validity)
-                .map_err(|e| Failure::Internal(e.to_string()))?,
-        )
+        .checked_add(state.validity)
         .ok_or_else(|| Failure::Internal("validity overflows the calendar".into()))?;
     let valid_until = match wrapped.state.not_after {
         Some(not_after) if not_after < horizon => {
@@ -350,7 +350,7 @@ mod tests {
             trust: Arc::new(trust),
             keys: Arc::new(keys),
             wrap: WrapOptions::default(),
-            validity: Duration::from_secs(3600),
+            validity: time::Duration::hours(1),
         };
         (router(Arc::new(state)), BASE64.encode(db.cert_der()))
     }

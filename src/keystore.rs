@@ -132,10 +132,10 @@ impl FileKeyStore {
         // toml's own Display quotes the offending source line, which may be a secret: only its
         // message and position are used.
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
-                .unwrap_or(0);
+            let line = e.span().map_or(0, |span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                1 + before.iter().filter(|&&b| b == b'\n').count()
+            });
             KeyStoreError::Syntax {
                 path: path.to_owned(),
                 line,
