@@ -1,0 +1,439 @@
+//! The TOML configuration file → a typed `Config` that cannot hold a bad value.
+//!
+//! Relative paths inside the file resolve against the directory of the configuration file, so
+//! the server behaves the same whatever its working directory (systemd starts it in `/`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::cert::{MAX_RSA_BITS, MIN_RSA_BITS_FLOOR};
+use crate::wrap::WrapOptions;
+
+/// Where `serve` and `check` look when no `--config` is given.
+pub const DEFAULT_PATH: &str = "config/ccs-endpoint.toml";
+/// The environment variable that overrides [`DEFAULT_PATH`].
+pub const ENV_VAR: &str = "CCS_ENDPOINT_CONFIG";
+/// How long a wrapped key stays valid unless `[keys] validity` says otherwise.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest validity accepted: ten years.
+pub const MAX_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// The whole configuration, with every path made absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub trust: TrustConfig,
+    pub keys: KeysConfig,
+    pub wrap: WrapOptions,
+    pub limits: Limits,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+/// The source ranges the SaaS publishes for its CCS pollers: `allow = ["saas"]` stands for them.
+pub const SAAS_RANGES: [&str; 5] = [
+    "37.98.232.0/21",
+    "103.23.64.0/22",
+    "149.96.0.0/16",
+    "199.91.136.0/21",
+    "148.139.0.0/16",
+];
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// When set, only clients in these networks get past 403.
+    pub allow: Option<Vec<IpNet>>,
+    /// Peers whose `X-Forwarded-For` (or PROXY protocol header) names the real client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header from a trusted proxy.
+    pub proxy_protocol: bool,
+}
+
+/// `[limits]`: what a connection may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A TLS handshake (and a PROXY header) must finish within this.
+    pub handshake_timeout: Duration,
+    /// Request headers must arrive within this (slow-loris); also the keep-alive idle limit.
+    pub header_timeout: Duration,
+    /// A request must be answered within this, or gets 503.
+    pub request_timeout: Duration,
+    /// Largest request head accepted (431 above it).
+    pub max_header_bytes: usize,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// After SIGTERM, in-flight requests get this long to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[admin]`: the plain-HTTP listener for health and metrics.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` when `enabled = false`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` text, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines and audit.
+    Json,
+}
+
+/// `[tls]`: the server's own certificate chain and private key, PEM.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[trust]`: who may ask.
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    pub roots: Vec<PathBuf>,
+    pub min_rsa_bits: usize,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    pub file: PathBuf,
+    pub validity: Duration,
+    pub allow_insecure_permissions: bool,
+}
+
+/// A configuration that cannot be used; names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: field `{field}`: {message}")]
+    Field {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    tls: RawTls,
+    trust: RawTrust,
+    keys: RawKeys,
+    #[serde(default)]
+    wrap: WrapOptions,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    proxy_protocol: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    drain_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default = "default_admin_listen")]
+    listen: String,
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+            enabled: true,
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    roots: Vec<PathBuf>,
+    #[serde(default = "default_min_rsa_bits")]
+    min_rsa_bits: usize,
+}
+
+fn default_min_rsa_bits() -> usize {
+    MIN_RSA_BITS_FLOOR
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    file: PathBuf,
+    validity: Option<String>,
+    #[serde(default)]
+    allow_insecure_permissions: bool,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let field = |field: &'static str, message: String| ConfigError::Field {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        let resolve = |p: &Path| base.join(p);
+
+        let address = |name: &'static str, text: &str| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                field(
+                    name,
+                    format!("{text:?} is not an address:port such as \"0.0.0.0:8443\" or \"[::]:8443\""),
+                )
+            })
+        };
+        let listen = address(
+            "server.listen",
+            raw.server.listen.as_deref().unwrap_or("0.0.0.0:8443"),
+        )?;
+        let networks = |name: &'static str, items: &[String]| -> Result<Vec<IpNet>, ConfigError> {
+            let mut nets = Vec::new();
+            for item in items {
+                if item == "saas" {
+                    nets.extend(SAAS_RANGES.iter().filter_map(|r| r.parse::<IpNet>().ok()));
+                    continue;
+                }
+                let net = item
+                    .parse::<IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        field(
+                            name,
+                            format!("{item:?} is not a network such as \"10.0.0.0/8\", an address, or \"saas\""),
+                        )
+                    })?;
+                nets.push(net.trunc());
+            }
+            Ok(nets)
+        };
+        let allow = match &raw.server.allow {
+            None => None,
+            Some(items) if items.is_empty() => {
+                return Err(field(
+                    "server.allow",
+                    "is empty, which would refuse everyone: remove it to allow all, or list networks".into(),
+                ))
+            }
+            Some(items) => Some(networks("server.allow", items)?),
+        };
+        let trusted_proxies = networks("server.trusted_proxies", &raw.server.trusted_proxies)?;
+        if raw.server.proxy_protocol && trusted_proxies.is_empty() {
+            return Err(field(
+                "server.proxy_protocol",
+                "needs server.trusted_proxies: the addresses of the load balancers that send the PROXY header".into(),
+            ));
+        }
+        let limits = parse_limits(&raw.limits).map_err(|(name, message)| field(name, message))?;
+        let admin = AdminConfig {
+            listen: if raw.admin.enabled {
+                Some(address("admin.listen", &raw.admin.listen)?)
+            } else {
+                None
+            },
+        };
+        if raw.trust.roots.is_empty() {
+            return Err(field(
+                "trust.roots",
+                "must name at least one PEM file of trusted roots".into(),
+            ));
+        }
+        let min_rsa_bits = raw.trust.min_rsa_bits;
+        if !(MIN_RSA_BITS_FLOOR..=MAX_RSA_BITS).contains(&min_rsa_bits) {
+            return Err(field(
+                "trust.min_rsa_bits",
+                format!("must be between {MIN_RSA_BITS_FLOOR} and {MAX_RSA_BITS} (found {min_rsa_bits})"),
+            ));
+        }
+        let validity = match raw.keys.validity.as_deref() {
+            None => DEFAULT_VALIDITY,
+            Some(text) => humantime::parse_duration(text).map_err(|e| {
+                field(
+                    "keys.validity",
+                    format!("{text:?} is not a duration such as \"7d\" or \"36h\": {e}"),
+                )
+            })?,
+        };
+        if validity.is_zero() || validity > MAX_VALIDITY {
+            return Err(field(
+                "keys.validity",
+                format!(
+                    "must be more than 0 and at most 3650d (found {})",
+                    humantime::format_duration(validity)
+                ),
+            ));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            server: ServerConfig {
+                listen,
+                allow,
+                trusted_proxies,
+                proxy_protocol: raw.server.proxy_protocol,
+            },
+            tls: TlsConfig {
+                cert: resolve(&raw.tls.cert),
+                key: resolve(&raw.tls.key),
+            },
+            trust: TrustConfig {
+                roots: raw.trust.roots.iter().map(|p| resolve(p)).collect(),
+                min_rsa_bits,
+            },
+            keys: KeysConfig {
+                file: resolve(&raw.keys.file),
+                validity,
+                allow_insecure_permissions: raw.keys.allow_insecure_permissions,
+            },
+            wrap: raw.wrap,
+            limits,
+            admin,
+            log: LogConfig {
+                format: raw.log.format,
+            },
+        })
+    }
+}
+
+fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {
+    let defaults = Limits::default();
+    let duration = |name: &'static str, text: &Option<String>, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Ok(d),
+            Ok(_) => Err((name, format!("{text:?} must be more than 0 and at most 1h"))),
+            Err(e) => Err((name, format!("{text:?} is not a duration such as \"10s\": {e}"))),
+        },
+    };
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(defaults.max_header_bytes);
+    if !(8 * 1024..=1024 * 1024).contains(&max_header_bytes) {
+        return Err((
+            "limits.max_header_bytes",
+            format!("must be between 8192 and 1048576 (found {max_header_bytes})"),
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err(("limits.max_connections", "must be at least 1".into()));
+    }
+    Ok(Limits {
+        handshake_timeout: duration(
+            "limits.handshake_timeout",
+            &raw.handshake_timeout,
+            defaults.handshake_timeout,
+        )?,
+        header_timeout: duration("limits.header_timeout", &raw.header_timeout, defaults.header_timeout)?,
+        request_timeout: duration(
+            "limits.request_timeout",
+            &raw.request_timeout,
+            defaults.request_timeout,
+        )?,
+        max_header_bytes,
+        max_connections,
+        drain_timeout: duration("limits.drain_timeout", &raw.drain_timeout, defaults.drain_timeout)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;
