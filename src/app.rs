@@ -2,19 +2,23 @@
 //! TLS identity, the trust roots and the key store. `serve` and `check` share it, so `check`
 //! passes exactly when `serve` would start.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::crypto::aws_lc_rs;
-use rustls::version::{TLS12, TLS13};
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
+use tokio::net::TcpListener;
 
 use crate::cert::{TrustError, TrustStore};
 use crate::config::{Config, ConfigError};
-use crate::keystore::{FileKeyStore, KeyStoreError, Permissions};
+use crate::keystore::{FileKeyStore, KeyStore as _, KeyStoreError, Permissions};
+use crate::metrics::Metrics;
+use crate::peer::PeerPolicy;
+use crate::reload::{self, Reloader};
+use crate::server::{self, ServerOptions};
+use crate::state::AppState;
+use crate::tls::{self, CertSwitch, Identity};
 
 /// Why the server cannot start. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -29,19 +33,10 @@ pub enum LoadError {
     Keys(#[from] KeyStoreError),
 }
 
-/// The server's own certificate chain and key, ready for rustls.
-pub struct TlsIdentity {
-    pub config: Arc<ServerConfig>,
-    /// Subject of the leaf certificate.
-    pub subject: String,
-    /// Expiry of the leaf certificate.
-    pub not_after: OffsetDateTime,
-}
-
 /// A fully loaded configuration.
 pub struct Loaded {
     pub config: Config,
-    pub tls: TlsIdentity,
+    pub tls: Identity,
     pub trust: TrustStore,
     pub keys: FileKeyStore,
     /// Things an operator should fix that do not stop the server.
@@ -57,7 +52,7 @@ impl Loaded {
     /// Loads everything a parsed configuration names.
     pub fn from_config(config: Config) -> Result<Self, LoadError> {
         let mut warnings = Vec::new();
-        let tls = load_tls(&config.tls.cert, &config.tls.key)?;
+        let tls = tls::load_identity(&config.tls.cert, &config.tls.key)?;
         let now = OffsetDateTime::now_utc();
         if tls.not_after < now {
             warnings.push(format!(
@@ -104,63 +99,7 @@ impl Loaded {
     }
 }
 
-/// Reads the server's PEM chain and private key into a rustls configuration for TLS 1.3 and
-/// 1.2, offering HTTP/2 and HTTP/1.1 by ALPN. Fails when the key does not match the certificate.
-pub fn load_tls(cert: &Path, key: &Path) -> Result<TlsIdentity, LoadError> {
-    let cert_err = |message: String| LoadError::Tls {
-        file: cert.to_owned(),
-        message,
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(format!("cannot read the certificate chain: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_err(format!("cannot read the certificate chain: {e}")))?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| cert_err("holds no PEM CERTIFICATE block".into()))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| cert_err(format!("the first certificate does not parse: {e}")))?;
-    let subject = parsed.subject().to_string();
-    let not_after = parsed.validity().not_after.to_datetime();
-    // rustls' key errors never carry key material.
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| LoadError::Tls {
-        file: key.to_owned(),
-        message: format!("cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
-    })?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&TLS13, &TLS12])
-        .map_err(|e| cert_err(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|e| LoadError::Tls {
-            file: key.to_owned(),
-            message: format!(
-                "the private key cannot serve the certificate {} ({e}): is it the matching key?",
-                cert.display()
-            ),
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsIdentity {
-        config: Arc::new(config),
-        subject,
-        not_after,
-    })
-}
-
 impl Loaded {
-    /// The request handler state and the TLS configuration, ready for `server::run`.
-    pub fn into_parts(self) -> (crate::http::AppState, Arc<ServerConfig>) {
-        let state = crate::http::AppState {
-            trust: Arc::new(self.trust),
-            keys: Arc::new(self.keys),
-            wrap: self.config.wrap,
-            // Bounded by MAX_VALIDITY when the configuration was parsed.
-            validity: time::Duration::try_from(self.config.keys.validity)
-                .unwrap_or(time::Duration::days(3650)),
-        };
-        (state, self.tls.config)
-    }
-
     /// A human summary of what is loaded, for `check` and the start-up log. Shows each key by
     /// its KCV, never its secret.
     pub fn summary(&self) -> String {
@@ -226,5 +165,98 @@ impl Loaded {
             let _ = writeln!(out, "warning     {warning}");
         }
         out
+    }
+}
+
+impl Loaded {
+    /// Wires the loaded parts into a server: shared state, metrics, a swappable TLS identity and
+    /// the reloader that keeps them current.
+    pub fn into_daemon(self) -> Result<Daemon, LoadError> {
+        let config = self.config;
+        let metrics = Arc::new(Metrics::new());
+        metrics.server_cert(self.tls.not_after);
+        reload::record_roots(&metrics, &self.trust);
+        reload::record_key_states(&metrics, &self.keys.list());
+        let policy = PeerPolicy::new(
+            config.server.allow.clone(),
+            config.server.trusted_proxies.clone(),
+        );
+        let state = Arc::new(AppState::new(
+            Arc::new(self.trust),
+            Arc::new(self.keys),
+            config.wrap,
+            // Bounded by MAX_VALIDITY when the configuration was parsed.
+            time::Duration::try_from(config.keys.validity).unwrap_or(time::Duration::days(3650)),
+            policy.clone(),
+            Arc::clone(&metrics),
+        ));
+        let switch = Arc::new(CertSwitch::new(&self.tls));
+        let tls = tls::server_config(Arc::clone(&switch)).map_err(|e| LoadError::Tls {
+            file: config.tls.cert.clone(),
+            message: e.to_string(),
+        })?;
+        let options = ServerOptions {
+            limits: config.limits,
+            proxy_protocol: config.server.proxy_protocol,
+            policy,
+            metrics,
+        };
+        let reloader = Arc::new(Reloader::new(config, Arc::clone(&state), switch));
+        Ok(Daemon {
+            state,
+            reloader,
+            tls,
+            options,
+        })
+    }
+}
+
+/// A server ready to run: the state requests share, and what keeps it current.
+pub struct Daemon {
+    pub state: Arc<AppState>,
+    pub reloader: Arc<Reloader>,
+    tls: Arc<ServerConfig>,
+    options: ServerOptions,
+}
+
+impl Daemon {
+    /// Serves on `service` (TLS) and `admin` (plain HTTP) and reloads on changes, until
+    /// `shutdown` completes; then reports not ready, drains, and returns.
+    pub async fn run(
+        self,
+        service: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(reload::watch(Arc::clone(&self.reloader), stopped.clone()));
+        let admin = admin.map(|listener| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(crate::admin::serve(
+                listener,
+                Arc::clone(&self.state),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ))
+        });
+        self.state.set_ready(true);
+        let state = Arc::clone(&self.state);
+        server::run(
+            service,
+            self.tls,
+            crate::http::router(Arc::clone(&self.state)),
+            self.options,
+            async move {
+                shutdown.await;
+                state.set_ready(false);
+            },
+        )
+        .await;
+        let _ = stop.send(true);
+        let _ = watcher.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
     }
 }

@@ -55,10 +55,13 @@ const PKI_FILES: [&str; 7] = [
 pub fn prepare(
     dir: &Path,
     listen: SocketAddr,
+    admin: SocketAddr,
     instance: &InstanceName,
 ) -> Result<DevSetup, DevError> {
-    if !listen.ip().is_loopback() {
-        return Err(DevError::NotLoopback(listen));
+    for address in [listen, admin] {
+        if !address.ip().is_loopback() {
+            return Err(DevError::NotLoopback(address));
+        }
     }
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -104,7 +107,8 @@ pub fn prepare(
          [server]\nlisten = \"{listen}\"\n\n\
          [tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n\n\
          [trust]\nroots = [\"ca.crt\"]\n\n\
-         [keys]\nfile = \"keys.toml\"\n"
+         [keys]\nfile = \"keys.toml\"\n\n\
+         [admin]\nlisten = \"{admin}\"\n"
     );
     write(&config, text.as_bytes(), false)?;
     let host = if listen.is_ipv6() {

@@ -1,7 +1,7 @@
 //! HTTP: the one resource, the order of its checks, and the single place where every failure
 //! becomes a status code, a JSON message and a log line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,24 +16,12 @@ use base64::Engine;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::cert::{self, CertError, CertIdentity, TrustStore};
-use crate::keystore::{KeyStore, LookupError};
+use crate::cert::{self, CertError, CertIdentity};
+use crate::keystore::LookupError;
+use crate::peer::ConnInfo;
 use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId, PathError};
 use crate::secret::Kcv;
-use crate::wrap::WrapOptions;
-
-/// What every request handler shares.
-pub struct AppState {
-    pub trust: Arc<TrustStore>,
-    pub keys: Arc<dyn KeyStore>,
-    pub wrap: WrapOptions,
-    /// How long an answer stays valid (capped by each key's `not_after`).
-    pub validity: time::Duration,
-}
-
-/// The TCP peer of a connection, set by the server on each request.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub use crate::state::AppState;
 
 /// The response header carrying the request id (also in the log line).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,6 +35,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Why a request did not get a key. `status` is the one mapping to HTTP.
 #[derive(Debug)]
 enum Failure {
+    /// The client address is not on the allow-list.
+    Forbidden(IpAddr),
     Path(PathError),
     Method,
     Cert(CertError),
@@ -58,6 +48,7 @@ enum Failure {
 impl Failure {
     fn status(&self) -> StatusCode {
         match self {
+            Failure::Forbidden(_) => StatusCode::FORBIDDEN,
             Failure::Path(_) => StatusCode::BAD_REQUEST,
             Failure::Method => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Cert(_) => StatusCode::UNAUTHORIZED,
@@ -70,6 +61,7 @@ impl Failure {
 
     fn reason(&self) -> &'static str {
         match self {
+            Failure::Forbidden(_) => "not_allowed",
             Failure::Path(PathError::Query) => "query_string",
             Failure::Path(_) => "bad_path",
             Failure::Method => "method_not_allowed",
@@ -85,6 +77,9 @@ impl Failure {
     /// them apart.
     fn message(&self, record: &Record, request_id: &str) -> String {
         match self {
+            Failure::Forbidden(ip) => {
+                format!("Requests from {ip} are not allowed by this endpoint's allow-list")
+            }
             Failure::Path(e) => format!("Bad request: {e}"),
             Failure::Method => "Only GET is allowed on /kek/<instance>/<key_id>".into(),
             Failure::Cert(e) => e.to_string(),
@@ -119,6 +114,8 @@ struct Record {
     key_id: Option<KeyId>,
     cert: Option<CertIdentity>,
     verified_by: Option<String>,
+    cert_not_after: Option<OffsetDateTime>,
+    client: Option<IpAddr>,
     kcv: Option<Kcv>,
     valid_until: Option<String>,
     kill_switch: bool,
@@ -142,13 +139,27 @@ struct ErrorBody<'a> {
 }
 
 async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if request.uri().path() == "/healthz" {
+        return healthz(&request);
+    }
     let started = Instant::now();
     let request_id = new_request_id();
-    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+    let conn = request.extensions().get::<ConnInfo>().copied();
     let span = tracing::info_span!("request", %request_id);
     let _entered = span.enter();
     let mut record = Record::default();
-    let outcome = decide(&state, &request, &mut record);
+    let outcome = match conn {
+        Some(conn) => {
+            let client = state.policy.client(&conn, request.headers());
+            record.client = Some(client);
+            if state.policy.allows(client) {
+                decide(&state, &request, &mut record)
+            } else {
+                Err(Failure::Forbidden(client))
+            }
+        }
+        None => decide(&state, &request, &mut record),
+    };
     let status = outcome
         .as_ref()
         .map_or_else(Failure::status, |_| StatusCode::OK);
@@ -179,17 +190,46 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
         Err(failure) => failure.reason(),
     };
     let detail = outcome.as_ref().err().and_then(Failure::detail);
+    let latency = started.elapsed();
+    let metrics = &state.metrics;
+    metrics.request(status.as_u16(), reason, latency.as_secs_f64());
+    match &outcome {
+        Err(Failure::Cert(e)) => metrics.rejection(e.reason()),
+        Ok(_) => {
+            if let (Some(instance), Some(not_after)) = (&record.instance, record.cert_not_after) {
+                metrics.poll(instance.as_str(), OffsetDateTime::now_utc(), not_after);
+            }
+        }
+        Err(_) => {}
+    }
     log_request(
         &request_id,
-        peer,
+        conn,
         &request,
         status,
         reason,
         &record,
         detail.as_deref(),
-        started.elapsed(),
+        latency,
     );
     response
+}
+
+/// Liveness on the service port, for load balancers: answered before the allow-list, logged
+/// at debug only.
+fn healthz(request: &Request) -> Response {
+    tracing::debug!(method = %request.method(), "healthz");
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only GET is allowed on /healthz",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
 /// The checks, in the order the contract fixes: path (400), method (405), certificate (401),
@@ -210,7 +250,8 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
     let der =
         cert::decode_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
     let now = OffsetDateTime::now_utc();
-    let verified = state
+    let snapshot = state.snapshot.load();
+    let verified = snapshot
         .trust
         .verify(&der, &path.instance, now)
         .map_err(|rejected| {
@@ -219,8 +260,9 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
         })?;
     record.cert = Some(verified.identity.clone());
     record.verified_by = Some(verified.verified_by.clone());
+    record.cert_not_after = Some(verified.not_after);
 
-    let wrapped = state
+    let wrapped = snapshot
         .keys
         .wrap_for(&path.instance, path.key_id, &verified.recipient, state.wrap)
         .map_err(Failure::Key)?;
@@ -244,7 +286,19 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
     })
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
+/// `{"error": message}` with the headers every answer carries.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    json(
+        status,
+        &ErrorBody {
+            error: message,
+            error_id: None,
+        },
+    )
+}
+
+/// A JSON answer with `Content-Type: application/json` and `Cache-Control: no-store`.
+pub fn json(status: StatusCode, body: &impl Serialize) -> Response {
     // Serialising these plain structs cannot fail; an empty object is the safe fallback.
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Body::from(bytes));
@@ -272,7 +326,7 @@ fn new_request_id() -> String {
 #[allow(clippy::too_many_arguments)]
 fn log_request(
     request_id: &str,
-    peer: Option<SocketAddr>,
+    conn: Option<ConnInfo>,
     request: &Request,
     status: StatusCode,
     reason: &str,
@@ -280,6 +334,9 @@ fn log_request(
     detail: Option<&str>,
     latency: Duration,
 ) {
+    let peer: Option<SocketAddr> = conn.map(|c| c.peer);
+    // The client, when it is not the TCP peer (a trusted proxy named it).
+    let client = record.client.filter(|ip| Some(*ip) != peer.map(|p| p.ip()));
     let path = request.uri().path();
     let path = match path.char_indices().nth(200) {
         Some((end, _)) => &path[..end],
@@ -292,6 +349,7 @@ fn log_request(
                 $level,
                 request_id,
                 peer = peer.map(tracing::field::display),
+                client = client.map(tracing::field::display),
                 method = %request.method(),
                 path = ?path,
                 instance = record.instance.as_ref().map(InstanceName::as_str),
@@ -322,6 +380,7 @@ fn log_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::TrustStore;
     use crate::keystore::FileKeyStore;
     use crate::pki;
     use http_body_util::BodyExt;
@@ -346,12 +405,14 @@ mod tests {
             &format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{SECRET}\"\n"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let state = AppState {
-            trust: Arc::new(trust),
-            keys: Arc::new(keys),
-            wrap: WrapOptions::default(),
-            validity: time::Duration::hours(1),
-        };
+        let state = AppState::new(
+            Arc::new(trust),
+            Arc::new(keys),
+            crate::wrap::WrapOptions::default(),
+            time::Duration::hours(1),
+            crate::peer::PeerPolicy::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
         (router(Arc::new(state)), BASE64.encode(db.cert_der()))
     }
 

@@ -3,14 +3,21 @@
 //! A SaaS database polls `GET /kek/<instance>/<key_id>` with its certificate in a header; the
 //! endpoint verifies the certificate and answers the key-encryption key, RSA-OAEP-wrapped to it.
 
+pub mod admin;
 pub mod app;
 pub mod cert;
 pub mod config;
 pub mod dev;
 pub mod http;
 pub mod keystore;
+pub mod metrics;
+pub mod peer;
 pub mod pki;
 pub mod protocol;
+pub mod proxy;
+pub mod reload;
 pub mod secret;
 pub mod server;
+pub mod state;
+pub mod tls;
 pub mod wrap;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ccs_endpoint::app::Loaded;
+use ccs_endpoint::config::{self, Config, LogFormat};
 use ccs_endpoint::protocol::InstanceName;
-use ccs_endpoint::{config, dev, http, server};
+use ccs_endpoint::{dev, server};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -46,6 +47,14 @@ enum Command {
             requires = "dev"
         )]
         dev_listen: SocketAddr,
+        /// The loopback address of --dev's admin listener (/healthz /readyz /metrics).
+        #[arg(
+            long,
+            value_name = "ADDR",
+            default_value = "127.0.0.1:9090",
+            requires = "dev"
+        )]
+        dev_admin_listen: SocketAddr,
         /// The instance --dev issues its database certificate and key for.
         #[arg(long, value_name = "NAME", default_value = "ccsdemo", requires = "dev")]
         dev_instance: String,
@@ -76,11 +85,11 @@ fn main() -> ExitCode {
             dev,
             dev_dir,
             dev_listen,
+            dev_admin_listen,
             dev_instance,
         } => {
-            init_logging();
             let path = if dev {
-                prepare_dev(&dev_dir, dev_listen, &dev_instance)
+                prepare_dev(&dev_dir, dev_listen, dev_admin_listen, &dev_instance)
             } else {
                 Ok(config_path(config))
             };
@@ -96,13 +105,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_writer(std::io::stdout)
-        .init();
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
@@ -115,39 +131,47 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 fn prepare_dev(
     dir: &std::path::Path,
     listen: SocketAddr,
+    admin: SocketAddr,
     instance: &str,
 ) -> anyhow::Result<PathBuf> {
     let instance = InstanceName::parse(instance).context("--dev-instance")?;
-    let setup = dev::prepare(dir, listen, &instance)?;
+    let setup = dev::prepare(dir, listen, admin, &instance)?;
     println!("{}", setup.banner());
     Ok(setup.config)
 }
 
 fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let loaded = Loaded::from_file(&path)?;
+    let config = Config::load(&path)?;
+    init_logging(config.log.format);
+    let loaded = Loaded::from_config(config)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");
     }
     let listen = loaded.config.server.listen;
+    let admin = loaded.config.admin.listen;
     let summary = loaded.summary();
-    let (state, tls) = loaded.into_parts();
+    let daemon = loaded.into_daemon()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let service = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {listen} ([server] listen)"))?;
+        let admin = match admin {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} ([admin] listen)"))?,
+            ),
+            None => None,
+        };
         for line in summary.lines() {
             tracing::info!("{line}");
         }
-        tracing::info!(address = %listener.local_addr()?, "listening");
-        server::run(
-            listener,
-            tls,
-            http::router(std::sync::Arc::new(state)),
-            server::Limits::default(),
-            server::shutdown_signal(),
-        )
-        .await;
+        if let Some(admin) = &admin {
+            tracing::info!(address = %admin.local_addr()?, "admin listener: /healthz /readyz /metrics");
+        }
+        tracing::info!(address = %service.local_addr()?, "listening");
+        daemon.run(service, admin, server::shutdown_signal()).await;
         tracing::info!("stopped");
         Ok(())
     })

@@ -423,9 +423,11 @@ fn the_dockerfile_command_serves_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{port}"),
+        1,
+    );
     std::fs::write(&config, text).unwrap();
     let mut command = bin();
     command.args(&cmd).env("CCS_ENDPOINT_CONFIG", &config);

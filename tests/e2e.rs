@@ -116,7 +116,8 @@ async fn status_table() {
         "/KEK/ccsdemo/1",
         "/Kek/ccsdemo/1",
         "/kek/ccsdemo/1?x=1",
-        "/healthz",
+        "/metrics",
+        "/healthz/",
         "/kek/ccs.demo/1",
     ] {
         for method in ["GET", "POST"] {
@@ -444,9 +445,8 @@ impl KeyStore for BrokenStore {
 
 #[tokio::test]
 async fn an_internal_failure_is_500_with_an_error_id_and_nothing_else() {
-    let server = TestServer::start_with(&[Key::new("ccsdemo", 1)], "", |mut state| {
-        state.keys = Arc::new(BrokenStore);
-        state
+    let server = TestServer::start_with(&[Key::new("ccsdemo", 1)], "", |daemon| {
+        daemon.state.set_keys(Arc::new(BrokenStore));
     })
     .await;
     let reply = server
@@ -474,8 +474,7 @@ async fn certificates_must_be_rsa_of_at_least_min_rsa_bits() {
         .unwrap()
         .replace("[keys]", "min_rsa_bits = 3072\n[keys]");
     std::fs::write(&config, text).unwrap();
-    let loaded = ccs_endpoint::app::Loaded::from_file(&config).unwrap();
-    let (state, _) = loaded.into_parts();
+    let state = ccs_endpoint::app::Loaded::from_file(&config).unwrap();
     let instance = InstanceName::parse("ccsdemo").unwrap();
     let now = OffsetDateTime::now_utc();
     let small = db_cert("ccsdemo");

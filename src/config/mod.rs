@@ -281,7 +281,9 @@ impl Config {
             text.parse::<SocketAddr>().map_err(|_| {
                 field(
                     name,
-                    format!("{text:?} is not an address:port such as \"0.0.0.0:8443\" or \"[::]:8443\""),
+                    format!(
+                        "{text:?} is not an address:port such as \"0.0.0.0:8443\" or \"[::]:8443\""
+                    ),
                 )
             })
         };
@@ -311,12 +313,11 @@ impl Config {
         };
         let allow = match &raw.server.allow {
             None => None,
-            Some(items) if items.is_empty() => {
-                return Err(field(
-                    "server.allow",
-                    "is empty, which would refuse everyone: remove it to allow all, or list networks".into(),
-                ))
-            }
+            Some(items) if items.is_empty() => return Err(field(
+                "server.allow",
+                "is empty, which would refuse everyone: remove it to allow all, or list networks"
+                    .into(),
+            )),
             Some(items) => Some(networks("server.allow", items)?),
         };
         let trusted_proxies = networks("server.trusted_proxies", &raw.server.trusted_proxies)?;
@@ -403,7 +404,10 @@ fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {
         Some(text) => match humantime::parse_duration(text) {
             Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Ok(d),
             Ok(_) => Err((name, format!("{text:?} must be more than 0 and at most 1h"))),
-            Err(e) => Err((name, format!("{text:?} is not a duration such as \"10s\": {e}"))),
+            Err(e) => Err((
+                name,
+                format!("{text:?} is not a duration such as \"10s\": {e}"),
+            )),
         },
     };
     let max_header_bytes = raw.max_header_bytes.unwrap_or(defaults.max_header_bytes);
@@ -423,7 +427,11 @@ fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {
             &raw.handshake_timeout,
             defaults.handshake_timeout,
         )?,
-        header_timeout: duration("limits.header_timeout", &raw.header_timeout, defaults.header_timeout)?,
+        header_timeout: duration(
+            "limits.header_timeout",
+            &raw.header_timeout,
+            defaults.header_timeout,
+        )?,
         request_timeout: duration(
             "limits.request_timeout",
             &raw.request_timeout,
@@ -431,7 +439,11 @@ fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {
         )?,
         max_header_bytes,
         max_connections,
-        drain_timeout: duration("limits.drain_timeout", &raw.drain_timeout, defaults.drain_timeout)?,
+        drain_timeout: duration(
+            "limits.drain_timeout",
+            &raw.drain_timeout,
+            defaults.drain_timeout,
+        )?,
     })
 }
 

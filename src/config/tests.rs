@@ -126,7 +126,11 @@ fn operations_sections() {
     .unwrap_or_else(|e| panic!("{e}"));
     let allow = c.server.allow.unwrap_or_default();
     assert_eq!(allow.len(), SAAS_RANGES.len() + 2);
-    assert!(allow.iter().any(|n| n.contains(&"149.96.1.2".parse::<std::net::IpAddr>().unwrap_or_else(|e| panic!("{e}")))));
+    assert!(allow.iter().any(|n| n.contains(
+        &"149.96.1.2"
+            .parse::<std::net::IpAddr>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    )));
     assert_eq!(allow[SAAS_RANGES.len()].to_string(), "10.1.2.3/32");
     assert!(c.server.proxy_protocol);
     assert_eq!(
@@ -145,14 +149,38 @@ fn operations_sections() {
 
     let rows = [
         ("[server]\nallow = []", "field `server.allow`: is empty"),
-        ("[server]\nallow = [\"10.0.0.0/33\"]", "field `server.allow`: \"10.0.0.0/33\""),
-        ("[server]\ntrusted_proxies = [\"lb\"]", "field `server.trusted_proxies`"),
-        ("[server]\nproxy_protocol = true", "field `server.proxy_protocol`: needs server.trusted_proxies"),
-        ("[limits]\nheader_timeout = \"0s\"", "field `limits.header_timeout`"),
-        ("[limits]\ndrain_timeout = \"2h\"", "field `limits.drain_timeout`"),
-        ("[limits]\nrequest_timeout = \"soon\"", "field `limits.request_timeout`"),
-        ("[limits]\nmax_header_bytes = 100", "field `limits.max_header_bytes`"),
-        ("[limits]\nmax_connections = 0", "field `limits.max_connections`"),
+        (
+            "[server]\nallow = [\"10.0.0.0/33\"]",
+            "field `server.allow`: \"10.0.0.0/33\"",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"lb\"]",
+            "field `server.trusted_proxies`",
+        ),
+        (
+            "[server]\nproxy_protocol = true",
+            "field `server.proxy_protocol`: needs server.trusted_proxies",
+        ),
+        (
+            "[limits]\nheader_timeout = \"0s\"",
+            "field `limits.header_timeout`",
+        ),
+        (
+            "[limits]\ndrain_timeout = \"2h\"",
+            "field `limits.drain_timeout`",
+        ),
+        (
+            "[limits]\nrequest_timeout = \"soon\"",
+            "field `limits.request_timeout`",
+        ),
+        (
+            "[limits]\nmax_header_bytes = 100",
+            "field `limits.max_header_bytes`",
+        ),
+        (
+            "[limits]\nmax_connections = 0",
+            "field `limits.max_connections`",
+        ),
         ("[limits]\nmax_conns = 1", "unknown field `max_conns`"),
         ("[admin]\nlisten = \"localhost\"", "field `admin.listen`"),
         ("[log]\nformat = \"xml\"", "unknown variant `xml`"),

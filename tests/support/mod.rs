@@ -10,10 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ccs_endpoint::app::Loaded;
-use ccs_endpoint::http::{self, AppState};
+use ccs_endpoint::app::{Daemon, Loaded};
 use ccs_endpoint::pki::{self, Issued, KeyKind};
-use ccs_endpoint::server;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::SupportedProtocolVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,7 +121,7 @@ pub fn write_config(dir: &Path, keys: &[Key], extra_config: &str) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n\
              [trust]\nroots = [\"root-a.pem\", \"root-b.pem\"]\n[keys]\nfile = \"keys.toml\"\n{extra_config}\n"
         ),
     )
@@ -137,46 +135,49 @@ pub fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// A server running in this process until dropped.
+/// A server running in this process until dropped: the whole daemon (reload, admin listener).
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
     /// Serves the keys with the extra configuration lines (appended after `[keys] file`).
     pub async fn start(keys: &[Key], extra_config: &str) -> Self {
-        Self::start_with(keys, extra_config, |state| state).await
+        Self::start_with(keys, extra_config, |_| ()).await
     }
 
-    /// As `start`, letting the test replace parts of the loaded state (e.g. the key store).
-    pub async fn start_with(
-        keys: &[Key],
-        extra_config: &str,
-        edit: impl FnOnce(AppState) -> AppState,
-    ) -> Self {
+    /// As `start`, letting the test change the daemon before it runs (e.g. its key store).
+    pub async fn start_with(keys: &[Key], extra_config: &str, edit: impl FnOnce(&Daemon)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), keys, extra_config);
         let loaded = Loaded::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
-        let (state, tls) = loaded.into_parts();
-        let state = Arc::new(edit(state));
+        let daemon = loaded.into_daemon().unwrap();
+        edit(&daemon);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server::run(
-            listener,
-            tls,
-            http::router(state),
-            server::Limits::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let done = tokio::spawn(daemon.run(listener, Some(admin_listener), async {
+            let _ = stopped.await;
+        }));
         Self {
             addr,
+            admin,
             dir,
             stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    /// Asks for a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 
@@ -198,21 +199,40 @@ impl TestServer {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut raw =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            raw.push_str(&format!("{name}: {value}\r\n"));
-        }
-        raw.push_str("\r\n");
-        raw_request(self.addr, version, raw.as_bytes()).await
+        raw_request(
+            self.addr,
+            version,
+            request_bytes(method, path, headers).as_bytes(),
+        )
+        .await
     }
+
+    /// GET on the admin listener (plain HTTP): status and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut tcp = TcpStream::connect(self.admin).await.unwrap();
+        tcp.write_all(request_bytes("GET", path, &[]).as_bytes())
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        tcp.read_to_end(&mut bytes).await.unwrap();
+        let reply = parse_reply(&bytes, None);
+        (reply.status, reply.body)
+    }
+}
+
+/// An HTTP/1.1 request with `Connection: close`.
+pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.shutdown();
     }
 }
 
@@ -223,6 +243,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub tls_version: Option<rustls::ProtocolVersion>,
+    /// The leaf certificate the server presented.
+    pub server_cert: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -271,11 +293,24 @@ pub async fn raw_request(
         .await
         .unwrap();
     let tls_version = tls.get_ref().1.protocol_version();
+    let server_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
     tls.write_all(raw).await.unwrap();
     let mut bytes = Vec::new();
     // A server may close without close_notify; what arrived before counts.
     let _ = tls.read_to_end(&mut bytes).await;
-    let text = String::from_utf8(bytes).unwrap();
+    let mut reply = parse_reply(&bytes, tls_version);
+    reply.server_cert = server_cert;
+    reply
+}
+
+/// Parses an HTTP/1.1 response (headers and a body read to the end of the connection).
+pub fn parse_reply(bytes: &[u8], tls_version: Option<rustls::ProtocolVersion>) -> Reply {
+    let text = String::from_utf8_lossy(bytes).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines
@@ -292,6 +327,7 @@ pub async fn raw_request(
         headers,
         body: body.to_owned(),
         tls_version,
+        server_cert: None,
     }
 }
 

@@ -1,0 +1,246 @@
+//! Prometheus metrics: one registry per server (no globals), rendered by the admin listener.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use time::OffsetDateTime;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    status: u16,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    component: &'static str,
+    result: &'static str,
+}
+
+/// Labelled only by instances whose certificate verified, so a caller cannot grow it at will.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabel {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+type TimeGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    rejections: Family<ReasonLabel, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    last_poll: Family<InstanceLabel, TimeGauge>,
+    db_cert_not_after: Family<InstanceLabel, TimeGauge>,
+    server_cert_not_after: TimeGauge,
+    roots_not_after: TimeGauge,
+    keys: Family<StateLabel, Gauge<i64, AtomicI64>>,
+    connections_refused: Family<ReasonLabel, Counter>,
+    open_connections: Gauge<i64, AtomicI64>,
+    ready: Gauge<i64, AtomicI64>,
+    /// Serialises rendering (the registry encoder takes `&Registry`; the lock keeps scrapes whole).
+    render_lock: Mutex<()>,
+}
+
+fn unix(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp() as f64 + f64::from(t.millisecond()) / 1000.0
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "ccs_requests",
+            "Key requests by HTTP status and reason",
+            requests.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "ccs_request_duration_seconds",
+            "Time to answer a key request",
+            latency.clone(),
+        );
+        let rejections = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "ccs_certificate_rejections",
+            "Database certificates refused (401), by reason",
+            rejections.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "ccs_reloads",
+            "Reloads of the key store, trust roots and server certificate, by result",
+            reloads.clone(),
+        );
+        let last_poll = Family::<InstanceLabel, TimeGauge>::default();
+        registry.register(
+            "ccs_last_successful_poll_timestamp_seconds",
+            "When each instance last got its key (alert when the SaaS stops polling)",
+            last_poll.clone(),
+        );
+        let db_cert_not_after = Family::<InstanceLabel, TimeGauge>::default();
+        registry.register(
+            "ccs_database_certificate_not_after_timestamp_seconds",
+            "Expiry of the last verified database certificate of each instance",
+            db_cert_not_after.clone(),
+        );
+        let server_cert_not_after = TimeGauge::default();
+        registry.register(
+            "ccs_server_certificate_not_after_timestamp_seconds",
+            "Expiry of the server's own TLS certificate",
+            server_cert_not_after.clone(),
+        );
+        let roots_not_after = TimeGauge::default();
+        registry.register(
+            "ccs_trust_roots_earliest_not_after_timestamp_seconds",
+            "The earliest expiry among the configured trust roots",
+            roots_not_after.clone(),
+        );
+        let keys = Family::<StateLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "ccs_keys",
+            "Keys in the store by state (active, disabled, expired: kill switches)",
+            keys.clone(),
+        );
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "ccs_connections_refused",
+            "Connections closed before HTTP, by reason",
+            connections_refused.clone(),
+        );
+        let open_connections = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ccs_open_connections",
+            "TLS connections open now",
+            open_connections.clone(),
+        );
+        let ready = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ccs_ready",
+            "1 while serving, 0 while starting or draining",
+            ready.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            rejections,
+            reloads,
+            last_poll,
+            db_cert_not_after,
+            server_cert_not_after,
+            roots_not_after,
+            keys,
+            connections_refused,
+            open_connections,
+            ready,
+            render_lock: Mutex::new(()),
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let _guard = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// One answered key request.
+    pub fn request(&self, status: u16, reason: &'static str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { status, reason })
+            .inc();
+        self.latency.observe(seconds);
+    }
+
+    /// A refused certificate.
+    pub fn rejection(&self, reason: &'static str) {
+        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// A successful poll: the instance's key went out, to a certificate valid until `not_after`.
+    pub fn poll(&self, instance: &str, at: OffsetDateTime, cert_not_after: OffsetDateTime) {
+        let label = InstanceLabel {
+            instance: instance.to_owned(),
+        };
+        self.last_poll.get_or_create(&label).set(unix(at));
+        self.db_cert_not_after
+            .get_or_create(&label)
+            .set(unix(cert_not_after));
+    }
+
+    /// A reload of `component` ("keys", "trust", "tls"): `ok` or `failed`.
+    pub fn reload(&self, component: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads
+            .get_or_create(&ReloadLabels { component, result })
+            .inc();
+    }
+
+    /// The server certificate now presented.
+    pub fn server_cert(&self, not_after: OffsetDateTime) {
+        self.server_cert_not_after.set(unix(not_after));
+    }
+
+    /// The trust roots now configured.
+    pub fn roots(&self, earliest_not_after: Option<OffsetDateTime>) {
+        self.roots_not_after
+            .set(earliest_not_after.map_or(0.0, unix));
+    }
+
+    /// Key counts by state.
+    pub fn key_states(&self, active: i64, disabled: i64, expired: i64) {
+        for (state, n) in [
+            ("active", active),
+            ("disabled", disabled),
+            ("expired", expired),
+        ] {
+            self.keys.get_or_create(&StateLabel { state }).set(n);
+        }
+    }
+
+    /// A connection closed before HTTP.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A connection opened (+1) or closed (-1).
+    pub fn connections(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
+    }
+
+    /// Readiness, as `/readyz` reports it.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+}

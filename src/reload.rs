@@ -1,0 +1,329 @@
+//! Hot reload of the key store, the trust roots and the server's TLS identity, on SIGHUP, on a
+//! change in their directories (so the symlink swap of a Kubernetes Secret is seen), and by a
+//! slow poll as a fallback. Each part is loaded whole and swapped atomically; a part that fails
+//! to load keeps its last good state, and the failure is logged and counted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::cert::TrustStore;
+use crate::config::Config;
+use crate::keystore::{FileKeyStore, KeyState, KeyStore, Permissions};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::tls::{self, CertSwitch};
+
+/// Changes in a watched directory are gathered for this long before a reload.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Files are also checked this often, for file systems that send no events.
+const POLL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Keys,
+    Trust,
+    Tls,
+}
+
+impl Part {
+    const ALL: [Part; 3] = [Part::Keys, Part::Trust, Part::Tls];
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::Keys => "keys",
+            Part::Trust => "trust",
+            Part::Tls => "tls",
+        }
+    }
+
+    fn files(self, config: &Config) -> Vec<PathBuf> {
+        match self {
+            Part::Keys => vec![config.keys.file.clone()],
+            Part::Trust => config.trust.roots.clone(),
+            Part::Tls => vec![config.tls.cert.clone(), config.tls.key.clone()],
+        }
+    }
+}
+
+/// What identifies a version of a file without reading it: device, inode, size, mtime.
+type Stamp = Option<(u64, u64, u64, i64, i64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            (
+                0,
+                0,
+                m.len(),
+                modified.as_secs() as i64,
+                i64::from(modified.subsec_nanos()),
+            )
+        })
+    }
+}
+
+/// Reloads the parts of a running server from the files its configuration names.
+pub struct Reloader {
+    config: Config,
+    state: Arc<AppState>,
+    cert: Arc<CertSwitch>,
+    stamps: Mutex<HashMap<PathBuf, Stamp>>,
+}
+
+impl Reloader {
+    /// Remembers the files as they are now (they were just loaded).
+    pub fn new(config: Config, state: Arc<AppState>, cert: Arc<CertSwitch>) -> Self {
+        let stamps = Part::ALL
+            .iter()
+            .flat_map(|p| p.files(&config))
+            .map(|f| {
+                let s = stamp(&f);
+                (f, s)
+            })
+            .collect();
+        Self {
+            config,
+            state,
+            cert,
+            stamps: Mutex::new(stamps),
+        }
+    }
+
+    /// The directories whose changes may mean a reload.
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Part::ALL
+            .iter()
+            .flat_map(|p| p.files(&self.config))
+            .filter_map(|f| f.parent().map(Path::to_owned))
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    d
+                }
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// Reloads every part whose files changed, or every part when `force`d (SIGHUP).
+    /// Returns how many parts failed.
+    pub fn reload(&self, force: bool, trigger: &'static str) -> usize {
+        let mut failed = 0;
+        for part in Part::ALL {
+            let files = part.files(&self.config);
+            let changed = {
+                let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+                let mut changed = false;
+                for file in &files {
+                    let now = stamp(file);
+                    if stamps.get(file) != Some(&now) {
+                        changed = true;
+                        stamps.insert(file.clone(), now);
+                    }
+                }
+                changed
+            };
+            if !(changed || force) {
+                continue;
+            }
+            let component = part.name();
+            match self.reload_part(part) {
+                Ok(()) => {
+                    self.state.metrics.reload(component, true);
+                    tracing::info!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "ok", "reloaded");
+                }
+                Err(error) => {
+                    failed += 1;
+                    self.state.metrics.reload(component, false);
+                    tracing::error!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "failed", %error, "reload failed; keeping the last good state");
+                }
+            }
+        }
+        failed
+    }
+
+    fn reload_part(&self, part: Part) -> Result<(), String> {
+        let config = &self.config;
+        match part {
+            Part::Keys => {
+                let path = &config.keys.file;
+                let permissions = Permissions::of(path)
+                    .map_err(|e| format!("key store {}: {e}", path.display()))?;
+                if let Some(warning) = permissions
+                    .verdict(path, config.keys.allow_insecure_permissions)
+                    .map_err(|e| e.to_string())?
+                {
+                    tracing::warn!(%warning, "key store permissions");
+                }
+                let store = FileKeyStore::load(path).map_err(|e| e.to_string())?;
+                let old = self.state.snapshot.load().keys.list();
+                let new = store.list();
+                audit_key_changes(&old, &new);
+                record_key_states(&self.state.metrics, &new);
+                self.state.set_keys(Arc::new(store));
+            }
+            Part::Trust => {
+                let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)
+                    .map_err(|e| e.to_string())?;
+                record_roots(&self.state.metrics, &trust);
+                self.state.set_trust(Arc::new(trust));
+            }
+            Part::Tls => {
+                let identity = tls::load_identity(&config.tls.cert, &config.tls.key)
+                    .map_err(|e| e.to_string())?;
+                self.state.metrics.server_cert(identity.not_after);
+                tracing::info!(target: "ccs_endpoint::audit", subject = %identity.subject, not_after = %identity.not_after, "server certificate for new connections");
+                self.cert.store(&identity);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets `ccs_keys{state}`.
+pub fn record_key_states(metrics: &Metrics, keys: &[KeyState]) {
+    let now = OffsetDateTime::now_utc();
+    let (mut active, mut disabled, mut expired) = (0, 0, 0);
+    for key in keys {
+        if key.disabled {
+            disabled += 1;
+        } else if key.not_after.is_some_and(|t| t <= now) {
+            expired += 1;
+        } else {
+            active += 1;
+        }
+    }
+    metrics.key_states(active, disabled, expired);
+}
+
+/// Sets the earliest root expiry.
+pub fn record_roots(metrics: &Metrics, trust: &TrustStore) {
+    metrics.roots(trust.roots().iter().map(|r| r.not_after).min());
+}
+
+/// One audit event per kill-switch or key change between two versions of the key store.
+fn audit_key_changes(old: &[KeyState], new: &[KeyState]) {
+    let index = |keys: &[KeyState]| -> BTreeMap<(String, u64), KeyState> {
+        keys.iter()
+            .map(|k| ((k.instance.as_str().to_owned(), k.key_id), k.clone()))
+            .collect()
+    };
+    let (old, new) = (index(old), index(new));
+    let now = OffsetDateTime::now_utc();
+    let event = |key: &KeyState, change: &str| {
+        tracing::warn!(
+            target: "ccs_endpoint::audit",
+            event = "key_state_changed",
+            instance = %key.instance,
+            key_id = key.key_id,
+            change,
+            kcv = %key.kcv,
+            disabled = key.disabled,
+            not_after = key.not_after.map(crate::protocol::format_timestamp),
+            "key state changed"
+        );
+    };
+    for (id, key) in &new {
+        match old.get(id) {
+            None => event(key, "added"),
+            Some(before) => {
+                if before.kcv != key.kcv {
+                    event(key, "secret_replaced");
+                }
+                if before.disabled != key.disabled {
+                    event(key, if key.disabled { "disabled" } else { "enabled" });
+                }
+                if before.not_after != key.not_after {
+                    let shut = key.not_after.is_some_and(|t| t <= now);
+                    event(
+                        key,
+                        if shut {
+                            "shut_down"
+                        } else {
+                            "not_after_changed"
+                        },
+                    );
+                }
+            }
+        }
+    }
+    for (id, key) in &old {
+        if !new.contains_key(id) {
+            event(key, "removed");
+        }
+    }
+}
+
+/// Reloads on SIGHUP, on changes in the watched directories and every 30 s, until `stop`.
+pub async fn watch(reloader: Arc<Reloader>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut watcher) => {
+            use notify::Watcher as _;
+            for dir in reloader.watched_dirs() {
+                if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; changes are seen by SIGHUP and the 30 s poll");
+                }
+            }
+            Some(watcher)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no file watcher; changes are seen by SIGHUP and the 30 s poll");
+            None
+        }
+    };
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(POLL);
+    poll.tick().await;
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<()>();
+        let (force, trigger) = tokio::select! {
+            Some(()) = events.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while events.try_recv().is_ok() {}
+                (false, "file_change")
+            }
+            () = sighup => (true, "sighup"),
+            _ = poll.tick() => (false, "poll"),
+            _ = stop.changed() => break,
+        };
+        let reloader = Arc::clone(&reloader);
+        let _ = tokio::task::spawn_blocking(move || reloader.reload(force, trigger)).await;
+    }
+}

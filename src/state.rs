@@ -1,0 +1,78 @@
+//! What request handlers share: the swappable snapshot of trust roots and keys, the wrap
+//! settings, the client policy, metrics and readiness.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::cert::TrustStore;
+use crate::keystore::KeyStore;
+use crate::metrics::Metrics;
+use crate::peer::PeerPolicy;
+use crate::wrap::WrapOptions;
+
+/// The trust roots and keys one request is answered with, replaced whole on reload.
+pub struct Snapshot {
+    pub trust: Arc<TrustStore>,
+    pub keys: Arc<dyn KeyStore>,
+}
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub wrap: WrapOptions,
+    /// How long an answer stays valid (capped by each key's `not_after`).
+    pub validity: time::Duration,
+    pub policy: PeerPolicy,
+    pub metrics: Arc<Metrics>,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// A state that is not ready yet.
+    pub fn new(
+        trust: Arc<TrustStore>,
+        keys: Arc<dyn KeyStore>,
+        wrap: WrapOptions,
+        validity: time::Duration,
+        policy: PeerPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(Snapshot { trust, keys }),
+            wrap,
+            validity,
+            policy,
+            metrics,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Replaces the key store, keeping the trust roots.
+    pub fn set_keys(&self, keys: Arc<dyn KeyStore>) {
+        self.snapshot.rcu(|old| Snapshot {
+            trust: Arc::clone(&old.trust),
+            keys: Arc::clone(&keys),
+        });
+    }
+
+    /// Replaces the trust roots, keeping the keys.
+    pub fn set_trust(&self, trust: Arc<TrustStore>) {
+        self.snapshot.rcu(|old| Snapshot {
+            trust: Arc::clone(&trust),
+            keys: Arc::clone(&old.keys),
+        });
+    }
+
+    /// Whether `/readyz` says 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Ready after start-up; not ready while draining.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+        self.metrics.set_ready(ready);
+    }
+}
