@@ -6,6 +6,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::Router;
 use rustls::ServerConfig;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -220,10 +221,27 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The service's routes over this daemon's state.
+    pub fn router(&self) -> Router {
+        crate::http::router(Arc::clone(&self.state))
+    }
+
     /// Serves on `service` (TLS) and `admin` (plain HTTP) and reloads on changes, until
     /// `shutdown` completes; then reports not ready, drains, and returns.
     pub async fn run(
         self,
+        service: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let router = self.router();
+        self.run_with(router, service, admin, shutdown).await;
+    }
+
+    /// As `run`, serving `router` (the daemon's own, perhaps with layers added) on `service`.
+    pub async fn run_with(
+        self,
+        router: Router,
         service: TcpListener,
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
@@ -242,16 +260,10 @@ impl Daemon {
         });
         self.state.set_ready(true);
         let state = Arc::clone(&self.state);
-        server::run(
-            service,
-            self.tls,
-            crate::http::router(Arc::clone(&self.state)),
-            self.options,
-            async move {
-                shutdown.await;
-                state.set_ready(false);
-            },
-        )
+        server::run(service, self.tls, router, self.options, async move {
+            shutdown.await;
+            state.set_ready(false);
+        })
         .await;
         let _ = stop.send(true);
         let _ = watcher.await;

@@ -297,6 +297,11 @@ pub async fn watch(reloader: Arc<Reloader>, mut stop: tokio::sync::watch::Receiv
             None
         }
     };
+    // What changed between the first load and the watches being set.
+    {
+        let reloader = Arc::clone(&reloader);
+        let _ = tokio::task::spawn_blocking(move || reloader.reload(false, "startup")).await;
+    }
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut poll = tokio::time::interval(POLL);

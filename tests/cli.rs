@@ -423,16 +423,15 @@ fn the_dockerfile_command_serves_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
-    let text = std::fs::read_to_string(&config).unwrap().replacen(
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{port}"),
-        1,
-    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = format!("{text}[server]\nlisten = \"127.0.0.1:{port}\"\n");
     std::fs::write(&config, text).unwrap();
     let mut command = bin();
     command.args(&cmd).env("CCS_ENDPOINT_CONFIG", &config);
     let mut server = Running::spawn(command);
     server.wait_for("listening");
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    assert_eq!(curl_status(&["-k", &url], dir.path()), "200");
     let status = server.terminate();
     assert!(status.success(), "{status}\n{}", server.output());
 }

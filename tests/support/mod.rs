@@ -99,6 +99,8 @@ impl Key {
 }
 
 /// Writes certificates, a key store and a configuration into `dir`; returns the config path.
+/// `extra_config` follows the `[keys]` lines: plain lines belong to `[keys]`, and it may add
+/// tables (`[server]`, `[limits]`, `[wrap]`…); there is no `[server]` table otherwise.
 pub fn write_config(dir: &Path, keys: &[Key], extra_config: &str) -> PathBuf {
     let p = pki();
     std::fs::write(dir.join("server.crt"), p.server.cert_pem()).unwrap();
@@ -121,7 +123,7 @@ pub fn write_config(dir: &Path, keys: &[Key], extra_config: &str) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n\
              [trust]\nroots = [\"root-a.pem\", \"root-b.pem\"]\n[keys]\nfile = \"keys.toml\"\n{extra_config}\n"
         ),
     )
@@ -142,6 +144,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
+    pub reloader: Arc<ccs_endpoint::reload::Reloader>,
 }
 
 impl TestServer {
@@ -157,6 +160,7 @@ impl TestServer {
         let loaded = Loaded::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
         let daemon = loaded.into_daemon().unwrap();
         edit(&daemon);
+        let reloader = Arc::clone(&daemon.reloader);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -171,6 +175,7 @@ impl TestServer {
             dir,
             stop: Some(stop),
             done: Some(done),
+            reloader,
         }
     }
 
@@ -286,8 +291,19 @@ pub async fn raw_request(
     version: &'static SupportedProtocolVersion,
     raw: &[u8],
 ) -> Reply {
+    raw_request_after(addr, b"", version, raw).await
+}
+
+/// As `raw_request`, writing `prefix` (a PROXY header) on the TCP connection before TLS.
+pub async fn raw_request_after(
+    addr: SocketAddr,
+    prefix: &[u8],
+    version: &'static SupportedProtocolVersion,
+    raw: &[u8],
+) -> Reply {
     let connector = tokio_rustls::TlsConnector::from(client_config(version));
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(prefix).await.unwrap();
     let mut tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await

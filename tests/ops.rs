@@ -1,0 +1,535 @@
+//! Operations: hot reload under load, a corrupt key store, a renewed server certificate,
+//! metrics after traffic, draining on shutdown, limits, the allow-list and trusted proxies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccs_endpoint::pki;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
+
+/// Replaces a file the way deployment tools do: write aside, then rename over it.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, text);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn key_store(entries: &[(&str, u64, &str, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(i, k, secret, extra)| {
+            format!("[[key]]\ninstance = \"{i}\"\nkey_id = {k}\nsecret = \"{secret}\"\n{extra}\n")
+        })
+        .collect()
+}
+
+/// The value of one sample (`name{labels}`) in a Prometheus text exposition.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_served_with_no_failed_request_under_load() {
+    let key = Key::new("ccsdemo", 1);
+    let old = key.secret.clone();
+    let server = TestServer::start(&[key], "").await;
+    let cert = Arc::new(db_cert("ccsdemo"));
+    let h = Arc::new(header(&cert));
+    let stop = Arc::new(AtomicBool::new(false));
+    let new = random_secret_hex();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (addr, cert, h, stop) = (server.addr, cert.clone(), h.clone(), stop.clone());
+        let (old, new) = (old.clone(), new.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut olds, mut news, mut failures) = (0, 0, 0);
+            let raw = request_bytes("GET", "/kek/ccsdemo/1", &[("X-DB-Certificate", &h)]);
+            while !stop.load(Ordering::SeqCst) {
+                let reply = raw_request(addr, TLS13, raw.as_bytes()).await;
+                if reply.status != 200 {
+                    failures += 1;
+                    continue;
+                }
+                let got = unwrap_with(&cert, reply.json()["wrappedKey"].as_str().unwrap(), false);
+                if got == old.as_bytes() {
+                    olds += 1;
+                } else if got == new.as_bytes() {
+                    news += 1;
+                } else {
+                    failures += 1;
+                }
+            }
+            (olds, news, failures)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    replace_file(
+        &server.dir.path().join("keys.toml"),
+        &key_store(&[("ccsdemo", 1, &new, "")]),
+    );
+    let rotated = Instant::now();
+    wait_until("the new key", || async {
+        let reply = server.get("/kek/ccsdemo/1", Some(&h)).await;
+        unwrap_with(&cert, reply.json()["wrappedKey"].as_str().unwrap(), false) == new.as_bytes()
+    })
+    .await;
+    let seen_after = rotated.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut olds, mut news, mut failures) = (0, 0, 0);
+    for client in clients {
+        let (o, n, f) = client.await.unwrap();
+        (olds, news, failures) = (olds + o, news + n, failures + f);
+    }
+    println!("rotation seen after {seen_after:?}: {olds} old, {news} new, {failures} failed");
+    assert_eq!(failures, 0, "no request may fail during a rotation");
+    assert!(olds > 0 && news > 0, "{olds} old, {news} new");
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "ccs_reloads_total{component=\"keys\",result=\"ok\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_key_store_keeps_serving_the_old_keys_and_counts_a_failed_reload() {
+    let key = Key::new("ccsdemo", 1);
+    let secret = key.secret.clone();
+    let server = TestServer::start(&[key], "").await;
+    let cert = db_cert("ccsdemo");
+    let h = header(&cert);
+    let keys = server.dir.path().join("keys.toml");
+    let failed = |n: f64| {
+        let server = &server;
+        async move {
+            let (_, m) = server.admin_get("/metrics").await;
+            sample(
+                &m,
+                "ccs_reloads_total{component=\"keys\",result=\"failed\"}",
+            ) == Some(n)
+        }
+    };
+    // Not TOML; then a duplicate; then readable by everyone: three failed reloads.
+    replace_file(&keys, "[[key]\ninstance = ");
+    wait_until("a failed reload", || failed(1.0)).await;
+    let dup = random_secret_hex();
+    replace_file(
+        &keys,
+        &key_store(&[("ccsdemo", 1, &dup, ""), ("ccsdemo", 1, &dup, "")]),
+    );
+    wait_until("a second failed reload", || failed(2.0)).await;
+    replace_file(&keys, &key_store(&[("ccsdemo", 1, &dup, "")]));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    server.reloader.reload(true, "test");
+    wait_until("a third failed reload", || failed(3.0)).await;
+    for _ in 0..3 {
+        let reply = server.get("/kek/ccsdemo/1", Some(&h)).await;
+        assert_eq!(reply.status, 200);
+        let got = unwrap_with(&cert, reply.json()["wrappedKey"].as_str().unwrap(), false);
+        assert!(
+            got == secret.as_bytes(),
+            "the last good key is still served"
+        );
+    }
+    // A good file again: served.
+    replace_file(
+        &keys,
+        &key_store(&[("ccsdemo", 1, &dup, "disabled = true")]),
+    );
+    wait_until("the fixed store", || async {
+        server.get("/kek/ccsdemo/1", Some(&h)).await.status == 404
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_renewed_server_certificate_is_presented_to_new_connections() {
+    let server = TestServer::start(&[Key::new("ccsdemo", 1)], "").await;
+    let first = server.get("/healthz", None).await.server_cert.unwrap();
+    assert_eq!(first, pki().server.cert_der());
+    let renewed = pki::server(&pki().server_ca, &["localhost", "127.0.0.1"]).unwrap();
+    // A certificate without its key fails to load and changes nothing.
+    replace_file(&server.dir.path().join("server.crt"), &renewed.cert_pem());
+    server.reloader.reload(true, "test");
+    assert_eq!(
+        server.get("/healthz", None).await.server_cert.unwrap(),
+        first
+    );
+    replace_file(&server.dir.path().join("server.key"), &renewed.key_pem());
+    wait_until("the renewed certificate", || async {
+        server.get("/healthz", None).await.server_cert.unwrap() == renewed.cert_der()
+    })
+    .await;
+    let (_, metrics) = server.admin_get("/metrics").await;
+    assert!(
+        sample(
+            &metrics,
+            "ccs_reloads_total{component=\"tls\",result=\"failed\"}"
+        ) >= Some(1.0)
+    );
+    assert!(
+        sample(
+            &metrics,
+            "ccs_reloads_total{component=\"tls\",result=\"ok\"}"
+        ) >= Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_after_traffic() {
+    let server = TestServer::start(
+        &[
+            Key::new("ccsdemo", 1),
+            Key::new("ccsdemo", 2).with("disabled = true"),
+        ],
+        "",
+    )
+    .await;
+    let cert = db_cert("ccsdemo");
+    let h = header(&cert);
+    assert_eq!(server.get("/kek/ccsdemo/1", Some(&h)).await.status, 200);
+    assert_eq!(server.get("/kek/ccsdemo/1", None).await.status, 401);
+    assert_eq!(server.get("/kek/ccsdemo/2", Some(&h)).await.status, 404);
+    server.reloader.reload(true, "test");
+    assert_eq!(server.admin_get("/healthz").await.0, 200);
+    assert_eq!(server.admin_get("/readyz").await.0, 200);
+    let (status, m) = server.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    let cert_not_after = {
+        let (_, c) = x509_parser::parse_x509_certificate(cert.cert_der()).unwrap();
+        c.validity().not_after.timestamp() as f64
+    };
+    let server_not_after = {
+        let (_, c) = x509_parser::parse_x509_certificate(pki().server.cert_der()).unwrap();
+        c.validity().not_after.timestamp() as f64
+    };
+    type Check = Box<dyn Fn(f64) -> bool>;
+    let expect: Vec<(&str, Check)> = vec![
+        (
+            "ccs_requests_total{status=\"200\",reason=\"ok\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
+            "ccs_requests_total{status=\"401\",reason=\"cert_missing\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
+            "ccs_requests_total{status=\"404\",reason=\"key_disabled\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        ("ccs_request_duration_seconds_count", Box::new(|v| v == 3.0)),
+        (
+            "ccs_certificate_rejections_total{reason=\"cert_missing\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
+            "ccs_reloads_total{component=\"keys\",result=\"ok\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
+            "ccs_reloads_total{component=\"trust\",result=\"ok\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
+            "ccs_reloads_total{component=\"tls\",result=\"ok\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
+            "ccs_last_successful_poll_timestamp_seconds{instance=\"ccsdemo\"}",
+            Box::new(move |v| (v - now).abs() < 30.0),
+        ),
+        (
+            "ccs_database_certificate_not_after_timestamp_seconds{instance=\"ccsdemo\"}",
+            Box::new(move |v| v == cert_not_after),
+        ),
+        (
+            "ccs_server_certificate_not_after_timestamp_seconds",
+            Box::new(move |v| v == server_not_after),
+        ),
+        (
+            "ccs_trust_roots_earliest_not_after_timestamp_seconds",
+            Box::new(move |v| v > now),
+        ),
+        ("ccs_keys{state=\"active\"}", Box::new(|v| v == 1.0)),
+        ("ccs_keys{state=\"disabled\"}", Box::new(|v| v == 1.0)),
+        ("ccs_ready", Box::new(|v| v == 1.0)),
+    ];
+    for (series, ok) in expect {
+        let value = sample(&m, series).unwrap_or_else(|| panic!("no {series} in:\n{m}"));
+        assert!(ok(value), "{series} = {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
+    use ccs_endpoint::app::Loaded;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &[Key::new("ccsdemo", 1)],
+        "[limits]\ndrain_timeout = \"5s\"",
+    );
+    let daemon = Loaded::from_file(&config).unwrap().into_daemon().unwrap();
+    // Every request takes 600 ms, so some are in flight when shutdown is asked for.
+    let router = daemon.router().layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            next.run(request).await
+        },
+    ));
+    let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = service.local_addr().unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(daemon.run_with(router, service, Some(admin), async {
+        let _ = stopped.await;
+    }));
+    let h = header(&db_cert("ccsdemo"));
+    let raw = request_bytes("GET", "/kek/ccsdemo/1", &[("X-DB-Certificate", &h)]);
+    let in_flight: Vec<_> = (0..6)
+        .map(|_| {
+            let raw = raw.clone();
+            tokio::spawn(async move { raw_request(addr, TLS13, raw.as_bytes()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let asked = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Draining: not ready, and no new connection is taken.
+    let mut tcp = TcpStream::connect(admin_addr).await.unwrap();
+    tcp.write_all(request_bytes("GET", "/readyz", &[]).as_bytes())
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    tcp.read_to_end(&mut bytes).await.unwrap();
+    assert_eq!(parse_reply(&bytes, None).status, 503);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "a new connection was accepted while draining"
+    );
+    for request in in_flight {
+        let reply = request.await.unwrap();
+        assert_eq!(
+            reply.status, 200,
+            "an in-flight request was cut: {}",
+            reply.body
+        );
+    }
+    run.await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "drain took {:?}",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served() {
+    let server = TestServer::start(
+        &[Key::new("ccsdemo", 1)],
+        "[limits]\nheader_timeout = \"1s\"\nhandshake_timeout = \"1s\"",
+    )
+    .await;
+    let h = header(&db_cert("ccsdemo"));
+    // A TLS connection that never finishes its headers.
+    let connector = tokio_rustls::TlsConnector::from(client_config(TLS13));
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut slow = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    slow.write_all(b"GET /kek/ccsdemo/1 HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    // A TCP connection that never starts its handshake.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    let cut = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = slow.read_to_end(&mut buf).await;
+        started.elapsed()
+    });
+    let quiet = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = silent.read_to_end(&mut buf).await;
+        started.elapsed()
+    });
+    for _ in 0..5 {
+        assert_eq!(server.get("/kek/ccsdemo/1", Some(&h)).await.status, 200);
+    }
+    for (what, task) in [("headers", cut), ("handshake", quiet)] {
+        let elapsed = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap_or_else(|_| panic!("the slow {what} client was never cut off"))
+            .unwrap();
+        assert!(
+            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+            "slow {what} cut after {elapsed:?}"
+        );
+    }
+    let (_, m) = server.admin_get("/metrics").await;
+    assert_eq!(
+        sample(
+            &m,
+            "ccs_connections_refused_total{reason=\"handshake_timeout\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn connection_and_header_limits() {
+    let server = TestServer::start(
+        &[Key::new("ccsdemo", 1)],
+        "[limits]\nmax_connections = 2\nmax_header_bytes = 8192",
+    )
+    .await;
+    // A head over the limit: 431.
+    let big = "a".repeat(9000);
+    let reply = server
+        .send(TLS13, "GET", "/kek/ccsdemo/1", &[("X-Padding", &big)])
+        .await;
+    assert_eq!(reply.status, 431);
+    // Two open connections fill the server; a third is closed at once.
+    let connector = tokio_rustls::TlsConnector::from(client_config(TLS13));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        held.push(connector.connect(name.clone(), tcp).await.unwrap());
+    }
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        connector.connect(name.clone(), tcp).await.is_err(),
+        "a third connection was served"
+    );
+    drop(held);
+    wait_until("a free connection slot", || async {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        connector.connect(name.clone(), tcp).await.is_ok()
+    })
+    .await;
+    let (_, m) = server.admin_get("/metrics").await;
+    assert!(
+        sample(
+            &m,
+            "ccs_connections_refused_total{reason=\"max_connections\"}"
+        ) >= Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn the_allow_list_and_trusted_proxies() {
+    let h = header(&db_cert("ccsdemo"));
+    let cert = [("X-DB-Certificate", h.as_str())];
+
+    // 127.0.0.1 is not allowed: 403 before anything else, but /healthz still answers.
+    let server = TestServer::start(&[Key::new("ccsdemo", 1)], "[server]\nallow = [\"saas\"]").await;
+    let reply = server.send(TLS13, "GET", "/kek/ccsdemo/1", &cert).await;
+    assert_eq!(reply.status, 403);
+    assert!(reply.error().contains("127.0.0.1"), "{}", reply.body);
+    assert_eq!(server.send(TLS13, "GET", "/nothing", &[]).await.status, 403);
+    assert_eq!(server.get("/healthz", None).await.status, 200);
+    drop(server);
+
+    // Behind a trusted proxy, X-Forwarded-For names the client.
+    let server = TestServer::start(
+        &[Key::new("ccsdemo", 1)],
+        "[server]\nallow = [\"saas\"]\ntrusted_proxies = [\"127.0.0.1\"]",
+    )
+    .await;
+    let allowed = [cert[0], ("X-Forwarded-For", "149.96.10.20")];
+    assert_eq!(
+        server
+            .send(TLS13, "GET", "/kek/ccsdemo/1", &allowed)
+            .await
+            .status,
+        200
+    );
+    let refused = [cert[0], ("X-Forwarded-For", "149.96.10.20, 203.0.113.9")];
+    let reply = server.send(TLS13, "GET", "/kek/ccsdemo/1", &refused).await;
+    assert_eq!(reply.status, 403);
+    assert!(reply.error().contains("203.0.113.9"), "{}", reply.body);
+    drop(server);
+
+    // Behind an L4 balancer speaking the PROXY protocol.
+    let server = TestServer::start(
+        &[Key::new("ccsdemo", 1)],
+        "[server]\nallow = [\"saas\"]\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true",
+    )
+    .await;
+    let raw = request_bytes("GET", "/kek/ccsdemo/1", &cert);
+    let proxied = |source: &str| format!("PROXY TCP4 {source} 127.0.0.1 40000 8443\r\n");
+    let reply = raw_request_after(
+        server.addr,
+        proxied("149.96.1.1").as_bytes(),
+        TLS13,
+        raw.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = raw_request_after(
+        server.addr,
+        proxied("198.51.100.1").as_bytes(),
+        TLS13,
+        raw.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    // Without the header the connection is refused before TLS.
+    let connector = tokio_rustls::TlsConnector::from(client_config(TLS13));
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    assert!(connector.connect(name, tcp).await.is_err());
+    let (_, m) = server.admin_get("/metrics").await;
+    assert_eq!(
+        sample(&m, "ccs_connections_refused_total{reason=\"proxy_header\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "ccs_requests_total{status=\"403\",reason=\"not_allowed\"}"
+        ),
+        Some(1.0)
+    );
+}
