@@ -435,3 +435,87 @@ fn the_dockerfile_command_serves_and_stops_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status}\n{}", server.output());
 }
+
+#[test]
+fn json_logs_audit_reloads_kill_switches_and_sighup() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let key = Key::new("ccsdemo", 1);
+    let secret = key.secret.clone();
+    let config = write_config(
+        dir.path(),
+        &[key],
+        &format!("[log]\nformat = \"json\"\n[server]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let mut cmd = bin();
+    cmd.args(["serve", "--config"]).arg(&config);
+    let mut server = Running::spawn(cmd);
+    server.wait_for("listening");
+
+    let cert = db_cert("ccsdemo");
+    let h = format!("X-DB-Certificate: {}", header(&cert));
+    let url = format!("https://127.0.0.1:{port}/kek/ccsdemo/1");
+    assert_eq!(curl_status(&["-k", "-H", &h, &url], dir.path()), "200");
+
+    // The soft kill switch, flipped in the file: reloaded and audited without a restart.
+    let keys = dir.path().join("keys.toml");
+    let tmp = dir.path().join("keys.toml.new");
+    std::fs::write(
+        &tmp,
+        format!(
+            "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{secret}\"\ndisabled = true\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, &keys).unwrap();
+    server.wait_for("key_state_changed");
+    assert_eq!(curl_status(&["-k", "-H", &h, &url], dir.path()), "404");
+
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    server.wait_for("\"sighup\"");
+    assert!(server.terminate().success());
+
+    let lines: Vec<serde_json::Value> = server
+        .output()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| lines.iter().find(|l| pred(l)).cloned();
+    let served = find(&|l| l["status"] == 200).expect("a request line for the 200");
+    for field in [
+        "request_id",
+        "peer",
+        "instance",
+        "key_id",
+        "reason",
+        "cert_sha256",
+        "cert_serial",
+        "root",
+        "kcv",
+        "valid_until",
+        "latency_us",
+    ] {
+        assert!(!served[field].is_null(), "no {field} in {served}");
+    }
+    assert_eq!(served["instance"], "ccsdemo");
+    let refused = find(&|l| l["status"] == 404).expect("a request line for the 404");
+    assert_eq!(refused["reason"], "key_disabled");
+    let change = find(&|l| l["event"] == "key_state_changed").unwrap();
+    assert_eq!(change["change"], "disabled");
+    assert_eq!(change["kcv"], served["kcv"]);
+    let sighup = find(&|l| l["trigger"] == "sighup" && l["component"] == "keys").unwrap();
+    assert_eq!(sighup["result"], "ok");
+    let text = server.output();
+    for form in leak_forms(&secret) {
+        assert!(
+            !text.contains(&form),
+            "a form of the secret appears in the JSON log"
+        );
+    }
+}
