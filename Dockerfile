@@ -9,6 +9,8 @@
 #     ccs-endpoint
 #
 # The key store must be readable by uid 65532 and by nobody else but its owner (see README).
+# Liveness: GET https://<pod>:8443/healthz; readiness: GET http://<pod>:9090/readyz (no HEALTHCHECK:
+# the image has no shell or client to run one, and orchestrators probe over HTTP).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -25,6 +27,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/ccs-endpoint /usr/local/bin/ccs-endpoint
 ENV CCS_ENDPOINT_CONFIG=/etc/ccs-endpoint/config/ccs-endpoint.toml
 USER 65532:65532
-EXPOSE 8443
+# 8443: the service (TLS). 9090: the admin listener, when [admin] listen = "0.0.0.0:9090"
+# (inside a container 127.0.0.1 is unreachable to probes); never publish it to the internet.
+EXPOSE 8443 9090
 ENTRYPOINT ["/usr/local/bin/ccs-endpoint"]
 CMD ["serve"]

@@ -382,7 +382,27 @@ async fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served(
         .unwrap();
     // A TCP connection that never starts its handshake.
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    // A keep-alive connection that goes idle after one request.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut idle = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
+    let idled = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        let first = idle.read(&mut buf).await.unwrap_or(0);
+        assert!(String::from_utf8_lossy(&buf[..first]).starts_with("HTTP/1.1 200"));
+        let mut rest = Vec::new();
+        let _ = idle.read_to_end(&mut rest).await;
+        started.elapsed()
+    });
     let cut = tokio::spawn(async move {
         let mut buf = Vec::new();
         let _ = slow.read_to_end(&mut buf).await;
@@ -396,7 +416,11 @@ async fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served(
     for _ in 0..5 {
         assert_eq!(server.get("/kek/ccsdemo/1", Some(&h)).await.status, 200);
     }
-    for (what, task) in [("headers", cut), ("handshake", quiet)] {
+    for (what, task) in [
+        ("headers", cut),
+        ("handshake", quiet),
+        ("keep-alive idle", idled),
+    ] {
         let elapsed = tokio::time::timeout(Duration::from_secs(10), task)
             .await
             .unwrap_or_else(|_| panic!("the slow {what} client was never cut off"))
