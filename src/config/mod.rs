@@ -10,6 +10,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod raw;
+use raw::{parse_limits, RawConfig};
+
 use crate::cert::{MAX_RSA_BITS, MIN_RSA_BITS_FLOOR};
 use crate::wrap::WrapOptions;
 
@@ -150,107 +153,6 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    server: RawServer,
-    tls: RawTls,
-    trust: RawTrust,
-    keys: RawKeys,
-    #[serde(default)]
-    wrap: WrapOptions,
-    #[serde(default)]
-    limits: RawLimits,
-    #[serde(default)]
-    admin: RawAdmin,
-    #[serde(default)]
-    log: RawLog,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
-    allow: Option<Vec<String>>,
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
-    #[serde(default)]
-    proxy_protocol: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    handshake_timeout: Option<String>,
-    header_timeout: Option<String>,
-    request_timeout: Option<String>,
-    max_header_bytes: Option<usize>,
-    max_connections: Option<usize>,
-    drain_timeout: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    #[serde(default = "default_admin_listen")]
-    listen: String,
-    #[serde(default = "default_true")]
-    enabled: bool,
-}
-
-impl Default for RawAdmin {
-    fn default() -> Self {
-        Self {
-            listen: default_admin_listen(),
-            enabled: true,
-        }
-    }
-}
-
-fn default_admin_listen() -> String {
-    "127.0.0.1:9090".into()
-}
-
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    #[serde(default)]
-    format: LogFormat,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrust {
-    roots: Vec<PathBuf>,
-    #[serde(default = "default_min_rsa_bits")]
-    min_rsa_bits: usize,
-}
-
-fn default_min_rsa_bits() -> usize {
-    MIN_RSA_BITS_FLOOR
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeys {
-    file: PathBuf,
-    validity: Option<String>,
-    #[serde(default)]
-    allow_insecure_permissions: bool,
 }
 
 impl Config {
@@ -395,56 +297,6 @@ impl Config {
             },
         })
     }
-}
-
-fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {
-    let defaults = Limits::default();
-    let duration = |name: &'static str, text: &Option<String>, default: Duration| match text {
-        None => Ok(default),
-        Some(text) => match humantime::parse_duration(text) {
-            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Ok(d),
-            Ok(_) => Err((name, format!("{text:?} must be more than 0 and at most 1h"))),
-            Err(e) => Err((
-                name,
-                format!("{text:?} is not a duration such as \"10s\": {e}"),
-            )),
-        },
-    };
-    let max_header_bytes = raw.max_header_bytes.unwrap_or(defaults.max_header_bytes);
-    if !(8 * 1024..=1024 * 1024).contains(&max_header_bytes) {
-        return Err((
-            "limits.max_header_bytes",
-            format!("must be between 8192 and 1048576 (found {max_header_bytes})"),
-        ));
-    }
-    let max_connections = raw.max_connections.unwrap_or(defaults.max_connections);
-    if max_connections == 0 {
-        return Err(("limits.max_connections", "must be at least 1".into()));
-    }
-    Ok(Limits {
-        handshake_timeout: duration(
-            "limits.handshake_timeout",
-            &raw.handshake_timeout,
-            defaults.handshake_timeout,
-        )?,
-        header_timeout: duration(
-            "limits.header_timeout",
-            &raw.header_timeout,
-            defaults.header_timeout,
-        )?,
-        request_timeout: duration(
-            "limits.request_timeout",
-            &raw.request_timeout,
-            defaults.request_timeout,
-        )?,
-        max_header_bytes,
-        max_connections,
-        drain_timeout: duration(
-            "limits.drain_timeout",
-            &raw.drain_timeout,
-            defaults.drain_timeout,
-        )?,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,367 @@
+//! The `X-DB-Certificate` header → a verified RSA public key for exactly one instance.
+//!
+//! Chain validation is rustls-webpki's (signatures really verified against the configured
+//! roots); x509-parser reads the fields webpki does not expose (validity, key, Common Name).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_lc_rs::digest::{digest, SHA256};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::public_key::PublicKey;
+
+use crate::protocol::InstanceName;
+use crate::wrap::RecipientKey;
+
+mod error;
+mod header;
+pub use error::CertError;
+pub use header::decode_header;
+
+/// The header the SaaS sends its database certificate in.
+pub const HEADER: &str = "x-db-certificate";
+
+/// The largest RSA modulus accepted (aws-lc's limit; larger keys are also a cheap CPU attack).
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// The smallest `min_rsa_bits` a configuration may ask for.
+pub const MIN_RSA_BITS_FLOOR: usize = 2048;
+
+/// Base64 of a DER certificate longer than this is refused before decoding (a real one is ~2 KiB).
+pub const MAX_HEADER_LEN: usize = 16 * 1024;
+
+/// Who a certificate is, for logs: known as soon as it parses, even when it is then refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// SHA-256 of the DER bytes, lower-case hex.
+    pub sha256: String,
+    /// The serial number, colon-separated hex as OpenSSL prints it.
+    pub serial: String,
+}
+
+/// A certificate that passed every check for one instance.
+#[derive(Debug)]
+pub struct VerifiedCert {
+    pub identity: CertIdentity,
+    pub recipient: RecipientKey,
+    pub not_after: OffsetDateTime,
+    /// Subject of the configured root (or intermediate) that verified it.
+    pub verified_by: String,
+}
+
+/// A refused certificate, with its identity when it parsed far enough to have one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub identity: Option<CertIdentity>,
+    pub error: CertError,
+}
+
+/// A configured root or intermediate, as `check` and the logs describe it.
+#[derive(Debug, Clone)]
+pub struct RootInfo {
+    pub subject: String,
+    pub not_after: OffsetDateTime,
+    pub sha256: String,
+    pub file: PathBuf,
+    spki: Vec<u8>,
+}
+
+/// Why the configured roots cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("trust root file {file}: {message}")]
+    File { file: PathBuf, message: String },
+    #[error("no trust roots are configured: [trust] roots must name at least one PEM file")]
+    Empty,
+}
+
+/// The roots that may sign database certificates, and the rules a certificate must pass.
+pub struct TrustStore {
+    anchors: Vec<TrustAnchor<'static>>,
+    roots: Vec<RootInfo>,
+    min_rsa_bits: usize,
+}
+
+impl fmt::Debug for TrustStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustStore")
+            .field("roots", &self.roots)
+            .field("min_rsa_bits", &self.min_rsa_bits)
+            .finish()
+    }
+}
+
+impl TrustStore {
+    /// Reads every certificate of every PEM file. Each must be a CA certificate; each becomes a
+    /// trust anchor, so an intermediate in the bundle is trusted to issue directly.
+    pub fn load(files: &[PathBuf], min_rsa_bits: usize) -> Result<Self, TrustError> {
+        let mut certs = Vec::new();
+        for file in files {
+            let err = |message: String| TrustError::File {
+                file: file.clone(),
+                message,
+            };
+            let mut found = 0;
+            let iter = CertificateDer::pem_file_iter(file).map_err(|e| err(e.to_string()))?;
+            for cert in iter {
+                certs.push((file.clone(), cert.map_err(|e| err(e.to_string()))?));
+                found += 1;
+            }
+            if found == 0 {
+                return Err(err("holds no PEM CERTIFICATE block".into()));
+            }
+        }
+        Self::from_certs(certs, min_rsa_bits)
+    }
+
+    /// Builds a store from DER certificates, each with the file it came from.
+    pub fn from_certs(
+        certs: Vec<(PathBuf, CertificateDer<'static>)>,
+        min_rsa_bits: usize,
+    ) -> Result<Self, TrustError> {
+        if certs.is_empty() {
+            return Err(TrustError::Empty);
+        }
+        let mut anchors = Vec::with_capacity(certs.len());
+        let mut roots = Vec::with_capacity(certs.len());
+        for (index, (file, der)) in certs.iter().enumerate() {
+            let err = |message: String| TrustError::File {
+                file: file.clone(),
+                message: format!("certificate {}: {message}", index + 1),
+            };
+            let (_, parsed) = x509_parser::parse_x509_certificate(der)
+                .map_err(|e| err(format!("not a parsable X.509 certificate: {e}")))?;
+            let subject = parsed.subject().to_string();
+            let is_ca = parsed
+                .basic_constraints()
+                .ok()
+                .flatten()
+                .is_some_and(|bc| bc.value.ca);
+            if !is_ca {
+                return Err(err(format!(
+                    "{subject:?} is not a CA certificate (basicConstraints CA:TRUE is missing): only roots and intermediates belong in [trust] roots"
+                )));
+            }
+            let anchor = webpki::anchor_from_trusted_cert(der)
+                .map_err(|e| err(format!("{subject:?} cannot be a trust anchor: {e}")))?;
+            roots.push(RootInfo {
+                subject,
+                not_after: asn1_time(parsed.validity().not_after),
+                sha256: sha256_hex(der),
+                file: file.clone(),
+                spki: anchor.subject_public_key_info.to_vec(),
+            });
+            anchors.push(anchor.to_owned());
+        }
+        Ok(Self {
+            anchors,
+            roots,
+            min_rsa_bits,
+        })
+    }
+
+    /// The configured roots and intermediates.
+    pub fn roots(&self) -> &[RootInfo] {
+        &self.roots
+    }
+
+    /// The smallest RSA modulus accepted.
+    pub fn min_rsa_bits(&self) -> usize {
+        self.min_rsa_bits
+    }
+
+    /// Every check of the contract, for a certificate presented for `instance` at `now`.
+    pub fn verify(
+        &self,
+        der: &[u8],
+        instance: &InstanceName,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedCert, Rejected> {
+        let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| Rejected {
+            identity: None,
+            error: CertError::NotX509(e.to_string()),
+        })?;
+        let identity = CertIdentity {
+            sha256: sha256_hex(der),
+            serial: cert.raw_serial_as_string(),
+        };
+        let reject = |error: CertError| Rejected {
+            identity: Some(identity.clone()),
+            error,
+        };
+        if !rest.is_empty() {
+            return Err(reject(CertError::NotX509(format!(
+                "{} bytes follow the certificate",
+                rest.len()
+            ))));
+        }
+        let verified_by = self.verify_chain(der, &cert).map_err(reject)?;
+        check_validity(&cert, now).map_err(reject)?;
+        let recipient = self.check_key(&cert).map_err(reject)?;
+        check_common_name(&cert, instance).map_err(reject)?;
+        Ok(VerifiedCert {
+            not_after: asn1_time(cert.validity().not_after),
+            identity,
+            recipient,
+            verified_by,
+        })
+    }
+
+    /// Signature chain to a configured anchor, and the extended key usage if present.
+    ///
+    /// The chain is judged at the certificate's own `notBefore`, and the validity window against
+    /// the real clock afterwards (`check_validity`): webpki checks the window first, and a caller
+    /// holding an expired certificate from a foreign issuer should hear about the issuer.
+    fn verify_chain(&self, der: &[u8], cert: &X509Certificate<'_>) -> Result<String, CertError> {
+        let der = CertificateDer::from(der);
+        let ee = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| CertError::NotX509(describe_webpki(&e)))?;
+        let at = UnixTime::since_unix_epoch(Duration::from_secs(
+            u64::try_from(cert.validity().not_before.timestamp()).unwrap_or(0),
+        ));
+        let path = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                &[],
+                at,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| match e {
+                webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                    CertError::UnknownIssuer {
+                        issuer: format!("{:?}", printable(&cert.issuer().to_string())),
+                    }
+                }
+                other => CertError::Chain(describe_webpki(&other)),
+            })?;
+        let spki = path.anchor().subject_public_key_info.as_ref();
+        Ok(self
+            .roots
+            .iter()
+            .find(|root| root.spki == spki)
+            .map(|root| root.subject.clone())
+            .unwrap_or_default())
+    }
+
+    fn check_key(&self, cert: &X509Certificate<'_>) -> Result<RecipientKey, CertError> {
+        let spki = cert.public_key();
+        let rsa = match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => rsa,
+            Ok(PublicKey::EC(_)) => return Err(CertError::NotRsa("an elliptic-curve key".into())),
+            Ok(PublicKey::DSA(_)) => return Err(CertError::NotRsa("a DSA key".into())),
+            _ => {
+                return Err(CertError::NotRsa(format!(
+                    "of algorithm {}",
+                    spki.algorithm.algorithm
+                )))
+            }
+        };
+        let bits = modulus_bits(rsa.modulus);
+        if bits < self.min_rsa_bits {
+            return Err(CertError::RsaTooShort {
+                bits,
+                min: self.min_rsa_bits,
+            });
+        }
+        if bits > MAX_RSA_BITS {
+            return Err(CertError::RsaTooLong(bits));
+        }
+        RecipientKey::from_spki_der(spki.raw).map_err(|_| CertError::UnusableKey)
+    }
+}
+
+fn check_validity(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(), CertError> {
+    let validity = cert.validity();
+    let not_before = asn1_time(validity.not_before);
+    let not_after = asn1_time(validity.not_after);
+    if now < not_before {
+        return Err(CertError::NotYetValid(not_before));
+    }
+    if now > not_after {
+        return Err(CertError::Expired(not_after));
+    }
+    Ok(())
+}
+
+fn check_common_name(cert: &X509Certificate<'_>, instance: &InstanceName) -> Result<(), CertError> {
+    let expected = instance.expected_common_name();
+    let names: Vec<_> = cert.subject().iter_common_name().collect();
+    let found = match names.as_slice() {
+        [] => "absent".to_owned(),
+        [one] => match one.as_str() {
+            Ok(cn) if cn == expected => return Ok(()),
+            Ok(cn) => format!("{:?}", printable(cn)),
+            Err(_) => "not a string".to_owned(),
+        },
+        many => format!("given {} times", many.len()),
+    };
+    Err(CertError::CommonName {
+        found,
+        expected,
+        instance: instance.as_str().to_owned(),
+    })
+}
+
+/// Bits of a big-endian modulus, leading zero bytes and bits not counted.
+fn modulus_bits(modulus: &[u8]) -> usize {
+    let modulus = match modulus.iter().position(|&b| b != 0) {
+        Some(first) => &modulus[first..],
+        None => return 0,
+    };
+    modulus.len() * 8 - modulus[0].leading_zeros() as usize
+}
+
+fn asn1_time(t: x509_parser::time::ASN1Time) -> OffsetDateTime {
+    t.to_datetime()
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(digest(&SHA256, bytes))
+}
+
+/// Cuts caller-supplied text to a sane length for messages and logs (quoting it with `{:?}`
+/// then escapes control characters, so it cannot forge log lines).
+fn printable(s: &str) -> &str {
+    match s.char_indices().nth(128) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
+}
+
+fn describe_webpki(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::CaUsedAsEndEntity => {
+            "it is a CA certificate, not a database certificate".into()
+        }
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
+            "its extended key usage does not include clientAuth".into()
+        }
+        webpki::Error::UnsupportedCertVersion => "only X.509 v3 certificates are accepted".into(),
+        webpki::Error::UnsupportedCriticalExtension => {
+            "it carries a critical extension that is not understood".into()
+        }
+        webpki::Error::BadDer | webpki::Error::BadDerTime | webpki::Error::TrailingData(_) => {
+            "malformed DER".into()
+        }
+        other => format!("chain validation failed ({other:?})"),
+    }
+}
+
+/// Reads every certificate of one PEM file (for `check` and tooling).
+pub fn read_pem_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(file)
+        .map_err(|e| e.to_string())?
+        .map(|c| c.map_err(|e| e.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

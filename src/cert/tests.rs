@@ -1,0 +1,243 @@
+//! Unit tables for `cert`.
+
+use super::*;
+
+#[test]
+fn header_decoding() {
+    let one = |v: &'static [u8]| decode_header([v].into_iter());
+    assert_eq!(decode_header(std::iter::empty()), Err(CertError::Missing));
+    assert_eq!(one(b""), Err(CertError::Empty));
+    assert_eq!(one(b"   "), Err(CertError::Empty));
+    assert_eq!(
+        decode_header([&b"AAAA"[..], &b"AAAA"[..]].into_iter()),
+        Err(CertError::Multiple)
+    );
+    assert!(matches!(one(b"not base64!"), Err(CertError::NotBase64(_))));
+    assert!(matches!(one(b"AA-_"), Err(CertError::NotBase64(_))));
+    assert_eq!(one(b"AAEC"), Ok(vec![0, 1, 2]));
+    assert_eq!(one(b"AAE="), Ok(vec![0, 1]));
+    assert_eq!(one(b"AAE"), Ok(vec![0, 1]));
+    let long = vec![b'A'; MAX_HEADER_LEN + 4];
+    assert_eq!(
+        decode_header([long.as_slice()].into_iter()),
+        Err(CertError::TooLong(MAX_HEADER_LEN + 4))
+    );
+}
+
+#[test]
+fn modulus_bit_lengths() {
+    assert_eq!(modulus_bits(&[]), 0);
+    assert_eq!(modulus_bits(&[0, 0]), 0);
+    assert_eq!(modulus_bits(&[0x80, 0]), 16);
+    assert_eq!(modulus_bits(&[0, 0x80, 0]), 16);
+    assert_eq!(modulus_bits(&[0, 0x7f, 0]), 15);
+    assert_eq!(modulus_bits(&[1]), 1);
+}
+
+fn fixture_der() -> Vec<u8> {
+    let b64 = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/ccsdemo-db-certificate.b64"
+    ));
+    let Ok(b64) = b64 else {
+        panic!("../shared/fixtures/ccsdemo-db-certificate.b64 is missing: CI runs with shared/ beside the repo");
+    };
+    decode_header([b64.as_slice()].into_iter()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn name(s: &str) -> InstanceName {
+    InstanceName::parse(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_published_database_certificate_parses_and_is_refused_for_its_issuer() {
+    let der = fixture_der();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(check_common_name(&cert, &name("ccsdemo")), Ok(()));
+    assert!(check_common_name(&cert, &name("ccsdemo2")).is_err());
+    let Ok(PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
+        panic!("the fixture holds an RSA key");
+    };
+    assert_eq!(modulus_bits(rsa.modulus), 2048);
+
+    let root =
+        crate::pki::ca("test root", crate::pki::KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let trust = store(&[&root]);
+    let rejected = trust
+        .verify(&der, &name("ccsdemo"), OffsetDateTime::now_utc())
+        .err()
+        .unwrap_or_else(|| panic!("a foreign certificate was accepted"));
+    assert_eq!(rejected.error.reason(), "cert_unknown_issuer");
+    assert!(rejected
+        .error
+        .to_string()
+        .contains("ServiceNow TSECSK Root CA - G1"));
+    // Even after it expires, the issuer is what it hears about first.
+    let later = OffsetDateTime::now_utc() + time::Duration::days(3650);
+    let rejected = trust.verify(&der, &name("ccsdemo"), later).err();
+    assert_eq!(
+        rejected.map(|r| r.error.reason()),
+        Some("cert_unknown_issuer")
+    );
+    let identity = trust
+        .verify(&der, &name("ccsdemo"), later)
+        .err()
+        .and_then(|r| r.identity)
+        .unwrap_or_else(|| panic!("a parsed certificate has an identity"));
+    assert_eq!(
+        identity.serial,
+        "1c:46:c6:44:18:12:14:e2:36:b1:2b:14:63:c0:2f:c0:e1:28:b3:01"
+    );
+}
+
+fn store(roots: &[&crate::pki::Issued]) -> TrustStore {
+    let certs = roots
+        .iter()
+        .map(|r| {
+            (
+                PathBuf::from("roots.pem"),
+                CertificateDer::from(r.cert_der().to_vec()),
+            )
+        })
+        .collect();
+    TrustStore::from_certs(certs, MIN_RSA_BITS_FLOOR).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn decisions() {
+    use crate::pki::{self, KeyKind};
+    let ok = |r: Result<pki::Issued, pki::Error>| r.unwrap_or_else(|e| panic!("{e}"));
+    let root = ok(pki::ca("decision root", KeyKind::Rsa2048));
+    let other_root = ok(pki::ca("decision root", KeyKind::Rsa2048));
+    let trust = store(&[&root]);
+    let params = |cn: &str| pki::database_params(cn).unwrap_or_else(|e| panic!("{e}"));
+    let rsa = || {
+        KeyKind::Rsa2048
+            .generate()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let good = ok(pki::database(&root, "ccsdemo"));
+    let ec = ok(root.issue(
+        params("tse_ccsdemo"),
+        KeyKind::EcP256.generate().unwrap_or_else(|e| panic!("{e}")),
+    ));
+    let ca_as_leaf = ok(root.issue(pki::ca_params("tse_ccsdemo"), rsa()));
+    let impostor = ok(pki::database(&other_root, "ccsdemo"));
+    let now = OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    let valid_from = good_not_before(&good);
+
+    let rows: Vec<(&str, &pki::Issued, &str, OffsetDateTime, Option<&str>)> = vec![
+        ("good", &good, "ccsdemo", now, None),
+        (
+            "good, another instance",
+            &good,
+            "ccsdemo2",
+            now,
+            Some("cert_wrong_cn"),
+        ),
+        (
+            "good, instance in upper case",
+            &good,
+            "CCSDEMO",
+            now,
+            Some("cert_wrong_cn"),
+        ),
+        (
+            "good, before notBefore",
+            &good,
+            "ccsdemo",
+            valid_from - day,
+            Some("cert_not_yet_valid"),
+        ),
+        (
+            "good, after notAfter",
+            &good,
+            "ccsdemo",
+            now + day * 800,
+            Some("cert_expired"),
+        ),
+        ("EC key", &ec, "ccsdemo", now, Some("cert_not_rsa")),
+        (
+            "CA certificate",
+            &ca_as_leaf,
+            "ccsdemo",
+            now,
+            Some("cert_chain_invalid"),
+        ),
+        (
+            "same-name root, other key",
+            &impostor,
+            "ccsdemo",
+            now,
+            Some("cert_unknown_issuer"),
+        ),
+        (
+            "the root itself",
+            &root,
+            "ccsdemo",
+            now,
+            Some("cert_chain_invalid"),
+        ),
+    ];
+    for (what, cert, instance, at, want) in rows {
+        let got = trust.verify(cert.cert_der(), &name(instance), at);
+        match (want, got) {
+            (None, Ok(verified)) => {
+                assert_eq!(verified.recipient.bits(), 2048);
+                assert_eq!(
+                    verified.verified_by,
+                    "O=ccs-endpoint development, CN=decision root"
+                );
+                assert_eq!(verified.identity.sha256, sha256_hex(cert.cert_der()));
+            }
+            (Some(reason), Err(rejected)) => {
+                assert_eq!(
+                    rejected.error.reason(),
+                    reason,
+                    "{what}: {}",
+                    rejected.error
+                )
+            }
+            (want, got) => panic!("{what}: want {want:?}, got {:?}", got.map(|v| v.identity)),
+        }
+    }
+    // Both roots configured: the impostor's own root now verifies it, the first still works.
+    let both = store(&[&root, &other_root]);
+    assert!(both
+        .verify(impostor.cert_der(), &name("ccsdemo"), now)
+        .is_ok());
+    assert!(both.verify(good.cert_der(), &name("ccsdemo"), now).is_ok());
+}
+
+fn good_not_before(cert: &crate::pki::Issued) -> OffsetDateTime {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.cert_der()).unwrap_or_else(|e| panic!("{e}"));
+    parsed.validity().not_before.to_datetime()
+}
+
+#[test]
+fn roots_must_be_ca_certificates() {
+    let root = crate::pki::ca("r", crate::pki::KeyKind::EcP256).unwrap_or_else(|e| panic!("{e}"));
+    let leaf = crate::pki::database(&root, "x");
+    // A database certificate needs an RSA key; the issuer may be EC.
+    let leaf = leaf.unwrap_or_else(|e| panic!("{e}"));
+    let err = TrustStore::from_certs(
+        vec![(
+            PathBuf::from("bundle.pem"),
+            CertificateDer::from(leaf.cert_der().to_vec()),
+        )],
+        2048,
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("bundle.pem") && err.contains("not a CA certificate"),
+        "{err}"
+    );
+    assert!(matches!(
+        TrustStore::from_certs(Vec::new(), 2048),
+        Err(TrustError::Empty)
+    ));
+}

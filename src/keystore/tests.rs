@@ -1,0 +1,160 @@
+//! Unit tables for `keystore`.
+
+use super::*;
+
+const A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const B: &str = "FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100";
+
+fn parse(text: &str) -> Result<FileKeyStore, KeyStoreError> {
+    FileKeyStore::parse(Path::new("keys.toml"), text)
+}
+
+#[test]
+fn reads_every_field() {
+    let store = parse(&format!(
+        r#"
+        # comment
+        [[key]]
+        instance = "ccsdemo"
+        key_id = 1
+        secret = "{A}"
+
+        [[key]]
+        instance = "ccsdemo"
+        key_id = 2
+        secret = "{B}"
+        not_after = "2027-01-01T00:00:00Z"
+        disabled = true
+
+        [[key]]
+        instance = "other"
+        key_id = 1
+        secret = "{A}"
+        not_after = 2027-01-01T01:00:00+01:00
+        "#
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let list = store.list();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0].key_id, 1);
+    assert!(!list[0].disabled && list[0].not_after.is_none());
+    assert!(list[1].disabled);
+    assert_eq!(
+        list[1].not_after.map(|t| t.unix_timestamp()),
+        Some(1_798_761_600)
+    );
+    assert_eq!(list[2].not_after, list[1].not_after);
+    assert_eq!(list[0].kcv, list[2].kcv);
+    assert!(parse("").unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+#[test]
+fn errors_name_file_entry_and_field_and_never_the_secret() {
+    let ok = format!("instance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{A}\"");
+    let rows: Vec<(String, &str)> = vec![
+        (
+            format!("[[key]]\n{ok}\n[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{B}\""),
+            "entry 2 (instance \"ccsdemo\", key_id 1): field `key_id`: duplicate",
+        ),
+        (
+            format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{}\"", &A[..40]),
+            "entry 1 (instance \"ccsdemo\", key_id 1): field `secret`: must be 64 hexadecimal characters (32 bytes); found 40",
+        ),
+        (
+            format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{}zz\"", &A[..62]),
+            "field `secret`: must be 64 hexadecimal characters (32 bytes); found a character",
+        ),
+        (
+            "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = 5".into(),
+            "field `secret`: must be a string",
+        ),
+        (
+            "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1".into(),
+            "field `secret`: missing",
+        ),
+        (
+            format!("[[key]]\ninstance = \"ccs.demo\"\nkey_id = 1\nsecret = \"{A}\""),
+            "entry 1: field `instance`: the instance name may hold only",
+        ),
+        (
+            format!("[[key]]\ninstance = \"\"\nkey_id = 1\nsecret = \"{A}\""),
+            "entry 1: field `instance`: the instance name must be 1 to 63",
+        ),
+        (
+            format!("[[key]]\nkey_id = 1\nsecret = \"{A}\""),
+            "entry 1: field `instance`: missing",
+        ),
+        (
+            format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = -1\nsecret = \"{A}\""),
+            "field `key_id`: must not be negative",
+        ),
+        (
+            format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = \"1\"\nsecret = \"{A}\""),
+            "field `key_id`: must be an integer",
+        ),
+        (
+            format!("[[key]]\n{ok}\nnot_after = \"2027-13-01T00:00:00Z\""),
+            "entry 1 (instance \"ccsdemo\", key_id 1): field `not_after`: \"2027-13-01T00:00:00Z\" is not an RFC 3339 time",
+        ),
+        (
+            format!("[[key]]\n{ok}\nnot_after = \"2027-01-01\""),
+            "field `not_after`",
+        ),
+        (
+            format!("[[key]]\n{ok}\nnot_after = 2027-01-01T00:00:00"),
+            "field `not_after`",
+        ),
+        (
+            format!("[[key]]\n{ok}\ndisabled = \"yes\""),
+            "field `disabled`: must be true or false",
+        ),
+        (
+            format!("[[key]]\n{ok}\nenabled = true"),
+            "field `key`: unknown field `enabled`",
+        ),
+        (format!("[[keys]]\n{ok}"), "unknown top-level item `keys`"),
+        (format!("[key]\n{ok}"), "`key` must be an array of tables"),
+        (
+            format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{A}"),
+            "keys.toml: line 4: not valid TOML",
+        ),
+    ];
+    for (text, want) in rows {
+        let err = parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("key store keys.toml: "), "{err}");
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+        for secret in [A, B, &A[..40], &A[..20], &B[..20]] {
+            assert!(!err.contains(secret), "secret leaked in {err:?}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("keys.toml");
+    std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+    let rows = [
+        (0o600, Permissions::Private, false, true),
+        (0o400, Permissions::Private, false, true),
+        (0o640, Permissions::GroupReadable(0o640), true, true),
+        (0o660, Permissions::Open(0o660), true, false),
+        (0o604, Permissions::Open(0o604), true, false),
+        (0o644, Permissions::Open(0o644), true, false),
+    ];
+    for (mode, want, warns, ok_by_default) in rows {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = Permissions::of(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, want, "{mode:o}");
+        let verdict = got.verdict(&path, false);
+        assert_eq!(verdict.is_ok(), ok_by_default, "{mode:o}");
+        let allowed = got.verdict(&path, true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(allowed.is_some(), warns, "{mode:o}");
+    }
+}
