@@ -33,18 +33,6 @@ pub struct ServerOptions {
     pub metrics: Arc<Metrics>,
 }
 
-impl ServerOptions {
-    /// Default limits, no PROXY protocol, a fresh registry.
-    pub fn with_limits(limits: Limits) -> Self {
-        Self {
-            limits,
-            proxy_protocol: false,
-            policy: PeerPolicy::default(),
-            metrics: Arc::new(Metrics::new()),
-        }
-    }
-}
-
 /// Counts a connection in `ccs_open_connections` for as long as it lives.
 struct Open(Arc<Metrics>);
 

@@ -294,31 +294,68 @@ async fn metrics_health_and_readiness_after_traffic() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
+/// A daemon whose every request first waits `delay`, so that requests are in flight on demand.
+struct Slow {
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    run: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_slow(delay: Duration, extra_config: &str) -> Slow {
     use ccs_endpoint::app::Loaded;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &[Key::new("ccsdemo", 1)],
-        "[limits]\ndrain_timeout = \"5s\"",
-    );
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], extra_config);
     let daemon = Loaded::from_file(&config).unwrap().into_daemon().unwrap();
-    // Every request takes 600 ms, so some are in flight when shutdown is asked for.
     let router = daemon.router().layer(axum::middleware::from_fn(
-        |request: axum::extract::Request, next: axum::middleware::Next| async move {
-            tokio::time::sleep(Duration::from_millis(600)).await;
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            tokio::time::sleep(delay).await;
             next.run(request).await
         },
     ));
     let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = service.local_addr().unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
+    let (addr, admin_addr) = (service.local_addr().unwrap(), admin.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(daemon.run_with(router, service, Some(admin), async {
         let _ = stopped.await;
     }));
+    Slow {
+        addr,
+        admin: admin_addr,
+        stop: Some(stop),
+        run,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_request_timeout_gets_503() {
+    let slow = start_slow(
+        Duration::from_millis(1500),
+        "[limits]\nrequest_timeout = \"1s\"",
+    )
+    .await;
+    let h = header(&db_cert("ccsdemo"));
+    let raw = request_bytes("GET", "/kek/ccsdemo/1", &[("X-DB-Certificate", &h)]);
+    let started = Instant::now();
+    let reply = raw_request(slow.addr, TLS13, raw.as_bytes()).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.error().contains("too long"), "{}", reply.body);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert!(started.elapsed() < Duration::from_millis(1400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
+    // Every request takes 600 ms, so some are in flight when shutdown is asked for.
+    let mut slow = start_slow(
+        Duration::from_millis(600),
+        "[limits]\ndrain_timeout = \"5s\"",
+    )
+    .await;
+    let (addr, admin_addr) = (slow.addr, slow.admin);
     let h = header(&db_cert("ccsdemo"));
     let raw = request_bytes("GET", "/kek/ccsdemo/1", &[("X-DB-Certificate", &h)]);
     let in_flight: Vec<_> = (0..6)
@@ -329,7 +366,7 @@ async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
         .collect();
     tokio::time::sleep(Duration::from_millis(250)).await;
     let asked = Instant::now();
-    stop.send(()).unwrap();
+    slow.stop.take().unwrap().send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Draining: not ready, and no new connection is taken.
     let mut tcp = TcpStream::connect(admin_addr).await.unwrap();
@@ -351,7 +388,7 @@ async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
             reply.body
         );
     }
-    run.await.unwrap();
+    slow.run.await.unwrap();
     assert!(
         asked.elapsed() < Duration::from_secs(4),
         "drain took {:?}",
