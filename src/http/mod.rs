@@ -163,27 +163,7 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let status = outcome
         .as_ref()
         .map_or_else(Failure::status, |_| StatusCode::OK);
-    let mut response = match &outcome {
-        Ok(body) => json(StatusCode::OK, body),
-        Err(failure) => {
-            let message = failure.message(&record, &request_id);
-            let error_id = status.is_server_error().then_some(request_id.as_str());
-            json(
-                status,
-                &ErrorBody {
-                    error: &message,
-                    error_id,
-                },
-            )
-        }
-    };
-    let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        headers.insert(REQUEST_ID, id);
-    }
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(ALLOW, HeaderValue::from_static("GET"));
-    }
+    let response = respond(&outcome, status, &record, &request_id);
     let reason = match &outcome {
         Ok(_) if record.kill_switch => "not_after_passed",
         Ok(_) => "ok",
@@ -191,17 +171,7 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     };
     let detail = outcome.as_ref().err().and_then(Failure::detail);
     let latency = started.elapsed();
-    let metrics = &state.metrics;
-    metrics.request(status.as_u16(), reason, latency.as_secs_f64());
-    match &outcome {
-        Err(Failure::Cert(e)) => metrics.rejection(e.reason()),
-        Ok(_) => {
-            if let (Some(instance), Some(not_after)) = (&record.instance, record.cert_not_after) {
-                metrics.poll(instance.as_str(), OffsetDateTime::now_utc(), not_after);
-            }
-        }
-        Err(_) => {}
-    }
+    observe(&state, &outcome, &record, status, reason, latency);
     log_request(
         &request_id,
         conn,
@@ -213,6 +183,59 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
         latency,
     );
     response
+}
+
+/// The answer: the body, or the error with its message, and the headers every answer carries.
+fn respond(
+    outcome: &Result<KekBody, Failure>,
+    status: StatusCode,
+    record: &Record,
+    request_id: &str,
+) -> Response {
+    let mut response = match outcome {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(failure) => {
+            let message = failure.message(record, request_id);
+            let error_id = status.is_server_error().then_some(request_id);
+            json(
+                status,
+                &ErrorBody {
+                    error: &message,
+                    error_id,
+                },
+            )
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, id);
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET"));
+    }
+    response
+}
+
+/// The request's metrics: its status and latency, a refused certificate, a successful poll.
+fn observe(
+    state: &AppState,
+    outcome: &Result<KekBody, Failure>,
+    record: &Record,
+    status: StatusCode,
+    reason: &'static str,
+    latency: Duration,
+) {
+    let metrics = &state.metrics;
+    metrics.request(status.as_u16(), reason, latency.as_secs_f64());
+    match outcome {
+        Err(Failure::Cert(e)) => metrics.rejection(e.reason()),
+        Ok(_) => {
+            if let (Some(instance), Some(not_after)) = (&record.instance, record.cert_not_after) {
+                metrics.poll(instance.as_str(), OffsetDateTime::now_utc(), not_after);
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// Liveness on the service port, for load balancers: answered before the allow-list, logged
@@ -232,8 +255,9 @@ fn healthz(request: &Request) -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-/// The checks, in the order the contract fixes: path (400), method (405), certificate (401),
-/// key (404), wrap (500). Nothing about keys is looked at before the certificate has passed.
+/// The checks after the allow-list (403), in the order the contract fixes: path (400), method
+/// (405), certificate (401), key (404), wrap (500). Nothing about keys is looked at before the
+/// certificate has passed.
 fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<KekBody, Failure> {
     let uri = request.uri();
     let path = parse_kek_path(uri.path()).map_err(Failure::Path)?;
