@@ -138,6 +138,17 @@ impl DevSetup {
         )
     }
 
+    /// A command that polls the development server as the SaaS would and unwraps the answer.
+    pub fn probe(&self) -> String {
+        format!(
+            "ccs-endpoint probe {} --cert {} --key {} --cacert {}",
+            self.url,
+            shell_quote(&self.client_cert),
+            shell_quote(&self.client_key),
+            shell_quote(&self.ca_cert)
+        )
+    }
+
     /// The banner printed before serving.
     pub fn banner(&self) -> String {
         let line = "=".repeat(78);
@@ -145,9 +156,11 @@ impl DevSetup {
             "{line}\n  DEVELOPMENT ONLY: generated CA, certificates and key in {dir}\n  \
              Never use this setup or its key for a real database.\n\n  \
              Try it:\n    {curl}\n\n  \
+             Poll it as the SaaS would, unwrapping the key:\n    {probe}\n\n  \
              The database certificate and its private key: {cert}, {key}\n{line}",
             dir = self.dir.display(),
             curl = self.curl(),
+            probe = self.probe(),
             cert = self.client_cert.display(),
             key = self.client_key.display(),
         )

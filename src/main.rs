@@ -13,6 +13,8 @@ use ccs_endpoint::{dev, server};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod commands;
+
 /// The customer endpoint of a Customer Controlled Switch: hands a SaaS database its
 /// key-encryption key, RSA-OAEP-wrapped to the database's verified certificate.
 #[derive(Parser)]
@@ -68,9 +70,41 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Manage the key store: generate, import, list, disable, enable, shutdown.
+    ///
+    /// Every change is validated and written atomically (mode 600), comments kept; keys are
+    /// shown by KCV only. Exit codes: 0 done, 1 refused or failed (the message says why).
+    Keys {
+        #[command(subcommand)]
+        command: commands::KeysCommand,
+        #[command(flatten)]
+        store: commands::StoreArgs,
+    },
+    /// Poll an endpoint as the SaaS does (TLS 1.2), unwrap the answer with the certificate's
+    /// private key and print keyId, validUntil, time left and the key's KCV.
+    ///
+    /// Exit codes: 0 when the key unwrapped as the database would; 1 with the precise reason
+    /// (connection, TLS, status, shape, padding, plaintext, KCV).
+    Probe(commands::ProbeArgs),
+    /// Print the JSON the server would return for a certificate, computed offline.
+    ///
+    /// Exit codes: 0 for a 200; 1 otherwise (the body printed is the error the server would give).
+    Wrap(commands::WrapArgs),
+    /// What the server would decide for a certificate, and why: fields, root, verdict.
+    ///
+    /// Exit codes: 0 when it could be read (whatever the verdict); 1 when it is not a certificate.
+    Inspect(commands::InspectArgs),
+    /// Write a production-shaped skeleton (config, empty key store mode 600, certs/README.md).
+    ///
+    /// Exit codes: 0 written; 1 when a file exists already (nothing is overwritten).
+    Init {
+        /// Where to write config/ and certs/.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
-fn config_path(given: Option<PathBuf>) -> PathBuf {
+pub(crate) fn config_path(given: Option<PathBuf>) -> PathBuf {
     given
         .or_else(|| std::env::var_os(config::ENV_VAR).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
@@ -80,6 +114,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(config_path(config)),
+        Command::Keys { command, store } => commands::keys(command, store),
+        Command::Probe(args) => commands::probe(args),
+        Command::Wrap(args) => commands::wrap(args),
+        Command::Inspect(args) => commands::inspect(args),
+        Command::Init { dir } => commands::init(&dir),
         Command::Serve {
             config,
             dev,

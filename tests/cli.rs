@@ -5,137 +5,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ccs_endpoint::secret::Secret;
+use support::process::*;
 use support::*;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ccs-endpoint"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process whose stdout and stderr are collected as they come.
-struct Running {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for stream in [
-            Box::new(out) as Box<dyn std::io::Read + Send>,
-            Box::new(err),
-        ] {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut o = output.lock().unwrap();
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
-        Self { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    fn wait_for(&mut self, needle: &str) {
-        let start = Instant::now();
-        while !self.output().contains(needle) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "server exited ({status}) before {needle:?}:\n{}",
-                    self.output()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no {needle:?} after 60 s:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, then the exit status within 15 s.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(200));
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn curl_status(args: &[&str], cwd: &Path) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("curl is required (.ci/run installs it)");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Every form in which a secret could leak.
-fn leak_forms(secret_hex: &str) -> Vec<String> {
-    let lower = secret_hex.to_ascii_lowercase();
-    let raw = hex::decode(&lower).unwrap();
-    vec![
-        lower.clone(),
-        lower.to_ascii_uppercase(),
-        lower[16..48].to_owned(),
-        BASE64.encode(&raw),
-        BASE64.encode(lower.as_bytes()),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw),
-        format!("{:?}", raw),
-    ]
-}
 
 #[test]
 fn dev_default_serves_its_curl_command_logs_no_secret_and_stops_on_sigterm() {

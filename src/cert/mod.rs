@@ -310,7 +310,7 @@ fn check_common_name(cert: &X509Certificate<'_>, instance: &InstanceName) -> Res
 }
 
 /// Bits of a big-endian modulus, leading zero bytes and bits not counted.
-fn modulus_bits(modulus: &[u8]) -> usize {
+pub(crate) fn modulus_bits(modulus: &[u8]) -> usize {
     let modulus = match modulus.iter().position(|&b| b != 0) {
         Some(first) => &modulus[first..],
         None => return 0,

@@ -19,9 +19,11 @@ use time::OffsetDateTime;
 use crate::cert::{self, CertError, CertIdentity};
 use crate::keystore::LookupError;
 use crate::peer::ConnInfo;
-use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId, PathError};
+use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KekPath, KeyId, PathError};
 use crate::secret::Kcv;
 pub use crate::state::AppState;
+use crate::state::Snapshot;
+use crate::wrap::WrapOptions;
 
 /// The response header carrying the request id (also in the log line).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -273,11 +275,31 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
     let values = request.headers().get_all(cert::HEADER);
     let der =
         cert::decode_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
-    let now = OffsetDateTime::now_utc();
     let snapshot = state.snapshot.load();
+    answer(
+        &snapshot,
+        state.wrap,
+        state.validity,
+        &der,
+        &path,
+        OffsetDateTime::now_utc(),
+        record,
+    )
+}
+
+/// The certificate (401), key (404) and wrap (500) steps for a parsed request.
+fn answer(
+    snapshot: &Snapshot,
+    wrap: WrapOptions,
+    validity: time::Duration,
+    der: &[u8],
+    path: &KekPath,
+    now: OffsetDateTime,
+    record: &mut Record,
+) -> Result<KekBody, Failure> {
     let verified = snapshot
         .trust
-        .verify(&der, &path.instance, now)
+        .verify(der, &path.instance, now)
         .map_err(|rejected| {
             record.cert = rejected.identity;
             Failure::Cert(rejected.error)
@@ -288,11 +310,11 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
 
     let wrapped = snapshot
         .keys
-        .wrap_for(&path.instance, path.key_id, &verified.recipient, state.wrap)
+        .wrap_for(&path.instance, path.key_id, &verified.recipient, wrap)
         .map_err(Failure::Key)?;
     record.kcv = Some(wrapped.state.kcv);
     let horizon = now
-        .checked_add(state.validity)
+        .checked_add(validity)
         .ok_or_else(|| Failure::Internal("validity overflows the calendar".into()))?;
     let valid_until = match wrapped.state.not_after {
         Some(not_after) if not_after < horizon => {
@@ -308,6 +330,41 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
         valid_until,
         wrapped_key: BASE64.encode(&wrapped.ciphertext),
     })
+}
+
+/// What the server would answer for `der` on `path` at `now`: the status and the JSON body.
+/// For `ccs-endpoint wrap`, which computes it offline.
+pub fn offline_answer(
+    snapshot: &Snapshot,
+    wrap: WrapOptions,
+    validity: time::Duration,
+    der: &[u8],
+    path: &KekPath,
+    now: OffsetDateTime,
+) -> (StatusCode, String) {
+    let mut record = Record {
+        instance: Some(path.instance.clone()),
+        key_id: Some(path.key_id),
+        ..Record::default()
+    };
+    let body = match answer(snapshot, wrap, validity, der, path, now, &mut record) {
+        Ok(body) => {
+            return (
+                StatusCode::OK,
+                serde_json::to_string(&body).unwrap_or_default(),
+            )
+        }
+        Err(failure) => failure,
+    };
+    let message = body.message(&record, "offline");
+    let error = ErrorBody {
+        error: &message,
+        error_id: None,
+    };
+    (
+        body.status(),
+        serde_json::to_string(&error).unwrap_or_default(),
+    )
 }
 
 /// `{"error": message}` with the headers every answer carries.

@@ -1,0 +1,327 @@
+//! Editing the key-store file as an operator would by hand: comments and order kept, every
+//! change validated by the same parser the server uses, written atomically (temporary file in the
+//! same directory, fsync, rename, fsync of the directory) with mode 600.
+//!
+//! The edited document holds secrets in toml_edit's own strings, which are not wiped; the
+//! rendered text is. The commands that use this run briefly and exit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
+use zeroize::Zeroizing;
+
+use crate::keystore::{FileKeyStore, KeyStoreError};
+use crate::protocol::{InstanceName, KeyId};
+use crate::secret::{Kcv, Secret};
+
+/// Why the key-store file could not be changed. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error(transparent)]
+    Store(#[from] KeyStoreError),
+    #[error("key store {path}: {message}")]
+    Edit { path: PathBuf, message: String },
+    #[error("key store {path}: writing: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A key-store file opened for editing.
+pub struct KeyFile {
+    path: PathBuf,
+    doc: DocumentMut,
+}
+
+impl KeyFile {
+    /// Opens `path`; a file that does not exist yet is an empty store. An existing file must be
+    /// a valid key store: nothing is edited on top of a broken one.
+    pub fn open(path: &Path) -> Result<Self, KeyFileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => Zeroizing::new(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Zeroizing::new(String::from(HEADER))
+            }
+            Err(source) => {
+                return Err(KeyStoreError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+                .into())
+            }
+        };
+        FileKeyStore::parse(path, &text)?;
+        let doc = text
+            .parse::<DocumentMut>()
+            .map_err(|e| KeyFileError::Edit {
+                path: path.to_owned(),
+                message: e.message().to_owned(),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            doc,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn entries(&mut self) -> Result<&mut ArrayOfTables, KeyFileError> {
+        let path = self.path.clone();
+        let item = self
+            .doc
+            .entry("key")
+            .or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
+        item.as_array_of_tables_mut().ok_or(KeyFileError::Edit {
+            path,
+            message: "`key` is not an array of tables".into(),
+        })
+    }
+
+    fn find(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+    ) -> Result<Option<&mut Table>, KeyFileError> {
+        Ok(self.entries()?.iter_mut().find(|t| {
+            t.get("instance").and_then(Item::as_str) == Some(instance.as_str())
+                && t.get("key_id")
+                    .and_then(Item::as_integer)
+                    .and_then(|n| u64::try_from(n).ok())
+                    == Some(key_id)
+        }))
+    }
+
+    fn missing(&self, instance: &InstanceName, key_id: KeyId) -> KeyFileError {
+        KeyFileError::Edit {
+            path: self.path.clone(),
+            message: format!("no key for instance {instance:?}, key_id {key_id}"),
+        }
+    }
+
+    /// Adds a key. An existing (instance, key_id) is replaced only when `force` is given
+    /// (its KCV is returned): replacing a live key makes the database's data unreadable.
+    pub fn add(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        secret: &Secret,
+        force: bool,
+    ) -> Result<Option<Kcv>, KeyFileError> {
+        let key_id_value = i64::try_from(key_id).map_err(|_| KeyFileError::Edit {
+            path: self.path.clone(),
+            message: format!("key_id {key_id} is larger than TOML integers allow"),
+        })?;
+        let hex = secret.to_hex();
+        let hex = std::str::from_utf8(hex.as_slice()).unwrap_or_default();
+        let path = self.path.clone();
+        if let Some(existing) = self.find(instance, key_id)? {
+            if !force {
+                return Err(KeyFileError::Edit {
+                    path,
+                    message: format!(
+                        "instance {instance:?} already has key_id {key_id}: replacing a live key makes the database's data unreadable; pass --force if that is really meant"
+                    ),
+                });
+            }
+            let old = existing
+                .get("secret")
+                .and_then(Item::as_str)
+                .and_then(|s| Secret::from_hex(s).ok())
+                .map(|s| s.kcv());
+            existing["secret"] = value(hex);
+            existing.remove("disabled");
+            existing.remove("not_after");
+            return Ok(old);
+        }
+        let mut table = Table::new();
+        table["instance"] = value(instance.as_str());
+        table["key_id"] = value(key_id_value);
+        table["secret"] = value(hex);
+        if self.entries()?.is_empty() {
+            // A new file's header comments would otherwise trail the first entry.
+            let header = self.doc.trailing().as_str().unwrap_or_default().to_owned();
+            table.decor_mut().set_prefix(header);
+            self.doc.set_trailing("");
+        }
+        self.entries()?.push(table);
+        Ok(None)
+    }
+
+    /// Sets or clears `disabled` (the soft kill switch).
+    pub fn set_disabled(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        disabled: bool,
+    ) -> Result<(), KeyFileError> {
+        let missing = self.missing(instance, key_id);
+        let entry = self.find(instance, key_id)?.ok_or(missing)?;
+        if disabled {
+            entry["disabled"] = value(true);
+        } else {
+            entry.remove("disabled");
+        }
+        Ok(())
+    }
+
+    /// Sets `not_after` to `at` (the hard kill switch) on one key, or on every key of the
+    /// instance; returns the key ids changed.
+    pub fn shut_down(
+        &mut self,
+        instance: &InstanceName,
+        key_id: Option<KeyId>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<KeyId>, KeyFileError> {
+        let stamp = at
+            .replace_nanosecond(0)
+            .unwrap_or(at)
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        let mut changed = Vec::new();
+        for entry in self.entries()?.iter_mut() {
+            let id = entry
+                .get("key_id")
+                .and_then(Item::as_integer)
+                .and_then(|n| u64::try_from(n).ok());
+            let same_instance =
+                entry.get("instance").and_then(Item::as_str) == Some(instance.as_str());
+            if let (true, Some(id)) = (same_instance, id) {
+                if key_id.is_none_or(|k| k == id) {
+                    entry["not_after"] = value(stamp.as_str());
+                    changed.push(id);
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Err(KeyFileError::Edit {
+                path: self.path.clone(),
+                message: match key_id {
+                    Some(k) => format!("no key for instance {instance:?}, key_id {k}"),
+                    None => format!("no key for instance {instance:?}"),
+                },
+            });
+        }
+        Ok(changed)
+    }
+
+    /// Validates the edited store and writes it atomically with mode 600.
+    pub fn save(&self) -> Result<FileKeyStore, KeyFileError> {
+        let text = Zeroizing::new(self.doc.to_string());
+        let store = FileKeyStore::parse(&self.path, &text)?;
+        write_atomically(&self.path, text.as_bytes()).map_err(|source| KeyFileError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(store)
+    }
+}
+
+const HEADER: &str = "# ccs-endpoint key store: keep it mode 600 and out of version control.\n\
+# Each [[key]] is one key-encryption key; see config/keys.example.toml for the fields.\n";
+
+/// Temporary file beside `path` (mode 600), fsync, rename over `path`, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keys-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::KeyStore;
+
+    fn name(s: &str) -> InstanceName {
+        InstanceName::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn edits_keep_comments_and_validate() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "# keep me\n\n[[key]]\n# and me\ninstance = \"a\"\nkey_id = 1\nsecret = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut file = KeyFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let secret = Secret::generate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            file.add(&name("a"), 1, &secret, false).is_err(),
+            "no silent replacement"
+        );
+        assert!(file
+            .add(&name("b"), 2, &secret, false)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none());
+        file.set_disabled(&name("a"), 1, true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(file.set_disabled(&name("a"), 9, true).is_err());
+        let at =
+            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            file.shut_down(&name("b"), None, at)
+                .unwrap_or_else(|e| panic!("{e}")),
+            [2]
+        );
+        let store = file.save().unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.contains("# keep me") && text.contains("# and me"),
+            "{text}"
+        );
+        let states = store.list();
+        assert!(states[0].disabled);
+        assert_eq!(states[1].kcv, secret.kcv());
+        assert_eq!(states[1].not_after, Some(at));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            assert_eq!(mode, 0o600);
+        }
+        // Replacing with --force returns the old KCV and clears the kill switches.
+        let mut file = KeyFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let old = file
+            .add(&name("a"), 1, &secret, true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.is_some() && old != Some(secret.kcv()));
+        let store = file.save().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!store.list()[0].disabled);
+    }
+
+    #[test]
+    fn a_broken_store_is_not_edited() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "[[key]]\ninstance = \"a\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = KeyFile::open(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("field `key_id`: missing"), "{err}");
+        let fresh = KeyFile::open(&dir.path().join("new.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fresh.path(), dir.path().join("new.toml"));
+    }
+}

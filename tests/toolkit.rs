@@ -1,0 +1,598 @@
+//! The operator toolkit as people run it: `init`, `keys …`, `probe`, `wrap`, `inspect`, each as
+//! a process, failure paths included.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use ccs_endpoint::secret::Secret;
+use support::process::*;
+use support::*;
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    bin().args(args).current_dir(cwd).output().unwrap()
+}
+
+fn run_with_stdin(args: &[&str], cwd: &Path, stdin: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The secrets of a key-store file, by (instance, key_id).
+fn secrets(path: &Path) -> Vec<(String, u64, String)> {
+    let table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    table["key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["instance"].as_str().unwrap().to_owned(),
+                k["key_id"].as_integer().unwrap() as u64,
+                k["secret"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn init_then_every_keys_command() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(&["init", "--dir", "."], d);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Next steps"));
+    let keys = d.join("config/keys.toml");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&keys), 0o600);
+    // init never overwrites.
+    let again = run(&["init", "--dir", "."], d);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("exists already"), "{}", text(&again));
+    // The skeleton's configuration names certificates that are not there yet: check says which.
+    let check = run(&["check", "--config", "config/ccs-endpoint.toml"], d);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(text(&check).contains("server.crt"), "{}", text(&check));
+
+    // generate: KCV printed, secret not; file mode 600; header comments kept.
+    let k = ["--file", "config/keys.toml"];
+    let out = run(
+        &[
+            &["keys", "generate", "--instance", "ccsdemo", "--key-id", "1"][..],
+            &k,
+        ]
+        .concat(),
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let [(_, _, secret)] = &secrets(&keys)[..] else {
+        panic!("one key expected")
+    };
+    let kcv = Secret::from_hex(secret).unwrap().kcv().to_string();
+    assert!(text(&out).contains(&kcv) && !text(&out).contains(secret.as_str()));
+    assert_eq!(mode(&keys), 0o600);
+    assert!(std::fs::read_to_string(&keys)
+        .unwrap()
+        .starts_with("# ccs-endpoint key store"));
+
+    // Generating over a live key is refused; --force replaces it and says so.
+    let again = run(
+        &[
+            &["keys", "generate", "--instance", "ccsdemo", "--key-id", "1"][..],
+            &k,
+        ]
+        .concat(),
+        d,
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+    assert_eq!(&secrets(&keys)[0].2, secret);
+    let forced = run(
+        &[
+            &[
+                "keys",
+                "generate",
+                "--instance",
+                "ccsdemo",
+                "--key-id",
+                "1",
+                "--force",
+            ][..],
+            &k,
+        ]
+        .concat(),
+        d,
+    );
+    assert!(forced.status.success());
+    assert!(
+        text(&forced).contains(&format!("old kcv {kcv}")),
+        "{}",
+        text(&forced)
+    );
+    let secret = secrets(&keys)[0].2.clone();
+
+    // import reads standard input only; bad input is refused and changes nothing.
+    let imported = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+    let out = run_with_stdin(
+        &[
+            &["keys", "import", "--instance", "other", "--key-id", "2"][..],
+            &k,
+        ]
+        .concat(),
+        d,
+        &format!("{imported}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&Secret::from_hex(imported).unwrap().kcv().to_string()));
+    for bad in ["", "zz", &imported[..40]] {
+        let out = run_with_stdin(
+            &[
+                &["keys", "import", "--instance", "third", "--key-id", "1"][..],
+                &k,
+            ]
+            .concat(),
+            d,
+            bad,
+        );
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert!(text(&out).contains("standard input"), "{}", text(&out));
+    }
+    let argv = run(
+        &[
+            "keys",
+            "import",
+            "--instance",
+            "x",
+            "--key-id",
+            "1",
+            "--secret",
+            imported,
+        ],
+        d,
+    );
+    assert_eq!(argv.status.code(), Some(2), "no secret on the command line");
+    assert_eq!(secrets(&keys).len(), 2);
+
+    // list, disable, enable, shutdown: each says what the next poll gets.
+    let list = run(&[&["keys", "list"][..], &k].concat(), d);
+    let listed = text(&list);
+    assert!(
+        listed.contains("ccsdemo") && listed.contains("other") && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret) && !listed.to_lowercase().contains(&imported.to_lowercase()));
+    let out = run(
+        &[
+            &["keys", "disable", "--instance", "other", "--key-id", "2"][..],
+            &k,
+        ]
+        .concat(),
+        d,
+    );
+    assert!(
+        text(&out).contains("Next poll: 404") && text(&out).contains("no restart"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&run(&[&["keys", "list"][..], &k].concat(), d)).contains("disabled (404)"));
+    let out = run(
+        &[
+            &["keys", "enable", "--instance", "other", "--key-id", "2"][..],
+            &k,
+        ]
+        .concat(),
+        d,
+    );
+    assert!(text(&out).contains("Next poll: 200"), "{}", text(&out));
+    let out = run(
+        &[&["keys", "shutdown", "--instance", "ccsdemo"][..], &k].concat(),
+        d,
+    );
+    assert!(
+        text(&out).contains("SHUT DOWN") && text(&out).contains("(past)"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&run(&[&["keys", "list"][..], &k].concat(), d)).contains("expired at"));
+    let missing = run(
+        &[
+            &["keys", "disable", "--instance", "nobody", "--key-id", "1"][..],
+            &k,
+        ]
+        .concat(),
+        d,
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("no key for instance \"nobody\""),
+        "{}",
+        text(&missing)
+    );
+    // The store is still what check and the server accept.
+    assert_eq!(secrets(&keys).len(), 2);
+}
+
+/// Writes the database certificate and key, the server's CA, and returns their paths.
+fn write_client(dir: &Path, instance: &str) -> (String, String, String) {
+    let cert = db_cert(instance);
+    std::fs::write(dir.join("db.crt"), cert.cert_pem()).unwrap();
+    write_private(&dir.join("db.key"), &cert.key_pem());
+    std::fs::write(dir.join("server-ca.pem"), pki().server_ca.cert_pem()).unwrap();
+    ("db.crt".into(), "db.key".into(), "server-ca.pem".into())
+}
+
+#[test]
+fn probe_against_the_dev_server_and_every_way_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--dev",
+        "--dev-listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args(["--dev-admin-listen", "127.0.0.1:0"])
+    .current_dir(d);
+    let mut server = Running::spawn(cmd);
+    server.wait_for("listening");
+
+    // The banner's probe command, as pasted (with this build's binary).
+    let output = server.output();
+    let probe_line = output
+        .lines()
+        .skip_while(|l| !l.contains("Poll it as the SaaS would"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let args: Vec<&str> = probe_line.split_whitespace().collect();
+    assert_eq!(args[0], "ccs-endpoint");
+    let out = run(&args[1..], d);
+    assert!(out.status.success(), "{}", text(&out));
+    let keys = d.join("dev/keys.toml");
+    let kcv = Secret::from_hex(&secrets(&keys)[0].2)
+        .unwrap()
+        .kcv()
+        .to_string();
+    let report = text(&out);
+    assert!(report.contains(&format!("kcv         {kcv}")), "{report}");
+    assert!(
+        report.contains("keyId       1") && report.contains("left)"),
+        "{report}"
+    );
+
+    let url = format!("https://localhost:{port}/kek/ccsdemo/1");
+    let base = [
+        "probe",
+        &url,
+        "--cert",
+        "dev/client.crt",
+        "--key",
+        "dev/client.key",
+        "--cacert",
+        "dev/ca.crt",
+    ];
+    assert!(run(
+        &[&base[..], &["--expect-kcv", &kcv.to_lowercase()]].concat(),
+        d
+    )
+    .status
+    .success());
+
+    let other = db_cert("ccsdemo");
+    write_private(&d.join("other.key"), &other.key_pem());
+    let unreachable = format!("https://localhost:{}/kek/ccsdemo/1", free_port());
+    let wrong_instance = format!("https://localhost:{port}/kek/nosuch/1");
+    let bad_path = format!("https://localhost:{port}/kek/a/");
+    let rows: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [&base[..], &["--expect-kcv", "000000"]].concat(),
+            "KCV mismatch",
+        ),
+        (
+            [&base[..], &["--padding", "oaep-sha256"]].concat(),
+            "padding mismatch",
+        ),
+        (
+            [&base[..], &["--plaintext", "raw"]].concat(),
+            "plaintext mismatch",
+        ),
+        (
+            vec![
+                "probe",
+                &wrong_instance,
+                "--cert",
+                "dev/client.crt",
+                "--key",
+                "dev/client.key",
+                "--cacert",
+                "dev/ca.crt",
+            ],
+            "answered 401",
+        ),
+        (
+            vec![
+                "probe",
+                &unreachable,
+                "--cert",
+                "dev/client.crt",
+                "--key",
+                "dev/client.key",
+                "--insecure",
+            ],
+            "cannot connect",
+        ),
+        (
+            vec![
+                "probe",
+                &url,
+                "--cert",
+                "dev/client.crt",
+                "--key",
+                "other.key",
+                "--cacert",
+                "dev/ca.crt",
+            ],
+            "is not the private key of dev/client.crt",
+        ),
+        (
+            vec![
+                "probe",
+                &url,
+                "--cert",
+                "dev/client.crt",
+                "--key",
+                "dev/client.key",
+            ],
+            "--cacert",
+        ),
+        (
+            vec![
+                "probe",
+                "http://localhost/kek/a/1",
+                "--cert",
+                "dev/client.crt",
+                "--key",
+                "dev/client.key",
+            ],
+            "https://",
+        ),
+        (
+            vec![
+                "probe",
+                &bad_path,
+                "--cert",
+                "dev/client.crt",
+                "--key",
+                "dev/client.key",
+            ],
+            "/kek/<instance>/<key_id>",
+        ),
+    ];
+    for (args, want) in rows {
+        let out = run(&args, d);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(want),
+            "{args:?}: want {want:?} in {}",
+            text(&out)
+        );
+    }
+    // A disabled key: 404, said plainly.
+    let out = run(
+        &[&[
+            "keys",
+            "disable",
+            "--instance",
+            "ccsdemo",
+            "--key-id",
+            "1",
+            "--file",
+            "dev/keys.toml",
+        ][..]]
+        .concat(),
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let start = std::time::Instant::now();
+    loop {
+        let out = run(&base, d);
+        if text(&out).contains("answered 404") {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 15,
+            "the disabled key is still served: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(server.terminate().success());
+    let log = server.output();
+    for form in leak_forms(&secrets(&keys)[0].2) {
+        assert!(
+            !log.contains(&form),
+            "a form of the secret appears in the server output"
+        );
+    }
+}
+
+#[test]
+fn probe_names_padding_against_a_server_configured_for_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let config = write_config(
+        d,
+        &[Key::new("ccsdemo", 1)],
+        &format!("[wrap]\npadding = \"oaep-sha256\"\n[server]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let (cert, key, ca) = write_client(d, "ccsdemo");
+    let mut cmd = bin();
+    cmd.args(["serve", "--config"]).arg(&config);
+    let mut server = Running::spawn(cmd);
+    server.wait_for("listening");
+    let url = format!("https://localhost:{port}/kek/ccsdemo/1");
+    let probe = [
+        "probe", &url, "--cert", &cert, "--key", &key, "--cacert", &ca,
+    ];
+    let out = run(&probe, d);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out);
+    assert!(
+        said.contains("padding mismatch")
+            && said.contains("oaep-sha256")
+            && said.contains("[wrap] padding"),
+        "{said}"
+    );
+    assert!(
+        run(&[&probe[..], &["--padding", "oaep-sha256"]].concat(), d)
+            .status
+            .success()
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn wrap_computes_the_answer_offline_and_inspect_explains_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = Key::new("ccsdemo", 1);
+    let secret = key.secret.clone();
+    let config = write_config(d, &[key], "");
+    let config = config.to_str().unwrap();
+    let (cert, key, _) = write_client(d, "ccsdemo");
+
+    let out = run(
+        &[
+            "wrap",
+            "--cert",
+            &cert,
+            "--instance",
+            "ccsdemo",
+            "--key-id",
+            "1",
+            "--config",
+            config,
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wrapped = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        body["wrappedKey"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(d.join("wrapped.bin"), wrapped).unwrap();
+    let unwrapped = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            &key,
+            "-in",
+            "wrapped.bin",
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        unwrapped.stdout == secret.as_bytes(),
+        "OpenSSL did not unwrap the offline answer"
+    );
+    let refused = run(
+        &[
+            "wrap",
+            "--cert",
+            &cert,
+            "--instance",
+            "other",
+            "--key-id",
+            "1",
+            "--config",
+            config,
+        ],
+        d,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).contains("Common Name") && text(&refused).contains("answer 401"),
+        "{}",
+        text(&refused)
+    );
+
+    // inspect: the generated certificate is accepted, the published one refused for its issuer.
+    let out = run(&["inspect", &cert, "--config", config], d);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    for want in [
+        "tse_ccsdemo (instance ccsdemo)",
+        "RSA 2048 bits",
+        "Digital Signature, Key Agreement",
+        "clientAuth",
+        "DNS:tse_ccsdemo",
+        "verified by",
+        "CN=snc-db-encrypt",
+        "ACCEPTED",
+    ] {
+        assert!(report.contains(want), "want {want:?} in:\n{report}");
+    }
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/ccsdemo-db-certificate.b64"
+    );
+    let header_value = std::fs::read_to_string(fixture).unwrap();
+    for input in [fixture, header_value.trim()] {
+        let out = run(&["inspect", input, "--config", config], d);
+        let report = text(&out);
+        assert!(out.status.success(), "{report}");
+        for want in [
+            "CN=tse_ccsdemo",
+            "ServiceNow TSECSK Root CA - G1",
+            "RSA 2048 bits",
+            "1c:46:c6:44",
+            "instance ccsdemo: 401",
+            "not issued by a configured trust root",
+        ] {
+            assert!(report.contains(want), "want {want:?} in:\n{report}");
+        }
+    }
+    let out = run(
+        &["inspect", &cert, "--instance", "other", "--config", config],
+        d,
+    );
+    assert!(text(&out).contains("instance other: 401"), "{}", text(&out));
+    let out = run(&["inspect", "not a certificate"], d);
+    assert_eq!(out.status.code(), Some(1));
+}
