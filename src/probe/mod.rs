@@ -4,28 +4,26 @@
 
 use std::fmt;
 use std::net::ToSocketAddrs;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use axum::http::{header, Request, Uri};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
 use crate::protocol::{parse_kek_path, KeyId};
-use crate::secret::{Kcv, Secret, SECRET_LEN};
+use crate::secret::Kcv;
 use crate::wrap::{Padding, Plaintext, WrapOptions};
+
+mod answer;
+mod client;
+use answer::{check_shape, unwrap};
+use client::{check_pair, read_cert, read_key, tls_config};
 
 /// What to probe and what to expect.
 #[derive(Debug, Clone)]
@@ -263,248 +261,4 @@ pub async fn probe(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         padding,
         plaintext,
     })
-}
-
-/// Exactly `keyId` (the requested number), `validUntil` (`yyyy-MM-ddTHH:mm:ss.SSSZ`) and
-/// `wrappedKey` (padded standard base64).
-fn check_shape(
-    json: &serde_json::Value,
-    want_key_id: KeyId,
-) -> Result<(KeyId, String, Vec<u8>), ProbeError> {
-    let shape = |m: String| ProbeError::Shape(m);
-    let object = json
-        .as_object()
-        .ok_or_else(|| shape("the body is not a JSON object".into()))?;
-    let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
-    fields.sort_unstable();
-    if fields != ["keyId", "validUntil", "wrappedKey"] {
-        return Err(shape(format!(
-            "fields are {fields:?}, not keyId, validUntil, wrappedKey"
-        )));
-    }
-    let key_id = object["keyId"].as_u64().ok_or_else(|| {
-        shape(format!(
-            "keyId {} is not an unsigned number",
-            object["keyId"]
-        ))
-    })?;
-    if key_id != want_key_id {
-        return Err(shape(format!(
-            "keyId is {key_id}, but key {want_key_id} was asked for"
-        )));
-    }
-    let valid_until = object["validUntil"]
-        .as_str()
-        .ok_or_else(|| shape("validUntil is not a string".into()))?;
-    let b = valid_until.as_bytes();
-    let format_ok = b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    if !format_ok {
-        return Err(shape(format!(
-            "validUntil {valid_until:?} is not yyyy-MM-ddTHH:mm:ss.SSSZ"
-        )));
-    }
-    let wrapped = object["wrappedKey"]
-        .as_str()
-        .ok_or_else(|| shape("wrappedKey is not a string".into()))?;
-    let wrapped = BASE64
-        .decode(wrapped)
-        .map_err(|e| shape(format!("wrappedKey is not padded standard base64: {e}")))?;
-    Ok((key_id, valid_until.to_owned(), wrapped))
-}
-
-/// Unwraps with the expected padding; when that fails, tries the other to name the mismatch.
-fn unwrap(
-    key: &OaepPrivateDecryptingKey,
-    wrapped: &[u8],
-    options: &ProbeOptions,
-) -> Result<(Secret, Padding, Plaintext), ProbeError> {
-    let expected = options.expect.padding;
-    let other = match expected {
-        Padding::OaepSha1 => Padding::OaepSha256,
-        Padding::OaepSha256 => Padding::OaepSha1,
-    };
-    let mut out = Zeroizing::new(vec![0u8; wrapped.len().max(key.key_size_bytes())]);
-    let len = match key.decrypt(algorithm(expected), wrapped, &mut out, None) {
-        Ok(plain) => plain.len(),
-        Err(_) => {
-            return Err(
-                match key.decrypt(algorithm(other), wrapped, &mut out, None) {
-                    Ok(_) => ProbeError::Padding {
-                        expected: expected.name(),
-                        actual: other.name(),
-                    },
-                    Err(_) => ProbeError::Unwrap {
-                        key: options.key.clone(),
-                    },
-                },
-            )
-        }
-    };
-    let plain = &out[..len];
-    let (secret, form) = if len == 2 * SECRET_LEN && plain.iter().all(u8::is_ascii_hexdigit) {
-        let text = std::str::from_utf8(plain).unwrap_or_default();
-        (Secret::from_hex(text), Plaintext::Hex)
-    } else if len == SECRET_LEN {
-        let mut bytes = Zeroizing::new([0u8; SECRET_LEN]);
-        bytes.copy_from_slice(plain);
-        (Secret::from_bytes(bytes), Plaintext::Raw)
-    } else {
-        return Err(ProbeError::Shape(format!(
-            "the unwrapped key is {len} bytes: neither 64 hex characters nor 32 bytes"
-        )));
-    };
-    if form != options.expect.plaintext {
-        return Err(ProbeError::Plaintext {
-            expected: options.expect.plaintext.name(),
-            actual: form.name(),
-        });
-    }
-    let secret = secret.map_err(|e| ProbeError::Shape(format!("the unwrapped key: {e}")))?;
-    Ok((secret, expected, form))
-}
-
-fn algorithm(padding: Padding) -> &'static aws_lc_rs::rsa::OaepAlgorithm {
-    match padding {
-        Padding::OaepSha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
-        Padding::OaepSha256 => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
-    }
-}
-
-fn read_cert(path: &Path) -> Result<Vec<u8>, ProbeError> {
-    CertificateDer::from_pem_file(path)
-        .map(|c| c.to_vec())
-        .map_err(|e| ProbeError::File {
-            file: path.to_owned(),
-            message: format!("cannot read a PEM certificate: {e}"),
-        })
-}
-
-/// The private key, and its public half as a SubjectPublicKeyInfo.
-fn read_key(path: &Path) -> Result<(OaepPrivateDecryptingKey, Vec<u8>), ProbeError> {
-    let err = |message: String| ProbeError::File {
-        file: path.to_owned(),
-        message,
-    };
-    let key = PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| err(format!("cannot read a PEM private key: {e}")))?;
-    let PrivateKeyDer::Pkcs8(pkcs8) = key else {
-        return Err(err(
-            "is not PKCS#8 (\"BEGIN PRIVATE KEY\"); convert it with `openssl pkcs8 -topk8 -nocrypt`".into(),
-        ));
-    };
-    let key = PrivateDecryptingKey::from_pkcs8(pkcs8.secret_pkcs8_der())
-        .map_err(|_| err("is not an RSA private key of 2048 to 8192 bits".into()))?;
-    let spki = AsDer::<PublicKeyX509Der>::as_der(&key.public_key())
-        .map(|d| d.as_ref().to_vec())
-        .map_err(|_| err("its public key cannot be encoded".into()))?;
-    let key = OaepPrivateDecryptingKey::new(key)
-        .map_err(|_| err("cannot be used for RSA-OAEP".into()))?;
-    Ok((key, spki))
-}
-
-/// The private key must belong to the certificate, or nothing can be unwrapped.
-fn check_pair(cert: &[u8], spki: &[u8], options: &ProbeOptions) -> Result<(), ProbeError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| ProbeError::File {
-        file: options.cert.clone(),
-        message: format!("does not parse: {e}"),
-    })?;
-    if spki != parsed.public_key().raw {
-        return Err(ProbeError::File {
-            file: options.key.clone(),
-            message: format!("is not the private key of {}", options.cert.display()),
-        });
-    }
-    Ok(())
-}
-
-fn tls_config(options: &ProbeOptions) -> Result<Arc<rustls::ClientConfig>, ProbeError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // The SaaS poller speaks TLS 1.2: so does the probe.
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .map_err(|e| ProbeError::Usage(e.to_string()))?;
-    let mut config = if options.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        match &options.cacert {
-            Some(path) => {
-                for cert in
-                    crate::cert::read_pem_certs(path).map_err(|message| ProbeError::File {
-                        file: path.clone(),
-                        message,
-                    })?
-                {
-                    roots.add(cert).map_err(|e| ProbeError::File {
-                        file: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// `--insecure`: any server certificate is accepted (handshake signatures are still checked).
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
