@@ -594,3 +594,31 @@ async fn the_allow_list_and_trusted_proxies() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn a_trust_reload_flushes_the_certificate_cache() {
+    let server = TestServer::start(&[Key::new("ccsdemo", 1)], "").await;
+    let from_b = pki::database(&pki().root_b, "ccsdemo").unwrap();
+    let h = header(&from_b);
+    // Served twice: verified, then from the cache.
+    for _ in 0..2 {
+        assert_eq!(server.get("/kek/ccsdemo/1", Some(&h)).await.status, 200);
+    }
+    // Root B leaves the bundle: the cached certificate must not outlive it.
+    replace_file(
+        &server.dir.path().join("root-b.pem"),
+        &pki().impostor.cert_pem(),
+    );
+    wait_until("root B to be gone", || async {
+        server.get("/kek/ccsdemo/1", Some(&h)).await.status == 401
+    })
+    .await;
+    let reply = server.get("/kek/ccsdemo/1", Some(&h)).await;
+    assert!(
+        reply
+            .error()
+            .contains("not issued by a configured trust root"),
+        "{}",
+        reply.body
+    );
+}

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest::{digest, SHA256};
@@ -19,8 +20,11 @@ use crate::wrap::RecipientKey;
 
 mod error;
 mod header;
+use cache::CertCache;
 pub use error::CertError;
-pub use header::decode_header;
+pub use header::{decode_base64, decode_header, single_header};
+
+mod cache;
 
 /// The header the SaaS sends its database certificate in.
 pub const HEADER: &str = "x-db-certificate";
@@ -30,6 +34,9 @@ pub const MAX_RSA_BITS: usize = 8192;
 
 /// The smallest `min_rsa_bits` a configuration may ask for.
 pub const MIN_RSA_BITS_FLOOR: usize = 2048;
+
+/// Verified certificates kept per set of roots (a few per instance is the steady state).
+pub const CERT_CACHE_ENTRIES: usize = 1024;
 
 /// Base64 of a DER certificate longer than this is refused before decoding (a real one is ~2 KiB).
 pub const MAX_HEADER_LEN: usize = 16 * 1024;
@@ -47,7 +54,7 @@ pub struct CertIdentity {
 #[derive(Debug)]
 pub struct VerifiedCert {
     pub identity: CertIdentity,
-    pub recipient: RecipientKey,
+    pub recipient: Arc<RecipientKey>,
     pub not_after: OffsetDateTime,
     /// Subject of the configured root (or intermediate) that verified it.
     pub verified_by: String,
@@ -84,6 +91,7 @@ pub struct TrustStore {
     anchors: Vec<TrustAnchor<'static>>,
     roots: Vec<RootInfo>,
     min_rsa_bits: usize,
+    cache: CertCache,
 }
 
 impl fmt::Debug for TrustStore {
@@ -161,6 +169,7 @@ impl TrustStore {
             anchors,
             roots,
             min_rsa_bits,
+            cache: CertCache::new(CERT_CACHE_ENTRIES),
         })
     }
 
@@ -181,6 +190,41 @@ impl TrustStore {
         instance: &InstanceName,
         now: OffsetDateTime,
     ) -> Result<VerifiedCert, Rejected> {
+        self.checked(der)?.finish(instance, now)
+    }
+
+    /// As `verify`, for the header value as sent. A certificate seen before is not parsed or
+    /// verified again: the cache, keyed by the SHA-256 of the header bytes, holds what passed
+    /// the checks that depend on neither the clock nor the instance; the validity window and the
+    /// Common Name are checked at every request. The cache belongs to this set of roots, so a
+    /// reload of the roots starts an empty one.
+    pub fn verify_header(
+        &self,
+        value: &[u8],
+        instance: &InstanceName,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedCert, Rejected> {
+        let key = digest(&SHA256, value);
+        if let Some(checked) = self.cache.get(key.as_ref()) {
+            return checked.finish(instance, now);
+        }
+        let der = decode_base64(value).map_err(|error| Rejected {
+            identity: None,
+            error,
+        })?;
+        let checked = Arc::new(self.checked(&der)?);
+        self.cache.insert(key.as_ref(), Arc::clone(&checked));
+        checked.finish(instance, now)
+    }
+
+    /// How many verified certificates the cache holds.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The checks that depend on neither the clock nor the instance: parsing, the chain to a
+    /// configured root, the public key.
+    fn checked(&self, der: &[u8]) -> Result<Checked, Rejected> {
         let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| Rejected {
             identity: None,
             error: CertError::NotX509(e.to_string()),
@@ -200,14 +244,14 @@ impl TrustStore {
             ))));
         }
         let verified_by = self.verify_chain(der, &cert).map_err(reject)?;
-        check_validity(&cert, now).map_err(reject)?;
         let recipient = self.check_key(&cert).map_err(reject)?;
-        check_common_name(&cert, instance).map_err(reject)?;
-        Ok(VerifiedCert {
+        Ok(Checked {
+            not_before: asn1_time(cert.validity().not_before),
             not_after: asn1_time(cert.validity().not_after),
-            identity,
-            recipient,
+            common_name: common_name(&cert),
+            recipient: Arc::new(recipient),
             verified_by,
+            identity,
         })
     }
 
@@ -277,36 +321,67 @@ impl TrustStore {
     }
 }
 
-fn check_validity(cert: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(), CertError> {
-    let validity = cert.validity();
-    let not_before = asn1_time(validity.not_before);
-    let not_after = asn1_time(validity.not_after);
-    if now < not_before {
-        return Err(CertError::NotYetValid(not_before));
-    }
-    if now > not_after {
-        return Err(CertError::Expired(not_after));
-    }
-    Ok(())
+/// A certificate that passed the checks that depend on neither the clock nor the instance.
+#[derive(Debug)]
+struct Checked {
+    identity: CertIdentity,
+    recipient: Arc<RecipientKey>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    /// The one Common Name, or why there is none to compare.
+    common_name: Result<String, String>,
+    verified_by: String,
 }
 
-fn check_common_name(cert: &X509Certificate<'_>, instance: &InstanceName) -> Result<(), CertError> {
-    let expected = instance.expected_common_name();
-    let names: Vec<_> = cert.subject().iter_common_name().collect();
-    let found = match names.as_slice() {
-        [] => "absent".to_owned(),
-        [one] => match one.as_str() {
-            Ok(cn) if cn == expected => return Ok(()),
+impl Checked {
+    /// The checks that depend on the clock and the instance: the validity window, the CN.
+    fn finish(
+        &self,
+        instance: &InstanceName,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedCert, Rejected> {
+        let reject = |error: CertError| Rejected {
+            identity: Some(self.identity.clone()),
+            error,
+        };
+        if now < self.not_before {
+            return Err(reject(CertError::NotYetValid(self.not_before)));
+        }
+        if now > self.not_after {
+            return Err(reject(CertError::Expired(self.not_after)));
+        }
+        let expected = instance.expected_common_name();
+        let found = match &self.common_name {
+            Ok(cn) if *cn == expected => {
+                return Ok(VerifiedCert {
+                    identity: self.identity.clone(),
+                    recipient: Arc::clone(&self.recipient),
+                    not_after: self.not_after,
+                    verified_by: self.verified_by.clone(),
+                })
+            }
             Ok(cn) => format!("{:?}", printable(cn)),
-            Err(_) => "not a string".to_owned(),
-        },
-        many => format!("given {} times", many.len()),
-    };
-    Err(CertError::CommonName {
-        found,
-        expected,
-        instance: instance.as_str().to_owned(),
-    })
+            Err(why) => why.clone(),
+        };
+        Err(reject(CertError::CommonName {
+            found,
+            expected,
+            instance: instance.as_str().to_owned(),
+        }))
+    }
+}
+
+/// The subject's one Common Name, or a description of why there is not exactly one string.
+fn common_name(cert: &X509Certificate<'_>) -> Result<String, String> {
+    let names: Vec<_> = cert.subject().iter_common_name().collect();
+    match names.as_slice() {
+        [] => Err("absent".to_owned()),
+        [one] => one
+            .as_str()
+            .map(str::to_owned)
+            .map_err(|_| "not a string".to_owned()),
+        many => Err(format!("given {} times", many.len())),
+    }
 }
 
 /// Bits of a big-endian modulus, leading zero bytes and bits not counted.

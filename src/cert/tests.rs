@@ -53,8 +53,7 @@ fn name(s: &str) -> InstanceName {
 fn the_published_database_certificate_parses_and_is_refused_for_its_issuer() {
     let der = fixture_der();
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(check_common_name(&cert, &name("ccsdemo")), Ok(()));
-    assert!(check_common_name(&cert, &name("ccsdemo2")).is_err());
+    assert_eq!(common_name(&cert).as_deref(), Ok("tse_ccsdemo"));
     let Ok(PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
         panic!("the fixture holds an RSA key");
     };
@@ -240,4 +239,73 @@ fn roots_must_be_ca_certificates() {
         TrustStore::from_certs(Vec::new(), 2048),
         Err(TrustError::Empty)
     ));
+}
+
+#[test]
+fn the_cache_keeps_checking_the_clock_and_the_instance() {
+    use crate::pki::{self, KeyKind};
+    let root = pki::ca("cache root", KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let trust = store(&[&root]);
+    let db = pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
+    let header = crate::inspect::header_value(db.cert_der());
+    let now = OffsetDateTime::now_utc();
+    let ok = trust.verify_header(header.as_bytes(), &name("ccsdemo"), now);
+    assert!(ok.is_ok());
+    assert_eq!(trust.cached(), 1);
+    let again = trust.verify_header(header.as_bytes(), &name("ccsdemo"), now);
+    assert_eq!(
+        again.map(|v| v.identity).ok(),
+        ok.map(|v| v.identity).ok(),
+        "a cache hit answers as a fresh verification"
+    );
+    assert_eq!(trust.cached(), 1);
+    let reason = |r: Result<VerifiedCert, Rejected>| r.err().map(|r| r.error.reason());
+    let later = now + time::Duration::days(800);
+    assert_eq!(
+        reason(trust.verify_header(header.as_bytes(), &name("ccsdemo"), later)),
+        Some("cert_expired")
+    );
+    let before = now - time::Duration::days(1);
+    assert_eq!(
+        reason(trust.verify_header(header.as_bytes(), &name("ccsdemo"), before)),
+        Some("cert_not_yet_valid")
+    );
+    assert_eq!(
+        reason(trust.verify_header(header.as_bytes(), &name("other"), now)),
+        Some("cert_wrong_cn")
+    );
+    // What fails the chain is not cached.
+    let foreign = pki::ca("cache root", KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let stranger = pki::database(&foreign, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
+    let h = crate::inspect::header_value(stranger.cert_der());
+    assert_eq!(
+        reason(trust.verify_header(h.as_bytes(), &name("ccsdemo"), now)),
+        Some("cert_unknown_issuer")
+    );
+    assert_eq!(
+        reason(trust.verify_header(b"%%%", &name("ccsdemo"), now)),
+        Some("cert_not_base64")
+    );
+    assert_eq!(trust.cached(), 1);
+}
+
+#[test]
+fn the_cache_is_bounded() {
+    use crate::pki::{self, KeyKind};
+    let root = pki::ca("bound root", KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let trust = store(&[&root]);
+    let db = pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
+    let checked = std::sync::Arc::new(
+        trust
+            .checked(db.cert_der())
+            .unwrap_or_else(|e| panic!("{e:?}")),
+    );
+    let cache = cache::CertCache::new(4);
+    for i in 0u8..10 {
+        cache.insert(&[i; 32], std::sync::Arc::clone(&checked));
+        assert!(cache.len() <= 4);
+    }
+    assert_eq!(cache.len(), 4);
+    assert!(cache.get(&[0; 32]).is_none(), "the oldest left first");
+    assert!(cache.get(&[9; 32]).is_some());
 }

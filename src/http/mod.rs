@@ -273,18 +273,24 @@ fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<Ke
     }
 
     let values = request.headers().get_all(cert::HEADER);
-    let der =
-        cert::decode_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
+    let value =
+        cert::single_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
     let snapshot = state.snapshot.load();
     answer(
         &snapshot,
         state.wrap,
         state.validity,
-        &der,
+        Presented::Header(value),
         &path,
         OffsetDateTime::now_utc(),
         record,
     )
+}
+
+/// A certificate as the header carried it (verified through the cache) or as DER.
+enum Presented<'a> {
+    Header(&'a [u8]),
+    Der(&'a [u8]),
 }
 
 /// The certificate (401), key (404) and wrap (500) steps for a parsed request.
@@ -292,18 +298,19 @@ fn answer(
     snapshot: &Snapshot,
     wrap: WrapOptions,
     validity: time::Duration,
-    der: &[u8],
+    presented: Presented<'_>,
     path: &KekPath,
     now: OffsetDateTime,
     record: &mut Record,
 ) -> Result<KekBody, Failure> {
-    let verified = snapshot
-        .trust
-        .verify(der, &path.instance, now)
-        .map_err(|rejected| {
-            record.cert = rejected.identity;
-            Failure::Cert(rejected.error)
-        })?;
+    let verified = match presented {
+        Presented::Header(value) => snapshot.trust.verify_header(value, &path.instance, now),
+        Presented::Der(der) => snapshot.trust.verify(der, &path.instance, now),
+    };
+    let verified = verified.map_err(|rejected| {
+        record.cert = rejected.identity;
+        Failure::Cert(rejected.error)
+    })?;
     record.cert = Some(verified.identity.clone());
     record.verified_by = Some(verified.verified_by.clone());
     record.cert_not_after = Some(verified.not_after);
@@ -347,7 +354,15 @@ pub fn offline_answer(
         key_id: Some(path.key_id),
         ..Record::default()
     };
-    let body = match answer(snapshot, wrap, validity, der, path, now, &mut record) {
+    let body = match answer(
+        snapshot,
+        wrap,
+        validity,
+        Presented::Der(der),
+        path,
+        now,
+        &mut record,
+    ) {
         Ok(body) => {
             return (
                 StatusCode::OK,
