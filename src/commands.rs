@@ -329,10 +329,7 @@ pub fn wrap(args: WrapArgs) -> anyhow::Result<()> {
     let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)?;
     let keys = FileKeyStore::load(&config.keys.file)?;
     let path = parse_kek_path(&format!("/kek/{}/{}", args.key.instance, args.key.key_id))?;
-    let snapshot = Snapshot {
-        trust: std::sync::Arc::new(trust),
-        keys: std::sync::Arc::new(keys),
-    };
+    let snapshot = Snapshot::new(std::sync::Arc::new(trust), std::sync::Arc::new(keys));
     let validity =
         time::Duration::try_from(config.keys.validity).unwrap_or(time::Duration::days(7));
     let (status, body) = ccs_endpoint::http::offline_answer(

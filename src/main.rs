@@ -144,11 +144,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stdout through a writer thread, so a slow log pipe does not stall requests; it is
+/// not lossy (an audit line is never dropped: a full buffer waits). The guard flushes on exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
         LogFormat::Json => builder
@@ -158,6 +163,7 @@ fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
+    guard
 }
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
@@ -181,7 +187,7 @@ fn prepare_dev(
 
 fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    init_logging(config.log.format);
+    let _flush_on_exit = init_logging(config.log.format);
     let loaded = Loaded::from_config(config)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");

@@ -6,16 +6,37 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::cache::BoundedCache;
 use crate::cert::TrustStore;
-use crate::keystore::KeyStore;
+use crate::keystore::{KeyStore, Wrapped};
+use crate::protocol::KeyId;
 use crate::metrics::Metrics;
 use crate::peer::PeerPolicy;
 use crate::wrap::WrapOptions;
+
+/// Wrapped keys kept per snapshot (a few per instance is the steady state).
+pub const WRAP_CACHE_ENTRIES: usize = 1024;
 
 /// The trust roots and keys one request is answered with, replaced whole on reload.
 pub struct Snapshot {
     pub trust: Arc<TrustStore>,
     pub keys: Arc<dyn KeyStore>,
+    /// Wrapped keys by (SHA-256 of the certificate, key id). OAEP output is random, but any
+    /// valid ciphertext for the certificate's key is as good as another, and handing out the
+    /// same one again reveals nothing new; it spares an RSA operation (or an HSM call) per poll.
+    /// Being part of the snapshot, it is emptied by every reload of the keys or the roots.
+    pub wrapped: BoundedCache<(String, KeyId), Arc<Wrapped>>,
+}
+
+impl Snapshot {
+    /// A snapshot with empty caches.
+    pub fn new(trust: Arc<TrustStore>, keys: Arc<dyn KeyStore>) -> Self {
+        Self {
+            trust,
+            keys,
+            wrapped: BoundedCache::new(WRAP_CACHE_ENTRIES),
+        }
+    }
 }
 
 /// Shared by every request handler.
@@ -40,7 +61,7 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            snapshot: ArcSwap::from_pointee(Snapshot { trust, keys }),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(trust, keys)),
             wrap,
             validity,
             policy,
@@ -51,18 +72,14 @@ impl AppState {
 
     /// Replaces the key store, keeping the trust roots.
     pub fn set_keys(&self, keys: Arc<dyn KeyStore>) {
-        self.snapshot.rcu(|old| Snapshot {
-            trust: Arc::clone(&old.trust),
-            keys: Arc::clone(&keys),
-        });
+        self.snapshot
+            .rcu(|old| Snapshot::new(Arc::clone(&old.trust), Arc::clone(&keys)));
     }
 
     /// Replaces the trust roots, keeping the keys.
     pub fn set_trust(&self, trust: Arc<TrustStore>) {
-        self.snapshot.rcu(|old| Snapshot {
-            trust: Arc::clone(&trust),
-            keys: Arc::clone(&old.keys),
-        });
+        self.snapshot
+            .rcu(|old| Snapshot::new(Arc::clone(&trust), Arc::clone(&old.keys)));
     }
 
     /// Whether `/readyz` says 200.

@@ -20,11 +20,10 @@ use crate::wrap::RecipientKey;
 
 mod error;
 mod header;
-use cache::CertCache;
 pub use error::CertError;
 pub use header::{decode_base64, decode_header, single_header};
 
-mod cache;
+use crate::cache::BoundedCache;
 
 /// The header the SaaS sends its database certificate in.
 pub const HEADER: &str = "x-db-certificate";
@@ -91,7 +90,8 @@ pub struct TrustStore {
     anchors: Vec<TrustAnchor<'static>>,
     roots: Vec<RootInfo>,
     min_rsa_bits: usize,
-    cache: CertCache,
+    /// Verified certificates by the SHA-256 of their header bytes.
+    cache: BoundedCache<[u8; 32], Arc<Checked>>,
 }
 
 impl fmt::Debug for TrustStore {
@@ -169,7 +169,7 @@ impl TrustStore {
             anchors,
             roots,
             min_rsa_bits,
-            cache: CertCache::new(CERT_CACHE_ENTRIES),
+            cache: BoundedCache::new(CERT_CACHE_ENTRIES),
         })
     }
 
@@ -204,8 +204,9 @@ impl TrustStore {
         instance: &InstanceName,
         now: OffsetDateTime,
     ) -> Result<VerifiedCert, Rejected> {
-        let key = digest(&SHA256, value);
-        if let Some(checked) = self.cache.get(key.as_ref()) {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest(&SHA256, value).as_ref());
+        if let Some(checked) = self.cache.get(&key) {
             return checked.finish(instance, now);
         }
         let der = decode_base64(value).map_err(|error| Rejected {
@@ -213,7 +214,7 @@ impl TrustStore {
             error,
         })?;
         let checked = Arc::new(self.checked(&der)?);
-        self.cache.insert(key.as_ref(), Arc::clone(&checked));
+        self.cache.insert(key, Arc::clone(&checked));
         checked.finish(instance, now)
     }
 

@@ -288,24 +288,3 @@ fn the_cache_keeps_checking_the_clock_and_the_instance() {
     );
     assert_eq!(trust.cached(), 1);
 }
-
-#[test]
-fn the_cache_is_bounded() {
-    use crate::pki::{self, KeyKind};
-    let root = pki::ca("bound root", KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
-    let trust = store(&[&root]);
-    let db = pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
-    let checked = std::sync::Arc::new(
-        trust
-            .checked(db.cert_der())
-            .unwrap_or_else(|e| panic!("{e:?}")),
-    );
-    let cache = cache::CertCache::new(4);
-    for i in 0u8..10 {
-        cache.insert(&[i; 32], std::sync::Arc::clone(&checked));
-        assert!(cache.len() <= 4);
-    }
-    assert_eq!(cache.len(), 4);
-    assert!(cache.get(&[0; 32]).is_none(), "the oldest left first");
-    assert!(cache.get(&[9; 32]).is_some());
-}

@@ -147,8 +147,6 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
     let conn = request.extensions().get::<ConnInfo>().copied();
-    let span = tracing::info_span!("request", %request_id);
-    let _entered = span.enter();
     let mut record = Record::default();
     let outcome = match conn {
         Some(conn) => {
@@ -315,10 +313,20 @@ fn answer(
     record.verified_by = Some(verified.verified_by.clone());
     record.cert_not_after = Some(verified.not_after);
 
-    let wrapped = snapshot
-        .keys
-        .wrap_for(&path.instance, path.key_id, &verified.recipient, wrap)
-        .map_err(Failure::Key)?;
+    let cached = (verified.identity.sha256.clone(), path.key_id);
+    let wrapped = match snapshot.wrapped.get(&cached) {
+        Some(wrapped) => wrapped,
+        None => {
+            let wrapped = Arc::new(
+                snapshot
+                    .keys
+                    .wrap_for(&path.instance, path.key_id, &verified.recipient, wrap)
+                    .map_err(Failure::Key)?,
+            );
+            snapshot.wrapped.insert(cached, Arc::clone(&wrapped));
+            wrapped
+        }
+    };
     record.kcv = Some(wrapped.state.kcv);
     let horizon = now
         .checked_add(validity)
