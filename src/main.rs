@@ -144,12 +144,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log lines waiting for the writer thread at most (bounds the memory a burst can take).
+const LOG_BUFFER_LINES: usize = 4096;
+
 /// Logs go to stdout through a writer thread, so a slow log pipe does not stall requests; it is
 /// not lossy (an audit line is never dropped: a full buffer waits). The guard flushes on exit.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
         .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
