@@ -426,7 +426,8 @@ fn new_request_id() -> String {
     hex::encode(bytes)
 }
 
-/// The one audit line of a request. Caller-supplied text (the path) is quoted and cut short.
+/// The one audit line of a request. Caller-supplied text (a path that did not parse) is quoted
+/// and cut short.
 #[allow(clippy::too_many_arguments)]
 fn log_request(
     request_id: &str,
@@ -441,11 +442,14 @@ fn log_request(
     let peer: Option<SocketAddr> = conn.map(|c| c.peer);
     // The client, when it is not the TCP peer (a trusted proxy named it).
     let client = record.client.filter(|ip| Some(*ip) != peer.map(|p| p.ip()));
-    let path = request.uri().path();
-    let path = match path.char_indices().nth(200) {
-        Some((end, _)) => &path[..end],
-        None => path,
-    };
+    // A path that parsed is exactly /kek/<instance>/<key_id>, which the line already says.
+    let path = record.instance.is_none().then(|| {
+        let path = request.uri().path();
+        match path.char_indices().nth(200) {
+            Some((end, _)) => &path[..end],
+            None => path,
+        }
+    });
     macro_rules! event {
         ($level:expr) => {
             tracing::event!(
@@ -455,7 +459,7 @@ fn log_request(
                 peer = peer.map(tracing::field::display),
                 client = client.map(tracing::field::display),
                 method = %request.method(),
-                path = ?path,
+                path = path.map(tracing::field::debug),
                 instance = record.instance.as_ref().map(InstanceName::as_str),
                 key_id = record.key_id,
                 status = status.as_u16(),
