@@ -35,7 +35,10 @@ fn request_path(c: &mut Criterion) {
     let db = pki::database(&root, "ccsdemo").unwrap();
     let header = ccs_endpoint::inspect::header_value(db.cert_der());
     let trust = TrustStore::from_certs(
-        vec![(PathBuf::from("root.pem"), CertificateDer::from(root.cert_der().to_vec()))],
+        vec![(
+            PathBuf::from("root.pem"),
+            CertificateDer::from(root.cert_der().to_vec()),
+        )],
         2048,
     )
     .unwrap();
@@ -52,9 +55,15 @@ fn request_path(c: &mut Criterion) {
     c.bench_function("verify cold (parse + chain, RSA-4096 root)", |b| {
         b.iter(|| trust.verify(black_box(&der), &instance, now).unwrap())
     });
-    trust.verify_header(header.as_bytes(), &instance, now).unwrap();
+    trust
+        .verify_header(header.as_bytes(), &instance, now)
+        .unwrap();
     c.bench_function("verify cached (SHA-256 of header + clock + CN)", |b| {
-        b.iter(|| trust.verify_header(black_box(header.as_bytes()), &instance, now).unwrap())
+        b.iter(|| {
+            trust
+                .verify_header(black_box(header.as_bytes()), &instance, now)
+                .unwrap()
+        })
     });
     let recipient = trust.verify(&der, &instance, now).unwrap().recipient;
     let secret = Secret::generate().unwrap();
@@ -67,7 +76,9 @@ fn request_path(c: &mut Criterion) {
     for entries in [1_000, 100_000] {
         let text = key_store_text(entries);
         group.bench_function(format!("{entries} entries"), |b| {
-            b.iter(|| FileKeyStore::parse(std::path::Path::new("keys.toml"), black_box(&text)).unwrap())
+            b.iter(|| {
+                FileKeyStore::parse(std::path::Path::new("keys.toml"), black_box(&text)).unwrap()
+            })
         });
     }
     group.finish();

@@ -53,7 +53,11 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
 
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
     }
 
     /// Whether it holds nothing.

@@ -9,9 +9,9 @@ use arc_swap::ArcSwap;
 use crate::cache::BoundedCache;
 use crate::cert::TrustStore;
 use crate::keystore::{KeyStore, Wrapped};
-use crate::protocol::KeyId;
 use crate::metrics::Metrics;
 use crate::peer::PeerPolicy;
+use crate::protocol::KeyId;
 use crate::wrap::WrapOptions;
 
 /// Wrapped keys kept per snapshot (a few per instance is the steady state).

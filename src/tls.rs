@@ -100,9 +100,12 @@ impl ResolvesServerCert for CertSwitch {
 /// (BENCHMARKS.md). AES-128-GCM is as strong as the rest of the handshake.
 fn provider() -> rustls::crypto::CryptoProvider {
     let mut provider = aws_lc_rs::default_provider();
-    provider
-        .cipher_suites
-        .sort_by_key(|suite| suite.suite().as_str().is_some_and(|name| name.contains("SHA384")));
+    provider.cipher_suites.sort_by_key(|suite| {
+        suite
+            .suite()
+            .as_str()
+            .is_some_and(|name| name.contains("SHA384"))
+    });
     provider
 }
 
