@@ -16,9 +16,14 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked && rm -rf src
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && for b in wrap request_path; do echo 'fn main() {}' > benches/$b.rs; done \
+    && cargo build --release --locked && rm -rf src benches
 COPY src ./src
+COPY benches ./benches
+# `init` embeds the example configuration and certs/README.md.
+COPY config ./config
+COPY certs/README.md ./certs/README.md
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked \
     && strip target/release/ccs-endpoint
 

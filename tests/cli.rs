@@ -396,3 +396,67 @@ fn json_logs_audit_reloads_kill_switches_and_sighup() {
         );
     }
 }
+
+/// The files the Dockerfile's build stage copies, as `docker build` would lay them out.
+fn docker_context(dockerfile: &str, into: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignore = std::fs::read_to_string(repo.join(".dockerignore")).unwrap();
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let (dest, sources) = parts.split_last().unwrap();
+        for source in sources {
+            assert!(
+                !ignore.lines().any(|i| i == *source),
+                ".dockerignore excludes {source}, which the Dockerfile copies"
+            );
+            let target = if dest.ends_with('/') {
+                into.join(dest).join(source)
+            } else {
+                into.join(dest)
+            };
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            let status = Command::new("cp")
+                .arg("-r")
+                .arg(repo.join(source))
+                .arg(&target)
+                .status()
+                .unwrap();
+            assert!(status.success(), "cp {source}");
+        }
+    }
+}
+
+#[test]
+fn the_docker_build_context_holds_everything_the_build_needs() {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("src-root");
+    std::fs::create_dir_all(&context).unwrap();
+    docker_context(&dockerfile, &context);
+    // `cargo check` there, sharing this build's target directory so only the crate is checked.
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "check",
+            "--locked",
+            "--offline",
+            "--quiet",
+            "--bin",
+            "ccs-endpoint",
+        ])
+        .env(
+            "CARGO_TARGET_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/docker-context-check"),
+        )
+        .current_dir(&context)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Dockerfile's build context does not build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
