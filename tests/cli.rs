@@ -17,18 +17,7 @@ use support::*;
 #[test]
 fn dev_default_serves_its_curl_command_logs_no_secret_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "--dev",
-        "--dev-listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-    .current_dir(dir.path())
-    .env("RUST_LOG", "trace");
-    let mut server = Running::spawn(cmd);
-    server.wait_for("listening");
+    let (mut server, port) = spawn_dev(dir.path(), "trace");
     let output = server.output();
     assert!(output.contains("DEVELOPMENT ONLY"), "{output}");
 

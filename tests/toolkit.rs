@@ -43,6 +43,23 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `keys …` on the skeleton's key store.
+fn keys(args: &[&str], cwd: &Path) -> Output {
+    run(
+        &[&["keys"], args, &["--file", "config/keys.toml"]].concat(),
+        cwd,
+    )
+}
+
+/// `keys …` on the skeleton's key store, with `stdin`.
+fn keys_with_stdin(args: &[&str], cwd: &Path, stdin: &str) -> Output {
+    run_with_stdin(
+        &[&["keys"], args, &["--file", "config/keys.toml"]].concat(),
+        cwd,
+        stdin,
+    )
+}
+
 /// The secrets of a key-store file, by (instance, key_id).
 fn secrets(path: &Path) -> Vec<(String, u64, String)> {
     let table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
@@ -68,9 +85,9 @@ fn init_then_every_keys_command() {
     let out = run(&["init", "--dir", "."], d);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("Next steps"));
-    let keys = d.join("config/keys.toml");
+    let store = d.join("config/keys.toml");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&keys), 0o600);
+    assert_eq!(mode(&store), 0o600);
     // init never overwrites.
     let again = run(&["init", "--dir", "."], d);
     assert_eq!(again.status.code(), Some(1));
@@ -81,52 +98,32 @@ fn init_then_every_keys_command() {
     assert!(text(&check).contains("server.crt"), "{}", text(&check));
 
     // generate: KCV printed, secret not; file mode 600; header comments kept.
-    let k = ["--file", "config/keys.toml"];
-    let out = run(
-        &[
-            &["keys", "generate", "--instance", "ccsdemo", "--key-id", "1"][..],
-            &k,
-        ]
-        .concat(),
-        d,
-    );
+    let out = keys(&["generate", "--instance", "ccsdemo", "--key-id", "1"], d);
     assert!(out.status.success(), "{}", text(&out));
-    let [(_, _, secret)] = &secrets(&keys)[..] else {
+    let [(_, _, secret)] = &secrets(&store)[..] else {
         panic!("one key expected")
     };
     let kcv = Secret::from_hex(secret).unwrap().kcv().to_string();
     assert!(text(&out).contains(&kcv) && !text(&out).contains(secret.as_str()));
-    assert_eq!(mode(&keys), 0o600);
-    assert!(std::fs::read_to_string(&keys)
+    assert_eq!(mode(&store), 0o600);
+    assert!(std::fs::read_to_string(&store)
         .unwrap()
         .starts_with("# ccs-endpoint key store"));
 
     // Generating over a live key is refused; --force replaces it and says so.
-    let again = run(
-        &[
-            &["keys", "generate", "--instance", "ccsdemo", "--key-id", "1"][..],
-            &k,
-        ]
-        .concat(),
-        d,
-    );
+    let again = keys(&["generate", "--instance", "ccsdemo", "--key-id", "1"], d);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again).contains("--force"), "{}", text(&again));
-    assert_eq!(&secrets(&keys)[0].2, secret);
-    let forced = run(
+    assert_eq!(&secrets(&store)[0].2, secret);
+    let forced = keys(
         &[
-            &[
-                "keys",
-                "generate",
-                "--instance",
-                "ccsdemo",
-                "--key-id",
-                "1",
-                "--force",
-            ][..],
-            &k,
-        ]
-        .concat(),
+            "generate",
+            "--instance",
+            "ccsdemo",
+            "--key-id",
+            "1",
+            "--force",
+        ],
         d,
     );
     assert!(forced.status.success());
@@ -135,31 +132,19 @@ fn init_then_every_keys_command() {
         "{}",
         text(&forced)
     );
-    let secret = secrets(&keys)[0].2.clone();
+    let secret = secrets(&store)[0].2.clone();
 
     // import reads standard input only; bad input is refused and changes nothing.
     let imported = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
-    let out = run_with_stdin(
-        &[
-            &["keys", "import", "--instance", "other", "--key-id", "2"][..],
-            &k,
-        ]
-        .concat(),
+    let out = keys_with_stdin(
+        &["import", "--instance", "other", "--key-id", "2"],
         d,
         &format!("{imported}\n"),
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&Secret::from_hex(imported).unwrap().kcv().to_string()));
     for bad in ["", "zz", &imported[..40]] {
-        let out = run_with_stdin(
-            &[
-                &["keys", "import", "--instance", "third", "--key-id", "1"][..],
-                &k,
-            ]
-            .concat(),
-            d,
-            bad,
-        );
+        let out = keys_with_stdin(&["import", "--instance", "third", "--key-id", "1"], d, bad);
         assert_eq!(out.status.code(), Some(1), "{bad:?}");
         assert!(text(&out).contains("standard input"), "{}", text(&out));
     }
@@ -177,57 +162,33 @@ fn init_then_every_keys_command() {
         d,
     );
     assert_eq!(argv.status.code(), Some(2), "no secret on the command line");
-    assert_eq!(secrets(&keys).len(), 2);
+    assert_eq!(secrets(&store).len(), 2);
 
     // list, disable, enable, shutdown: each says what the next poll gets.
-    let list = run(&[&["keys", "list"][..], &k].concat(), d);
+    let list = keys(&["list"], d);
     let listed = text(&list);
     assert!(
         listed.contains("ccsdemo") && listed.contains("other") && listed.contains("active"),
         "{listed}"
     );
     assert!(!listed.contains(&secret) && !listed.to_lowercase().contains(&imported.to_lowercase()));
-    let out = run(
-        &[
-            &["keys", "disable", "--instance", "other", "--key-id", "2"][..],
-            &k,
-        ]
-        .concat(),
-        d,
-    );
+    let out = keys(&["disable", "--instance", "other", "--key-id", "2"], d);
     assert!(
         text(&out).contains("Next poll: 404") && text(&out).contains("no restart"),
         "{}",
         text(&out)
     );
-    assert!(text(&run(&[&["keys", "list"][..], &k].concat(), d)).contains("disabled (404)"));
-    let out = run(
-        &[
-            &["keys", "enable", "--instance", "other", "--key-id", "2"][..],
-            &k,
-        ]
-        .concat(),
-        d,
-    );
+    assert!(text(&keys(&["list"], d)).contains("disabled (404)"));
+    let out = keys(&["enable", "--instance", "other", "--key-id", "2"], d);
     assert!(text(&out).contains("Next poll: 200"), "{}", text(&out));
-    let out = run(
-        &[&["keys", "shutdown", "--instance", "ccsdemo"][..], &k].concat(),
-        d,
-    );
+    let out = keys(&["shutdown", "--instance", "ccsdemo"], d);
     assert!(
         text(&out).contains("SHUT DOWN") && text(&out).contains("(past)"),
         "{}",
         text(&out)
     );
-    assert!(text(&run(&[&["keys", "list"][..], &k].concat(), d)).contains("expired at"));
-    let missing = run(
-        &[
-            &["keys", "disable", "--instance", "nobody", "--key-id", "1"][..],
-            &k,
-        ]
-        .concat(),
-        d,
-    );
+    assert!(text(&keys(&["list"], d)).contains("expired at"));
+    let missing = keys(&["disable", "--instance", "nobody", "--key-id", "1"], d);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
         text(&missing).contains("no key for instance \"nobody\""),
@@ -235,7 +196,7 @@ fn init_then_every_keys_command() {
         text(&missing)
     );
     // The store is still what check and the server accept.
-    assert_eq!(secrets(&keys).len(), 2);
+    assert_eq!(secrets(&store).len(), 2);
 }
 
 /// Writes the database certificate and key, the server's CA, and returns their paths.
@@ -251,18 +212,7 @@ fn write_client(dir: &Path, instance: &str) -> (String, String, String) {
 fn probe_against_the_dev_server_and_every_way_it_fails() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let mut cmd = bin();
-    cmd.args([
-        "serve",
-        "--dev",
-        "--dev-listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-    .args(["--dev-admin-listen", "127.0.0.1:0"])
-    .current_dir(d);
-    let mut server = Running::spawn(cmd);
-    server.wait_for("listening");
+    let (mut server, port) = spawn_dev(d, "info");
 
     // The banner's probe command, as pasted (with this build's binary).
     let output = server.output();

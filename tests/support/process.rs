@@ -129,3 +129,22 @@ pub fn leak_forms(secret_hex: &str) -> Vec<String> {
         format!("{:?}", raw),
     ]
 }
+
+/// `serve --dev` with its files in `dir`, on a free port (admin listener on any port), once it
+/// is listening; `RUST_LOG` as given.
+pub fn spawn_dev(dir: &Path, rust_log: &str) -> (Running, u16) {
+    let port = free_port();
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--dev",
+        "--dev-listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args(["--dev-admin-listen", "127.0.0.1:0"])
+    .current_dir(dir)
+    .env("RUST_LOG", rust_log);
+    let mut server = Running::spawn(cmd);
+    server.wait_for("listening");
+    (server, port)
+}
