@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -9,7 +10,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::http::json;
 use crate::state::AppState;
@@ -48,16 +53,46 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
-/// Serves the admin routes until `stop` completes.
+/// Serves the admin routes over HTTP/1.1 until `stop` completes. Request headers must arrive
+/// within `header_timeout` (also the keep-alive idle limit), as on the service port: the admin
+/// port is often exposed inside a cluster.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    header_timeout: Duration,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "admin listener failed");
+    let app = router(state);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            app.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }

@@ -253,6 +253,7 @@ impl Daemon {
             tokio::spawn(crate::admin::serve(
                 listener,
                 Arc::clone(&self.state),
+                self.options.limits.header_timeout,
                 async move {
                     let _ = stopped.changed().await;
                 },

@@ -419,6 +419,9 @@ async fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served(
         .unwrap();
     // A TCP connection that never starts its handshake.
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    // A plain connection to the admin listener that never finishes its headers.
+    let mut admin = TcpStream::connect(server.admin).await.unwrap();
+    admin.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
     // A keep-alive connection that goes idle after one request.
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let mut idle = connector
@@ -453,10 +456,16 @@ async fn a_slow_client_is_cut_off_at_the_header_timeout_while_others_are_served(
     for _ in 0..5 {
         assert_eq!(server.get("/kek/ccsdemo/1", Some(&h)).await.status, 200);
     }
+    let admin_cut = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = admin.read_to_end(&mut buf).await;
+        started.elapsed()
+    });
     for (what, task) in [
         ("headers", cut),
         ("handshake", quiet),
         ("keep-alive idle", idled),
+        ("admin headers", admin_cut),
     ] {
         let elapsed = tokio::time::timeout(Duration::from_secs(10), task)
             .await
