@@ -279,7 +279,11 @@ impl TrustStore {
                 None,
             )
             .map_err(|e| match e {
-                webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                // A configured root of that name whose key did not make (or cannot have made)
+                // the signature is no issuer either.
+                webpki::Error::UnknownIssuer
+                | webpki::Error::InvalidSignatureForPublicKey
+                | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
                     CertError::UnknownIssuer {
                         issuer: format!("{:?}", printable(&cert.issuer().to_string())),
                     }

@@ -122,6 +122,9 @@ fn decisions() {
     ));
     let ca_as_leaf = ok(root.issue(pki::ca_params("tse_ccsdemo"), rsa()));
     let impostor = ok(pki::database(&other_root, "ccsdemo"));
+    // Found by tests/properties.rs: a same-name root with another key type.
+    let ec_root = ok(pki::ca("decision root", KeyKind::EcP256));
+    let ec_impostor = ok(pki::database(&ec_root, "ccsdemo"));
     let now = OffsetDateTime::now_utc();
     let day = time::Duration::days(1);
     let valid_from = good_not_before(&good);
@@ -167,6 +170,13 @@ fn decisions() {
         (
             "same-name root, other key",
             &impostor,
+            "ccsdemo",
+            now,
+            Some("cert_unknown_issuer"),
+        ),
+        (
+            "same-name root, EC key",
+            &ec_impostor,
             "ccsdemo",
             now,
             Some("cert_unknown_issuer"),
