@@ -278,7 +278,9 @@ impl EntryParser<'_> {
 
         let instance = match table.get("instance") {
             Some(Value::String(s)) => InstanceName::parse(s)
-                .map_err(|e| self.error("instance", format!("{e} (found {s:?})")))?,
+                // The value is not quoted: a secret pasted into the wrong field must not be
+                // printed (found by fuzz/fuzz_targets/keystore.rs).
+                .map_err(|e| self.error("instance", e.to_string()))?,
             Some(other) => {
                 return Err(self.error(
                     "instance",
@@ -349,9 +351,7 @@ impl EntryParser<'_> {
 /// Parses an RFC 3339 time with an explicit offset (`Z` or `±hh:mm`).
 pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
-        format!(
-            "{s:?} is not an RFC 3339 time with an offset, such as \"2027-01-01T00:00:00Z\" ({e})"
-        )
+        format!("is not an RFC 3339 time with an offset, such as \"2027-01-01T00:00:00Z\" ({e})")
     })
 }
 

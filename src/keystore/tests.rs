@@ -94,7 +94,7 @@ fn errors_name_file_entry_and_field_and_never_the_secret() {
         ),
         (
             format!("[[key]]\n{ok}\nnot_after = \"2027-13-01T00:00:00Z\""),
-            "entry 1 (instance \"ccsdemo\", key_id 1): field `not_after`: \"2027-13-01T00:00:00Z\" is not an RFC 3339 time",
+            "entry 1 (instance \"ccsdemo\", key_id 1): field `not_after`: is not an RFC 3339 time",
         ),
         (
             format!("[[key]]\n{ok}\nnot_after = \"2027-01-01\""),
@@ -113,6 +113,15 @@ fn errors_name_file_entry_and_field_and_never_the_secret() {
             "field `key`: unknown field `enabled`",
         ),
         (format!("[[keys]]\n{ok}"), "unknown top-level item `keys`"),
+        // A secret pasted into the wrong field is not printed back.
+        (
+            format!("[[key]]\ninstance = \"{A}\"\nkey_id = 1\nsecret = \"{B}\""),
+            "entry 1: field `instance`: the instance name must be 1 to 63 characters long (found 64)",
+        ),
+        (
+            format!("[[key]]\n{ok}\nnot_after = \"{B}\""),
+            "field `not_after`: is not an RFC 3339 time",
+        ),
         (format!("[key]\n{ok}"), "`key` must be an array of tables"),
         (
             format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{A}"),

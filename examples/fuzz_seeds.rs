@@ -1,0 +1,75 @@
+//! Writes the fuzzers' seed corpora: `cargo run --example fuzz_seeds -- fuzz/corpus`.
+//! Certificates are generated here, at run time (only certificates: no key is written).
+
+use std::path::Path;
+
+use base64::Engine;
+use ccs_endpoint::pki::{self, KeyKind};
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = dir.join(target);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), bytes)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/corpus".into());
+    let out = Path::new(&out);
+    for (i, path) in [
+        "/kek/ccsdemo/1",
+        "/kek/A-b_9/18446744073709551615",
+        "/kek/ccsdemo/1/",
+        "/kek//1",
+        "/kek/../1",
+        "/KEK/x/1",
+        "/kek/ccsdemo/+1",
+        "/kek/ccsdemo/18446744073709551616",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write(out, "path_parser", &format!("seed{i}"), path.as_bytes())?;
+    }
+
+    let root = pki::ca("seed root", KeyKind::Rsa2048)?;
+    let mut expired = pki::database_params("tse_ccsdemo")?;
+    expired.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let certs = [
+        pki::database(&root, "ccsdemo")?,
+        pki::database(&root, "other")?,
+        root.issue(expired, KeyKind::Rsa2048.generate()?)?,
+        root.issue(
+            pki::database_params("tse_ccsdemo")?,
+            KeyKind::EcP256.generate()?,
+        )?,
+    ];
+    for (i, cert) in certs.iter().enumerate() {
+        write(out, "certificate", &format!("der{i}"), cert.cert_der())?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.cert_der());
+        write(out, "certificate", &format!("b64-{i}"), b64.as_bytes())?;
+    }
+
+    let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let stores = [
+        format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{hex}\"\n"),
+        format!("[[key]]\ninstance = \"a\"\nkey_id = 2\nsecret = \"{hex}\"\nnot_after = \"2027-01-01T00:00:00Z\"\ndisabled = true\n"),
+        format!("[[key]]\ninstance = \"a\"\nkey_id = 1\nsecret = \"{hex}\"\n[[key]]\ninstance = \"a\"\nkey_id = 1\nsecret = \"{hex}\"\n"),
+        format!("[[key]]\ninstance = \"a\"\nkey_id = 1\nsecret = \"{}\"\n", &hex[..40]),
+    ];
+    for (i, store) in stores.iter().enumerate() {
+        write(out, "keystore", &format!("seed{i}"), store.as_bytes())?;
+    }
+
+    let config = include_str!("../config/ccs-endpoint.toml");
+    write(out, "config", "example", config.as_bytes())?;
+    write(
+        out,
+        "config",
+        "full",
+        b"[server]\nlisten = \"127.0.0.1:8443\"\nallow = [\"saas\", \"10.0.0.0/8\"]\ntrusted_proxies = [\"10.0.0.1\"]\nproxy_protocol = true\n[tls]\ncert = \"c\"\nkey = \"k\"\n[trust]\nroots = [\"r\"]\nmin_rsa_bits = 3072\n[keys]\nfile = \"f\"\nvalidity = \"1d\"\n[wrap]\npadding = \"oaep-sha256\"\nplaintext = \"raw\"\n[limits]\nheader_timeout = \"5s\"\nmax_connections = 9\n[admin]\nenabled = false\n[log]\nformat = \"json\"\n",
+    )?;
+    println!("seed corpora written under {}", out.display());
+    Ok(())
+}

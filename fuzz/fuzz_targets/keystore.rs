@@ -1,0 +1,32 @@
+//! The key-store parser: never panics, and no error ever quotes a `secret` value it was given
+//! (values of 16 or more hex digits: what a secret, or a piece of one, looks like). Errors do
+//! name an entry by its instance, so a value that is also part of an instance name is exempt.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+/// The quoted values that follow each occurrence of `field`.
+fn values<'a>(text: &'a str, field: &str) -> Vec<&'a str> {
+    text.split(field)
+        .skip(1)
+        .filter_map(|rest| {
+            let start = rest.find('"')? + 1;
+            let len = rest[start..].find('"')?;
+            Some(&rest[start..start + len])
+        })
+        .collect()
+}
+
+fuzz_target!(|text: &str| {
+    let path = std::path::Path::new("keys.toml");
+    if let Err(e) = ccs_endpoint::keystore::FileKeyStore::parse(path, text) {
+        let message = e.to_string();
+        let instances = values(text, "instance");
+        for value in values(text, "secret") {
+            let secret_like = value.len() >= 16 && value.bytes().all(|b| b.is_ascii_hexdigit());
+            if secret_like && !instances.iter().any(|i| i.contains(value)) {
+                assert!(!message.contains(value), "an error quoted a secret");
+            }
+        }
+    }
+});
