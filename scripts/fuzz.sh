@@ -9,7 +9,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 cargo run -q --locked --example fuzz_seeds -- fuzz/corpus
 targets=(path_parser certificate keystore config)
-cargo fuzz build -s none "${targets[@]/#/}" 2>/dev/null || for t in "${targets[@]}"; do cargo fuzz build -s none "$t"; done
+cargo fuzz build -s none
 for target in "${targets[@]}"; do
   before=$(find "fuzz/corpus/$target" -type f | wc -l)
   cargo fuzz run -s none "$target" -- -max_total_time="$SECONDS_EACH" -print_final_stats=1 \

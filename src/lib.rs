@@ -3,6 +3,8 @@
 //! A SaaS database polls `GET /kek/<instance>/<key_id>` with its certificate in a header; the
 //! endpoint verifies the certificate and answers the key-encryption key, RSA-OAEP-wrapped to it.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod app;
 pub mod cache;

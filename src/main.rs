@@ -1,5 +1,7 @@
 //! The `ccs-endpoint` binary: parses the command line, sets up logging, calls the library.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
