@@ -497,3 +497,43 @@ async fn certificates_must_be_rsa_of_at_least_min_rsa_bits() {
     let ok = state.trust.verify(big.cert_der(), &instance, now).unwrap();
     assert_eq!(ok.recipient.bits(), 3072);
 }
+
+#[tokio::test]
+async fn no_answer_carries_key_material() {
+    let keys = [
+        Key::new("ccsdemo", 1),
+        Key::new("ccsdemo", 2).with("disabled = true"),
+        Key::new("ccsdemo", 3).with("not_after = \"2020-01-01T00:00:00Z\""),
+    ];
+    let secrets: Vec<String> = keys.iter().map(|k| k.secret.clone()).collect();
+    let server = TestServer::start(&keys, "").await;
+    let good = header(&db_cert("ccsdemo"));
+    let foreign = header(&db_cert("other"));
+    let tls = &rustls::version::TLS13;
+    let mut bodies = Vec::new();
+    for (method, path, cert) in [
+        ("GET", "/kek/ccsdemo/1", Some(&good)),
+        ("GET", "/kek/ccsdemo/2", Some(&good)),
+        ("GET", "/kek/ccsdemo/3", Some(&good)),
+        ("GET", "/kek/ccsdemo/4", Some(&good)),
+        ("GET", "/kek/ccsdemo/1", Some(&foreign)),
+        ("GET", "/kek/ccsdemo/1", None),
+        ("POST", "/kek/ccsdemo/1", Some(&good)),
+        ("GET", "/kek/ccsdemo/1/", Some(&good)),
+    ] {
+        let headers: Vec<(&str, &str)> = cert
+            .map(|c| ("X-DB-Certificate", c.as_str()))
+            .into_iter()
+            .collect();
+        let reply = server.send(tls, method, path, &headers).await;
+        bodies.push(format!("{:?} {}", reply.headers, reply.body));
+    }
+    let (_, metrics) = server.admin_get("/metrics").await;
+    bodies.push(metrics);
+    let all = bodies.join("\n");
+    for secret in &secrets {
+        for form in support::process::leak_forms(secret) {
+            assert!(!all.contains(&form), "an answer carries a form of a secret");
+        }
+    }
+}
