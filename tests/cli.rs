@@ -306,18 +306,9 @@ fn the_dockerfile_command_serves_and_stops_cleanly() {
 fn json_logs_audit_reloads_kill_switches_and_sighup() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let key = Key::new("ccsdemo", 1);
     let secret = key.secret.clone();
-    let config = write_config(
-        dir.path(),
-        &[key],
-        &format!("[log]\nformat = \"json\"\n[server]\nlisten = \"127.0.0.1:{port}\""),
-    );
-    let mut cmd = bin();
-    cmd.args(["serve", "--config"]).arg(&config);
-    let mut server = Running::spawn(cmd);
-    server.wait_for("listening");
+    let (mut server, port) = spawn_configured(dir.path(), &[key], "[log]\nformat = \"json\"");
 
     let cert = db_cert("ccsdemo");
     let h = format!("X-DB-Certificate: {}", header(&cert));

@@ -88,20 +88,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let p = test_pki();
-        let trust = TrustStore::from_certs(
-            vec![
-                (
-                    PathBuf::from("a.pem"),
-                    CertificateDer::from(p.root_a.cert_der().to_vec()),
-                ),
-                (
-                    PathBuf::from("b.pem"),
-                    CertificateDer::from(p.root_b.cert_der().to_vec()),
-                ),
-            ],
-            2048,
-        )
-        .unwrap();
+        let trust = fixture_store();
         let good = pki::database(&p.root_a, "ccsdemo")
             .unwrap()
             .cert_der()

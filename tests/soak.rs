@@ -54,18 +54,13 @@ async fn soak() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(130);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let key = Key::new("ccsdemo", 1);
     let secret = key.secret.clone();
-    let config = write_config(
+    let (mut server, port) = spawn_configured(
         dir.path(),
         &[key],
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[limits]\nheader_timeout = \"2s\"\nhandshake_timeout = \"2s\""),
+        "[limits]\nheader_timeout = \"2s\"\nhandshake_timeout = \"2s\"",
     );
-    let mut cmd = bin();
-    cmd.args(["serve", "--config"]).arg(&config);
-    let mut server = Running::spawn(cmd);
-    server.wait_for("listening");
     let pid = server.child.id();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cert = Arc::new(db_cert("ccsdemo"));

@@ -399,17 +399,12 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
 fn probe_names_padding_against_a_server_configured_for_sha256() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let config = write_config(
+    let (mut server, port) = spawn_configured(
         d,
         &[Key::new("ccsdemo", 1)],
-        &format!("[wrap]\npadding = \"oaep-sha256\"\n[server]\nlisten = \"127.0.0.1:{port}\""),
+        "[wrap]\npadding = \"oaep-sha256\"",
     );
     let (cert, key, ca) = write_client(d, "ccsdemo");
-    let mut cmd = bin();
-    cmd.args(["serve", "--config"]).arg(&config);
-    let mut server = Running::spawn(cmd);
-    server.wait_for("listening");
     let url = format!("https://localhost:{port}/kek/ccsdemo/1");
     let probe = [
         "probe", &url, "--cert", &cert, "--key", &key, "--cacert", &ca,

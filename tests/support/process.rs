@@ -148,3 +148,19 @@ pub fn spawn_dev(dir: &Path, rust_log: &str) -> (Running, u16) {
     server.wait_for("listening");
     (server, port)
 }
+
+/// `serve --config` with a configuration written into `dir` by `write_config` (`extra` goes
+/// after `[keys]`, before the `[server]` table this adds), on a free port, once listening.
+pub fn spawn_configured(dir: &Path, keys: &[super::Key], extra: &str) -> (Running, u16) {
+    let port = free_port();
+    let config = super::write_config(
+        dir,
+        keys,
+        &format!("{extra}\n[server]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let mut cmd = bin();
+    cmd.args(["serve", "--config"]).arg(&config);
+    let mut server = Running::spawn(cmd);
+    server.wait_for("listening");
+    (server, port)
+}
