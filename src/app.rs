@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::cert::{TrustError, TrustStore};
 use crate::config::{Config, ConfigError};
-use crate::keystore::{FileKeyStore, KeyStore as _, KeyStoreError, Permissions};
+use crate::keystore::{Condition, FileKeyStore, KeyStore as _, KeyStoreError, Permissions};
 use crate::metrics::Metrics;
 use crate::peer::PeerPolicy;
 use crate::reload::{self, Reloader};
@@ -147,14 +147,16 @@ impl Loaded {
         );
         let now = OffsetDateTime::now_utc();
         for key in keys {
-            let state = match key.not_after {
-                _ if key.disabled => "disabled (soft kill switch: answers 404)".to_owned(),
-                Some(t) if t <= now => format!(
+            let state = match key.condition(now) {
+                Condition::Disabled => "disabled (soft kill switch: answers 404)".to_owned(),
+                Condition::ShutDown(t) => format!(
                     "shut down (hard kill switch: validUntil {} is past)",
                     crate::protocol::format_timestamp(t)
                 ),
-                Some(t) => format!("active until {}", crate::protocol::format_timestamp(t)),
-                None => "active".to_owned(),
+                Condition::Active { until: Some(t) } => {
+                    format!("active until {}", crate::protocol::format_timestamp(t))
+                }
+                Condition::Active { until: None } => "active".to_owned(),
             };
             let _ = writeln!(
                 out,

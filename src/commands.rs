@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use ccs_endpoint::cert::TrustStore;
 use ccs_endpoint::config::{self, Config};
 use ccs_endpoint::keyfile::KeyFile;
-use ccs_endpoint::keystore::{FileKeyStore, KeyState, KeyStore, Permissions};
+use ccs_endpoint::keystore::{Condition, FileKeyStore, KeyState, KeyStore, Permissions};
 use ccs_endpoint::probe::{self, ProbeOptions};
 use ccs_endpoint::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
@@ -230,20 +230,22 @@ fn find(store: &FileKeyStore, instance: &InstanceName, key_id: KeyId) -> anyhow:
 }
 
 fn state(key: &KeyState, now: OffsetDateTime) -> String {
-    match key.not_after {
-        _ if key.disabled => "disabled (404)".into(),
-        Some(t) if t <= now => format!("expired at {} (shut down)", format_timestamp(t)),
-        Some(t) => format!("active until {}", format_timestamp(t)),
-        None => "active".into(),
+    match key.condition(now) {
+        Condition::Disabled => "disabled (404)".into(),
+        Condition::ShutDown(t) => format!("expired at {} (shut down)", format_timestamp(t)),
+        Condition::Active { until: Some(t) } => format!("active until {}", format_timestamp(t)),
+        Condition::Active { until: None } => "active".into(),
     }
 }
 
+/// The `validUntil` the server would answer now, by the server's own rule.
 fn valid_until(key: &KeyState, now: OffsetDateTime, validity: Duration) -> String {
     if key.disabled {
         return "- (404)".into();
     }
-    let horizon = now + time::Duration::try_from(validity).unwrap_or(time::Duration::days(7));
-    format_timestamp(key.not_after.map_or(horizon, |t| t.min(horizon)))
+    let validity = time::Duration::try_from(validity).unwrap_or(time::Duration::days(7));
+    key.valid_until(now, validity)
+        .map_or_else(|| "-".into(), format_timestamp)
 }
 
 /// `probe` arguments.

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::cert::TrustStore;
 use crate::config::Config;
-use crate::keystore::{FileKeyStore, KeyState, KeyStore, Permissions};
+use crate::keystore::{Condition, FileKeyStore, KeyState, KeyStore, Permissions};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::tls::{self, CertSwitch};
@@ -205,12 +205,10 @@ pub fn record_key_states(metrics: &Metrics, keys: &[KeyState]) {
     let now = OffsetDateTime::now_utc();
     let (mut active, mut disabled, mut expired) = (0, 0, 0);
     for key in keys {
-        if key.disabled {
-            disabled += 1;
-        } else if key.not_after.is_some_and(|t| t <= now) {
-            expired += 1;
-        } else {
-            active += 1;
+        match key.condition(now) {
+            Condition::Disabled => disabled += 1,
+            Condition::ShutDown(_) => expired += 1,
+            Condition::Active { .. } => active += 1,
         }
     }
     metrics.key_states(active, disabled, expired);

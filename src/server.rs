@@ -74,19 +74,7 @@ pub async fn run(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let options = Arc::new(options);
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    while let Some((stream, peer)) = next_connection(&listener, &mut shutdown).await {
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             options.metrics.connection_refused("max_connections");
             tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: too many open connections");
@@ -136,6 +124,26 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!(timeout = ?limits.drain_timeout, "connections still open after the drain timeout");
+    }
+}
+
+/// The next accepted connection, or `None` once `stop` completes. Accept errors (out of file
+/// descriptors and the like) are logged and retried after a pause instead of spinning.
+pub(crate) async fn next_connection<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    stop: &mut std::pin::Pin<&mut F>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(e) => {
+                    tracing::warn!(error = %e, local = ?listener.local_addr().ok(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stop.as_mut() => return None,
+        }
     }
 }
 

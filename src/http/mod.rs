@@ -328,16 +328,11 @@ fn answer(
         }
     };
     record.kcv = Some(wrapped.state.kcv);
-    let horizon = now
-        .checked_add(validity)
+    let valid_until = wrapped
+        .state
+        .valid_until(now, validity)
         .ok_or_else(|| Failure::Internal("validity overflows the calendar".into()))?;
-    let valid_until = match wrapped.state.not_after {
-        Some(not_after) if not_after < horizon => {
-            record.kill_switch = not_after <= now;
-            not_after
-        }
-        _ => horizon,
-    };
+    record.kill_switch = valid_until <= now;
     let valid_until = format_timestamp(valid_until);
     record.valid_until = Some(valid_until.clone());
     Ok(KekBody {

@@ -31,6 +31,39 @@ pub struct KeyState {
     pub kcv: Kcv,
 }
 
+/// Where a key stands at a given moment: the two kill switches, or active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Answers 200; `until` is its `not_after`, if any.
+    Active { until: Option<OffsetDateTime> },
+    /// The soft kill switch: answers 404.
+    Disabled,
+    /// The hard kill switch: `not_after` has passed; answers 200 with that past `validUntil`.
+    ShutDown(OffsetDateTime),
+}
+
+impl KeyState {
+    /// The key's condition at `now`.
+    pub fn condition(&self, now: OffsetDateTime) -> Condition {
+        match self.not_after {
+            _ if self.disabled => Condition::Disabled,
+            Some(t) if t <= now => Condition::ShutDown(t),
+            until => Condition::Active { until },
+        }
+    }
+
+    /// The `validUntil` the server answers at `now`: `now + validity`, never later than
+    /// `not_after` (even a past one). `None` only if the sum leaves the calendar.
+    pub fn valid_until(
+        &self,
+        now: OffsetDateTime,
+        validity: time::Duration,
+    ) -> Option<OffsetDateTime> {
+        let horizon = now.checked_add(validity)?;
+        Some(self.not_after.map_or(horizon, |t| t.min(horizon)))
+    }
+}
+
 /// A wrapped key and the state it was wrapped in (read in the same step, so a reload in
 /// between cannot pair one key's ciphertext with another's state).
 #[derive(Debug)]
