@@ -184,7 +184,8 @@ impl FileKeyStore {
         };
         if let Some(unknown) = table.keys().find(|k| k.as_str() != "key") {
             return Err(shape(format!(
-                "unknown top-level item `{unknown}`: the file holds only [[key]] entries"
+                "unknown top-level item {}: the file holds only [[key]] entries",
+                shown_name(unknown)
             )));
         }
         let entries = match table.remove("key") {
@@ -305,7 +306,11 @@ impl EntryParser<'_> {
         if let Some(unknown) = table.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(self.error(
                 "key",
-                format!("unknown field `{unknown}` (allowed: {})", FIELDS.join(", ")),
+                format!(
+                    "unknown field {} (allowed: {})",
+                    shown_name(unknown),
+                    FIELDS.join(", ")
+                ),
             ));
         }
 
@@ -378,6 +383,17 @@ impl EntryParser<'_> {
             },
             secret,
         })
+    }
+}
+
+/// A field name as errors show it: quoted when it is a plain word (a typo such as `enabled`),
+/// withheld otherwise — a line that is a secret followed by `=` parses as a field name
+/// (found by fuzz/fuzz_targets/keystore.rs).
+fn shown_name(name: &str) -> String {
+    if name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        format!("`{name}`")
+    } else {
+        "(not shown: not a plain word)".to_owned()
     }
 }
 

@@ -113,7 +113,12 @@ fn errors_name_file_entry_and_field_and_never_the_secret() {
             "field `key`: unknown field `enabled`",
         ),
         (format!("[[keys]]\n{ok}"), "unknown top-level item `keys`"),
-        // A secret pasted into the wrong field is not printed back.
+        // A secret pasted into the wrong field, or as a field name, is not printed back.
+        (
+            format!("[[key]]\n{ok}\n{A} = 1"),
+            "field `key`: unknown field (not shown: not a plain word)",
+        ),
+        (format!("{B} = 1\n[[key]]\n{ok}"), "unknown top-level item (not shown"),
         (
             format!("[[key]]\ninstance = \"{A}\"\nkey_id = 1\nsecret = \"{B}\""),
             "entry 1: field `instance`: the instance name must be 1 to 63 characters long (found 64)",
