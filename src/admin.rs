@@ -32,15 +32,33 @@ async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-/// 200 while serving; 503 before start-up has finished and while draining.
+/// 200 while serving; 503 before start-up has finished, while draining, and while the key
+/// backend fails a real operation (a test wrap in the token; the file backend always passes).
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-    } else {
-        json(
+    if !state.is_ready() {
+        return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"status": "not ready"}),
-        )
+        );
+    }
+    let keys = Arc::clone(&state.snapshot.load().keys);
+    let health = if keys.blocking() {
+        tokio::task::spawn_blocking(move || keys.health())
+            .await
+            .unwrap_or_else(|e| Err(format!("the health check failed: {e}")))
+    } else {
+        keys.health()
+    };
+    state.metrics.set_backend_up(health.is_ok());
+    match health {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Err(error) => {
+            tracing::warn!(target: "ccs_endpoint::hsm", %error, "readiness: the key backend failed its check");
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "not ready", "reason": "key backend unavailable"}),
+            )
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::cert::{TrustError, TrustStore};
 use crate::config::{Config, ConfigError};
-use crate::keystore::{Condition, FileKeyStore, KeyStore as _, KeyStoreError, Permissions};
+use crate::hsm::HsmError;
+use crate::keystore::{Condition, KeySource, KeyStore, KeyStoreError, Permissions};
 use crate::metrics::Metrics;
 use crate::peer::PeerPolicy;
 use crate::reload::{self, Reloader};
@@ -32,6 +33,8 @@ pub enum LoadError {
     Trust(#[from] TrustError),
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
 }
 
 /// A fully loaded configuration.
@@ -39,7 +42,9 @@ pub struct Loaded {
     pub config: Config,
     pub tls: Identity,
     pub trust: TrustStore,
-    pub keys: FileKeyStore,
+    pub keys: Arc<dyn KeyStore>,
+    /// The backend the keys were loaded with (reloads use it again).
+    pub source: KeySource,
     /// Things an operator should fix that do not stop the server.
     pub warnings: Vec<String>,
 }
@@ -83,8 +88,9 @@ impl Loaded {
         {
             warnings.push(warning);
         }
-        let keys = FileKeyStore::load(&config.keys.file)?;
-        if keys.is_empty() {
+        let source = KeySource::open(&config.keys, config.wrap)?;
+        let keys = source.load(&config.keys.file)?;
+        if keys.list().is_empty() {
             warnings.push(format!(
                 "key store {} holds no key: every request will answer 404",
                 config.keys.file.display()
@@ -95,6 +101,7 @@ impl Loaded {
             tls,
             trust,
             keys,
+            source,
             warnings,
         })
     }
@@ -104,7 +111,6 @@ impl Loaded {
     /// A human summary of what is loaded, for `check` and the start-up log. Shows each key by
     /// its KCV, never its secret.
     pub fn summary(&self) -> String {
-        use crate::keystore::KeyStore as _;
         use std::fmt::Write as _;
         let c = &self.config;
         let mut out = String::new();
@@ -145,6 +151,14 @@ impl Loaded {
             keys.len(),
             c.keys.file.display()
         );
+        if let KeySource::Token(hsm) = &self.source {
+            let _ = writeln!(
+                out,
+                "  secrets   in PKCS#11 {} ({}), labels ccs/<instance>/<key_id>",
+                hsm.token_name(),
+                hsm.module().display()
+            );
+        }
         let now = OffsetDateTime::now_utc();
         for key in keys {
             let state = match key.condition(now) {
@@ -186,7 +200,7 @@ impl Loaded {
         );
         let state = Arc::new(AppState::new(
             Arc::new(self.trust),
-            Arc::new(self.keys),
+            self.keys,
             config.wrap,
             // Bounded by MAX_VALIDITY when the configuration was parsed.
             time::Duration::try_from(config.keys.validity).unwrap_or(time::Duration::days(3650)),
@@ -204,7 +218,12 @@ impl Loaded {
             policy,
             metrics,
         };
-        let reloader = Arc::new(Reloader::new(config, Arc::clone(&state), switch));
+        let reloader = Arc::new(Reloader::new(
+            config,
+            self.source,
+            Arc::clone(&state),
+            switch,
+        ));
         Ok(Daemon {
             state,
             reloader,

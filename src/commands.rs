@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ccs_endpoint::cert::TrustStore;
-use ccs_endpoint::config::{self, Config};
+use ccs_endpoint::config::{self, Backend, Config};
 use ccs_endpoint::keyfile::KeyFile;
-use ccs_endpoint::keystore::{Condition, FileKeyStore, KeyState, KeyStore, Permissions};
+use ccs_endpoint::hsm::{self, Hsm};
+use ccs_endpoint::keystore::{parse_entries, Condition, KeySource, KeyState, Permissions, SecretsIn};
 use ccs_endpoint::probe::{self, ProbeOptions};
 use ccs_endpoint::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
@@ -111,12 +112,33 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     let validity = config
         .as_ref()
         .map_or(config::DEFAULT_VALIDITY, |c| c.keys.validity);
+    let token = config.as_ref().and_then(|c| match &c.keys.backend {
+        Backend::Pkcs11(pkcs11) => Some((pkcs11, c.wrap)),
+        Backend::File => None,
+    });
+    let secrets = if token.is_some() {
+        SecretsIn::Token
+    } else {
+        SecretsIn::File
+    };
+    let open_token = || -> anyhow::Result<Option<Hsm>> {
+        token
+            .map(|(pkcs11, wrap)| Hsm::open(pkcs11, wrap))
+            .transpose()
+            .map_err(Into::into)
+    };
     let now = OffsetDateTime::now_utc();
     match command {
-        KeysCommand::Generate { key, force } => {
-            let secret = Secret::generate().context("the CSPRNG failed")?;
-            add(&path, &key, &secret, force)
-        }
+        KeysCommand::Generate { key, force } => match open_token()? {
+            Some(hsm) => {
+                let secret = hsm.random_secret()?;
+                add_to_token(&hsm, &path, &key, &secret, force)
+            }
+            None => {
+                let secret = Secret::generate().context("the CSPRNG failed")?;
+                add(&path, &key, &secret, force)
+            }
+        },
         KeysCommand::Import { key, force } => {
             let mut input = Zeroizing::new(String::new());
             std::io::stdin()
@@ -124,41 +146,21 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                 .context("reading the key from standard input")?;
             let secret = Secret::from_hex(input.trim())
                 .map_err(|e| anyhow::anyhow!("standard input: the key {e}"))?;
-            add(&path, &key, &secret, force)
-        }
-        KeysCommand::List => {
-            let permissions = Permissions::of(&path).with_context(|| path.display().to_string())?;
-            if let Some(warning) = permissions.verdict(&path, true)? {
-                eprintln!("warning: {warning}");
+            match open_token()? {
+                Some(hsm) => add_to_token(&hsm, &path, &key, &secret, force),
+                None => add(&path, &key, &secret, force),
             }
-            let store = FileKeyStore::load(&path)?;
-            let keys = store.list();
-            println!(
-                "{:<20} {:>6}  {:<6}  {:<44}  valid until (answered now)",
-                "instance", "key_id", "kcv", "state"
-            );
-            for key in &keys {
-                println!(
-                    "{:<20} {:>6}  {}  {:<44}  {}",
-                    key.instance.as_str(),
-                    key.key_id,
-                    key.kcv,
-                    state(key, now),
-                    valid_until(key, now, validity)
-                );
-            }
-            println!("{} key(s) in {}", keys.len(), path.display());
-            Ok(())
         }
-        KeysCommand::Disable { key } => switch(&path, &key, true, now, validity),
-        KeysCommand::Enable { key } => switch(&path, &key, false, now, validity),
+        KeysCommand::List => list(&path, secrets, open_token, now, validity),
+        KeysCommand::Disable { key } => switch(&path, secrets, &key, true, now, validity),
+        KeysCommand::Enable { key } => switch(&path, secrets, &key, false, now, validity),
         KeysCommand::Shutdown { instance, key_id } => {
             let instance = InstanceName::parse(&instance).context("--instance")?;
-            let mut file = KeyFile::open(&path)?;
+            let mut file = KeyFile::open_with(&path, secrets)?;
             let changed = file.shut_down(&instance, key_id, now)?;
-            let store = file.save()?;
+            let states = file.save()?;
             for id in changed {
-                let state = find(&store, &instance, id)?;
+                let state = find(&states, &instance, id)?;
                 println!(
                     "instance {instance} key_id {id} kcv {}: SHUT DOWN. Next poll: 200 with validUntil {} (past): the database shuts down.",
                     state.kcv,
@@ -169,6 +171,129 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `keys list`: the states from the file and, with a token, what the token holds under
+/// each label (and `ccs/` objects no entry names).
+fn list(
+    path: &Path,
+    secrets: SecretsIn,
+    open_token: impl Fn() -> anyhow::Result<Option<Hsm>>,
+    now: OffsetDateTime,
+    validity: Duration,
+) -> anyhow::Result<()> {
+    let permissions = Permissions::of(path).with_context(|| path.display().to_string())?;
+    if let Some(warning) = permissions.verdict(path, true)? {
+        eprintln!("warning: {warning}");
+    }
+    let text = std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .with_context(|| format!("key store {}", path.display()))?;
+    let keys: Vec<KeyState> = parse_entries(path, &text, secrets)?
+        .into_iter()
+        .map(|entry| entry.state)
+        .collect();
+    // With a token: every `ccs/` object, or why the token could not be read.
+    let objects = match secrets {
+        SecretsIn::File => None,
+        SecretsIn::Token => Some(
+            open_token()
+                .and_then(|hsm| Ok(hsm.context("no token is configured")?.objects()?))
+                .map_err(|e| e.to_string()),
+        ),
+    };
+    let token_column = |key: &KeyState| -> String {
+        let Some(objects) = &objects else {
+            return String::new();
+        };
+        let Ok(objects) = objects else {
+            return "  token: unreadable".into();
+        };
+        let label = hsm::label(&key.instance, key.key_id);
+        match objects.iter().find(|o| o.label == label) {
+            None => format!("  token: MISSING {label}"),
+            Some(o) if !o.sensitive => format!("  token: {label} NOT SENSITIVE"),
+            Some(o) if o.kcv.as_deref() != Some(key.kcv.to_string().as_str()) => format!(
+                "  token: {label} holds kcv {}",
+                o.kcv.as_deref().unwrap_or("(none)")
+            ),
+            Some(_) => format!("  token: {label} (sensitive)"),
+        }
+    };
+    println!(
+        "{:<20} {:>6}  {:<6}  {:<44}  valid until (answered now)",
+        "instance", "key_id", "kcv", "state"
+    );
+    for key in &keys {
+        println!(
+            "{:<20} {:>6}  {}  {:<44}  {}{}",
+            key.instance.as_str(),
+            key.key_id,
+            key.kcv,
+            state(key, now),
+            valid_until(key, now, validity),
+            token_column(key)
+        );
+    }
+    println!("{} key(s) in {}", keys.len(), path.display());
+    match &objects {
+        Some(Ok(objects)) => {
+            for object in objects {
+                if !keys
+                    .iter()
+                    .any(|k| hsm::label(&k.instance, k.key_id) == object.label)
+                {
+                    println!(
+                        "in the token but in no entry (not served): {} kcv {}",
+                        object.label,
+                        object.kcv.as_deref().unwrap_or("(none)")
+                    );
+                }
+            }
+        }
+        Some(Err(e)) => bail!("the token could not be read: {e}"),
+        None => {}
+    }
+    Ok(())
+}
+
+/// `keys generate|import` with a token: the object first (refusing to replace a live key
+/// without --force), then the entry that names its KCV.
+fn add_to_token(
+    hsm: &Hsm,
+    path: &Path,
+    key: &KeyArgs,
+    secret: &Secret,
+    force: bool,
+) -> anyhow::Result<()> {
+    let instance = key.instance()?;
+    let mut file = KeyFile::open_with(path, SecretsIn::Token)?;
+    if file.contains(&instance, key.key_id)? && !force {
+        bail!(
+            "key store {}: instance {instance:?} already has key_id {}: replacing a live key makes the database's data unreadable; pass --force if that is really meant",
+            path.display(),
+            key.key_id
+        );
+    }
+    let label = hsm::label(&instance, key.key_id);
+    let replaced = hsm.create(&label, secret, force)?;
+    file.add_token_key(&instance, key.key_id, secret.kcv(), force)?;
+    file.save()?;
+    if let Some(old) = replaced {
+        println!(
+            "replaced token object {label} (old kcv {})",
+            old.kcv.as_deref().unwrap_or("(none)")
+        );
+    }
+    println!(
+        "instance {instance} key_id {} kcv {} created in {} as {label} (sensitive: the token wraps it, nobody can read it); entry written to {}",
+        key.key_id,
+        secret.kcv(),
+        hsm.token_name(),
+        path.display()
+    );
+    println!("{RELOAD_NOTE}");
+    Ok(())
 }
 
 fn add(path: &Path, key: &KeyArgs, secret: &Secret, force: bool) -> anyhow::Result<()> {
@@ -194,16 +319,17 @@ fn add(path: &Path, key: &KeyArgs, secret: &Secret, force: bool) -> anyhow::Resu
 
 fn switch(
     path: &Path,
+    secrets: SecretsIn,
     key: &KeyArgs,
     disabled: bool,
     now: OffsetDateTime,
     validity: Duration,
 ) -> anyhow::Result<()> {
     let instance = key.instance()?;
-    let mut file = KeyFile::open(path)?;
+    let mut file = KeyFile::open_with(path, secrets)?;
     file.set_disabled(&instance, key.key_id, disabled)?;
-    let store = file.save()?;
-    let state = find(&store, &instance, key.key_id)?;
+    let states = file.save()?;
+    let state = find(&states, &instance, key.key_id)?;
     if disabled {
         println!(
             "instance {instance} key_id {} kcv {}: DISABLED. Next poll: 404; the database stops when its cached key's validUntil passes.",
@@ -221,11 +347,11 @@ fn switch(
     Ok(())
 }
 
-fn find(store: &FileKeyStore, instance: &InstanceName, key_id: KeyId) -> anyhow::Result<KeyState> {
-    store
-        .list()
-        .into_iter()
+fn find(states: &[KeyState], instance: &InstanceName, key_id: KeyId) -> anyhow::Result<KeyState> {
+    states
+        .iter()
         .find(|k| &k.instance == instance && k.key_id == key_id)
+        .cloned()
         .context("the key vanished from the store it was just written to")
 }
 
@@ -329,9 +455,9 @@ pub fn wrap(args: WrapArgs) -> anyhow::Result<()> {
     let config = Config::load(&crate::config_path(args.config))?;
     let der = ccs_endpoint::inspect::read_input(&args.cert)?;
     let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)?;
-    let keys = FileKeyStore::load(&config.keys.file)?;
+    let keys = KeySource::open(&config.keys, config.wrap)?.load(&config.keys.file)?;
     let path = parse_kek_path(&format!("/kek/{}/{}", args.key.instance, args.key.key_id))?;
-    let snapshot = Snapshot::new(std::sync::Arc::new(trust), std::sync::Arc::new(keys));
+    let snapshot = Snapshot::new(std::sync::Arc::new(trust), keys);
     let validity =
         time::Duration::try_from(config.keys.validity).unwrap_or(time::Duration::days(7));
     let (status, body) = ccs_endpoint::http::offline_answer(

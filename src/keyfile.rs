@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 use zeroize::Zeroizing;
 
-use crate::keystore::{FileKeyStore, KeyStoreError};
+use crate::keystore::{parse_entries, KeyState, KeyStoreError, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::{Kcv, Secret};
 
@@ -35,12 +35,19 @@ pub enum KeyFileError {
 pub struct KeyFile {
     path: PathBuf,
     doc: DocumentMut,
+    secrets: SecretsIn,
 }
 
 impl KeyFile {
     /// Opens `path`; a file that does not exist yet is an empty store. An existing file must be
     /// a valid key store: nothing is edited on top of a broken one.
     pub fn open(path: &Path) -> Result<Self, KeyFileError> {
+        Self::open_with(path, SecretsIn::File)
+    }
+
+    /// As `open`, for a file whose entries hold what `secrets` says (secrets, or KCVs of
+    /// secrets kept in a token).
+    pub fn open_with(path: &Path, secrets: SecretsIn) -> Result<Self, KeyFileError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => Zeroizing::new(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -54,7 +61,7 @@ impl KeyFile {
                 .into())
             }
         };
-        FileKeyStore::parse(path, &text)?;
+        parse_entries(path, &text, secrets)?;
         let doc = text
             .parse::<DocumentMut>()
             .map_err(|e| KeyFileError::Edit {
@@ -64,6 +71,7 @@ impl KeyFile {
         Ok(Self {
             path: path.to_owned(),
             doc,
+            secrets,
         })
     }
 
@@ -114,12 +122,40 @@ impl KeyFile {
         secret: &Secret,
         force: bool,
     ) -> Result<Option<Kcv>, KeyFileError> {
+        let hex = secret.to_hex();
+        let hex = std::str::from_utf8(hex.as_slice()).unwrap_or_default();
+        self.add_field(instance, key_id, "secret", hex, force)
+    }
+
+    /// Adds the entry of a key whose secret is in a token: its KCV, no secret. An existing
+    /// entry is replaced only when `force` is given (its KCV is returned).
+    pub fn add_token_key(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        kcv: Kcv,
+        force: bool,
+    ) -> Result<Option<Kcv>, KeyFileError> {
+        self.add_field(instance, key_id, "kcv", &kcv.to_string(), force)
+    }
+
+    /// Whether the file has an entry for the key.
+    pub fn contains(&mut self, instance: &InstanceName, key_id: KeyId) -> Result<bool, KeyFileError> {
+        Ok(self.find(instance, key_id)?.is_some())
+    }
+
+    fn add_field(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        field: &str,
+        text: &str,
+        force: bool,
+    ) -> Result<Option<Kcv>, KeyFileError> {
         let key_id_value = i64::try_from(key_id).map_err(|_| KeyFileError::Edit {
             path: self.path.clone(),
             message: format!("key_id {key_id} is larger than TOML integers allow"),
         })?;
-        let hex = secret.to_hex();
-        let hex = std::str::from_utf8(hex.as_slice()).unwrap_or_default();
         let path = self.path.clone();
         if let Some(existing) = self.find(instance, key_id)? {
             if !force {
@@ -130,12 +166,17 @@ impl KeyFile {
                     ),
                 });
             }
-            let old = existing
-                .get("secret")
-                .and_then(Item::as_str)
-                .and_then(|s| Secret::from_hex(s).ok())
-                .map(|s| s.kcv());
-            existing["secret"] = value(hex);
+            let old = match existing.get("kcv").and_then(Item::as_str) {
+                Some(kcv) => Kcv::parse(kcv),
+                None => existing
+                    .get("secret")
+                    .and_then(Item::as_str)
+                    .and_then(|s| Secret::from_hex(s).ok())
+                    .map(|s| s.kcv()),
+            };
+            existing.remove("secret");
+            existing.remove("kcv");
+            existing[field] = value(text);
             existing.remove("disabled");
             existing.remove("not_after");
             return Ok(old);
@@ -143,7 +184,7 @@ impl KeyFile {
         let mut table = Table::new();
         table["instance"] = value(instance.as_str());
         table["key_id"] = value(key_id_value);
-        table["secret"] = value(hex);
+        table[field] = value(text);
         if self.entries()?.is_empty() {
             // A new file's header comments would otherwise trail the first entry.
             let header = self.doc.trailing().as_str().unwrap_or_default().to_owned();
@@ -211,15 +252,15 @@ impl KeyFile {
         Ok(changed)
     }
 
-    /// Validates the edited store and writes it atomically with mode 600.
-    pub fn save(&self) -> Result<FileKeyStore, KeyFileError> {
+    /// Validates the edited store and writes it atomically with mode 600; returns the states.
+    pub fn save(&self) -> Result<Vec<KeyState>, KeyFileError> {
         let text = Zeroizing::new(self.doc.to_string());
-        let store = FileKeyStore::parse(&self.path, &text)?;
+        let entries = parse_entries(&self.path, &text, self.secrets)?;
         write_atomically(&self.path, text.as_bytes()).map_err(|source| KeyFileError::Write {
             path: self.path.clone(),
             source,
         })?;
-        Ok(store)
+        Ok(entries.into_iter().map(|entry| entry.state).collect())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cert;
 pub mod config;
 pub mod dev;
+pub mod hsm;
 pub mod http;
 pub mod init;
 pub mod inspect;

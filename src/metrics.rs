@@ -56,6 +56,7 @@ pub struct Metrics {
     connections_refused: Family<ReasonLabel, Counter>,
     open_connections: Gauge<i64, AtomicI64>,
     ready: Gauge<i64, AtomicI64>,
+    backend_up: Gauge<i64, AtomicI64>,
     /// Serialises rendering (the registry encoder takes `&Registry`; the lock keeps scrapes whole).
     render_lock: Mutex<()>,
 }
@@ -146,6 +147,13 @@ impl Metrics {
             "1 while serving, 0 while starting or draining",
             ready.clone(),
         );
+        let backend_up = Gauge::<i64, AtomicI64>::default();
+        backend_up.set(1);
+        registry.register(
+            "ccs_key_backend_up",
+            "1 when the key backend passed its last check (a test wrap in a PKCS#11 token; always 1 for the file backend)",
+            backend_up.clone(),
+        );
         Self {
             registry,
             requests,
@@ -160,6 +168,7 @@ impl Metrics {
             connections_refused,
             open_connections,
             ready,
+            backend_up,
             render_lock: Mutex::new(()),
         }
     }
@@ -242,5 +251,10 @@ impl Metrics {
     /// Readiness, as `/readyz` reports it.
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// The key backend's last check, as `/readyz` made it.
+    pub fn set_backend_up(&self, up: bool) {
+        self.backend_up.set(i64::from(up));
     }
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::cert::TrustStore;
 use crate::config::Config;
-use crate::keystore::{Condition, FileKeyStore, KeyState, KeyStore, Permissions};
+use crate::keystore::{Condition, KeySource, KeyState, Permissions};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::tls::{self, CertSwitch};
@@ -82,6 +82,7 @@ fn stamp(path: &Path) -> Stamp {
 /// Reloads the parts of a running server from the files its configuration names.
 pub struct Reloader {
     config: Config,
+    source: KeySource,
     state: Arc<AppState>,
     cert: Arc<CertSwitch>,
     stamps: Mutex<HashMap<PathBuf, Stamp>>,
@@ -89,7 +90,12 @@ pub struct Reloader {
 
 impl Reloader {
     /// Remembers the files as they are now (they were just loaded).
-    pub fn new(config: Config, state: Arc<AppState>, cert: Arc<CertSwitch>) -> Self {
+    pub fn new(
+        config: Config,
+        source: KeySource,
+        state: Arc<AppState>,
+        cert: Arc<CertSwitch>,
+    ) -> Self {
         let stamps = Part::ALL
             .iter()
             .flat_map(|p| p.files(&config))
@@ -100,6 +106,7 @@ impl Reloader {
             .collect();
         Self {
             config,
+            source,
             state,
             cert,
             stamps: Mutex::new(stamps),
@@ -175,12 +182,12 @@ impl Reloader {
                 {
                     tracing::warn!(%warning, "key store permissions");
                 }
-                let store = FileKeyStore::load(path).map_err(|e| e.to_string())?;
+                let store = self.source.load(path).map_err(|e| e.to_string())?;
                 let old = self.state.snapshot.load().keys.list();
                 let new = store.list();
                 audit_key_changes(&old, &new);
                 record_key_states(&self.state.metrics, &new);
-                self.state.set_keys(Arc::new(store));
+                self.state.set_keys(store);
             }
             Part::Trust => {
                 let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)

@@ -91,6 +91,17 @@ impl Kcv {
         block.zeroize();
         Ok(kcv)
     }
+
+    /// Reads 6 hex digits, either case (as `Display` writes them).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 3];
+        (text.len() == 6 && hex::decode_to_slice(text, &mut bytes).is_ok()).then_some(Kcv(bytes))
+    }
+
+    /// The 3 bytes.
+    pub fn as_bytes(&self) -> &[u8; 3] {
+        &self.0
+    }
 }
 
 impl fmt::Display for Kcv {

@@ -81,10 +81,42 @@ impl fmt::Display for WrapOptions {
     }
 }
 
+/// An RSA public key as PKCS#11 wants it: big-endian modulus and exponent.
+#[derive(Clone)]
+pub struct RsaPublic {
+    pub modulus: Vec<u8>,
+    pub exponent: Vec<u8>,
+}
+
+impl RsaPublic {
+    /// Reads an RSA SubjectPublicKeyInfo (DER).
+    pub fn from_spki_der(spki: &[u8]) -> Option<Self> {
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+        let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).ok()?;
+        match info.parsed().ok()? {
+            PublicKey::RSA(rsa) => Some(Self {
+                modulus: strip_zeros(rsa.modulus),
+                exponent: strip_zeros(rsa.exponent),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    bytes[start..].to_vec()
+}
+
 /// The public key of a verified database certificate, ready to encrypt to.
 pub struct RecipientKey {
     key: OaepPublicEncryptingKey,
     bits: usize,
+    rsa: RsaPublic,
 }
 
 impl RecipientKey {
@@ -93,7 +125,13 @@ impl RecipientKey {
         let key = PublicEncryptingKey::from_der(spki).map_err(|_| WrapError::UnusableKey)?;
         let bits = key.key_size_bits();
         let key = OaepPublicEncryptingKey::new(key).map_err(|_| WrapError::UnusableKey)?;
-        Ok(Self { key, bits })
+        let rsa = RsaPublic::from_spki_der(spki).ok_or(WrapError::UnusableKey)?;
+        Ok(Self { key, bits, rsa })
+    }
+
+    /// The modulus and exponent, for a PKCS#11 token to wrap to.
+    pub fn rsa_public(&self) -> &RsaPublic {
+        &self.rsa
     }
 
     /// The modulus length in bits.

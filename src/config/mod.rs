@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod raw;
-use raw::{parse_limits, RawConfig};
+use raw::{parse_limits, RawBackend, RawConfig, RawPkcs11};
 
 use crate::cert::{MAX_RSA_BITS, MIN_RSA_BITS_FLOOR};
 use crate::wrap::WrapOptions;
@@ -132,10 +132,50 @@ pub struct TrustConfig {
 /// `[keys]`.
 #[derive(Debug, Clone)]
 pub struct KeysConfig {
+    /// The key-store file: every key's state, and its secret unless the backend is PKCS#11.
     pub file: PathBuf,
     pub validity: Duration,
     pub allow_insecure_permissions: bool,
+    /// Where the secrets are.
+    pub backend: Backend,
 }
+
+/// Where the secrets are: in the key-store file, or in a PKCS#11 token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    File,
+    Pkcs11(Pkcs11Config),
+}
+
+/// `[keys.pkcs11]`: the module, the token and where its user PIN comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Config {
+    /// The PKCS#11 shared library, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    pub token: TokenSelector,
+    pub pin: PinSource,
+    /// Sessions kept open for wrapping (also the most used at once).
+    pub sessions: usize,
+}
+
+/// How the token is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    Label(String),
+    Slot(u64),
+}
+
+/// Where the user PIN is read from: never the command line, never the configuration itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// A file holding the PIN (one trailing newline is ignored).
+    File(PathBuf),
+    /// An environment variable holding the PIN.
+    Env(String),
+}
+
+/// The most PKCS#11 sessions `[keys.pkcs11] sessions` may ask for.
+pub const MAX_SESSIONS: usize = 64;
 
 /// A configuration that cannot be used; names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +308,24 @@ impl Config {
                 ),
             ));
         }
+        let backend = match (raw.keys.backend, &raw.keys.pkcs11) {
+            (RawBackend::File, None) => Backend::File,
+            (RawBackend::File, Some(_)) => {
+                return Err(field(
+                    "keys.backend",
+                    "is \"file\" but a [keys.pkcs11] table is present: set backend = \"pkcs11\" to use the token, or remove the table".into(),
+                ))
+            }
+            (RawBackend::Pkcs11, None) => {
+                return Err(field(
+                    "keys.pkcs11",
+                    "missing: backend = \"pkcs11\" needs a [keys.pkcs11] table with module, token_label (or slot) and pin_file (or pin_env)".into(),
+                ))
+            }
+            (RawBackend::Pkcs11, Some(p)) => Backend::Pkcs11(parse_pkcs11(p, &resolve).map_err(
+                |(name, message)| field(name, message),
+            )?),
+        };
         Ok(Self {
             path: path.to_owned(),
             server: ServerConfig {
@@ -288,6 +346,7 @@ impl Config {
                 file: resolve(&raw.keys.file),
                 validity,
                 allow_insecure_permissions: raw.keys.allow_insecure_permissions,
+                backend,
             },
             wrap: raw.wrap,
             limits,
@@ -297,6 +356,78 @@ impl Config {
             },
         })
     }
+}
+
+fn parse_pkcs11(
+    raw: &RawPkcs11,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Pkcs11Config, (&'static str, String)> {
+    if raw.module.as_os_str().is_empty() {
+        return Err((
+            "keys.pkcs11.module",
+            "is empty: name the PKCS#11 library, e.g. \"/usr/lib/softhsm/libsofthsm2.so\"".into(),
+        ));
+    }
+    let token = match (&raw.token_label, raw.slot) {
+        (Some(label), None) if !label.is_empty() && label.len() <= 32 => {
+            TokenSelector::Label(label.clone())
+        }
+        (Some(_), None) => {
+            return Err((
+                "keys.pkcs11.token_label",
+                "must be 1 to 32 bytes long (a PKCS#11 token label)".into(),
+            ))
+        }
+        (None, Some(slot)) => TokenSelector::Slot(slot),
+        (Some(_), Some(_)) => {
+            return Err((
+                "keys.pkcs11.slot",
+                "give token_label or slot, not both (token_label survives slot renumbering)"
+                    .into(),
+            ))
+        }
+        (None, None) => {
+            return Err((
+                "keys.pkcs11.token_label",
+                "missing: name the token by token_label (or by slot)".into(),
+            ))
+        }
+    };
+    let pin = match (&raw.pin_file, &raw.pin_env) {
+        (Some(file), None) => PinSource::File(resolve(file)),
+        (None, Some(var)) if !var.is_empty() => PinSource::Env(var.clone()),
+        (None, Some(_)) => {
+            return Err((
+                "keys.pkcs11.pin_env",
+                "is empty: name the environment variable that holds the PIN".into(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err((
+                "keys.pkcs11.pin_env",
+                "give pin_file or pin_env, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err((
+                "keys.pkcs11.pin_file",
+                "missing: the user PIN comes from pin_file or pin_env (never from the configuration or the command line)".into(),
+            ))
+        }
+    };
+    let sessions = raw.sessions.unwrap_or(4);
+    if !(1..=MAX_SESSIONS).contains(&sessions) {
+        return Err((
+            "keys.pkcs11.sessions",
+            format!("must be between 1 and {MAX_SESSIONS} (found {sessions})"),
+        ));
+    }
+    Ok(Pkcs11Config {
+        module: resolve(&raw.module),
+        token,
+        pin,
+        sessions,
+    })
 }
 
 #[cfg(test)]

@@ -108,6 +108,28 @@ pub(super) struct RawKeys {
     pub(super) validity: Option<String>,
     #[serde(default)]
     pub(super) allow_insecure_permissions: bool,
+    #[serde(default)]
+    pub(super) backend: RawBackend,
+    pub(super) pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawBackend {
+    #[default]
+    File,
+    Pkcs11,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPkcs11 {
+    pub(super) module: PathBuf,
+    pub(super) token_label: Option<String>,
+    pub(super) slot: Option<u64>,
+    pub(super) pin_file: Option<PathBuf>,
+    pub(super) pin_env: Option<String>,
+    pub(super) sessions: Option<usize>,
 }
 
 pub(super) fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {

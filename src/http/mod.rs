@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,8 +16,8 @@ use base64::Engine;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::cert::{self, CertError, CertIdentity};
-use crate::keystore::LookupError;
+use crate::cert::{self, CertError, CertIdentity, VerifiedCert};
+use crate::keystore::{LookupError, Wrapped};
 use crate::peer::ConnInfo;
 use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KekPath, KeyId, PathError};
 use crate::secret::Kcv;
@@ -55,7 +55,7 @@ impl Failure {
             Failure::Method => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Cert(_) => StatusCode::UNAUTHORIZED,
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => StatusCode::NOT_FOUND,
-            Failure::Key(LookupError::Wrap(_)) | Failure::Internal(_) => {
+            Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -71,6 +71,7 @@ impl Failure {
             Failure::Key(LookupError::NotFound) => "key_not_found",
             Failure::Key(LookupError::Disabled) => "key_disabled",
             Failure::Key(LookupError::Wrap(_)) => "wrap_failed",
+            Failure::Key(LookupError::Backend(_)) => "key_backend_failed",
             Failure::Internal(_) => "internal",
         }
     }
@@ -94,7 +95,7 @@ impl Failure {
                     .unwrap_or("?"),
                 record.key_id.unwrap_or_default()
             ),
-            Failure::Key(LookupError::Wrap(_)) | Failure::Internal(_) => {
+            Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
                 format!("An internal error occurred; quote error id {request_id} when reporting it")
             }
         }
@@ -103,6 +104,7 @@ impl Failure {
     fn detail(&self) -> Option<String> {
         match self {
             Failure::Key(LookupError::Wrap(e)) => Some(e.to_string()),
+            Failure::Key(LookupError::Backend(e)) => Some(e.clone()),
             Failure::Internal(detail) => Some(detail.clone()),
             _ => None,
         }
@@ -153,12 +155,12 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
             let client = state.policy.client(&conn, request.headers());
             record.client = Some(client);
             if state.policy.allows(client) {
-                decide(&state, &request, &mut record)
+                decide(&state, request.uri(), request.method(), request.headers(), &mut record).await
             } else {
                 Err(Failure::Forbidden(client))
             }
         }
-        None => decide(&state, &request, &mut record),
+        None => decide(&state, request.uri(), request.method(), request.headers(), &mut record).await,
     };
     let status = outcome
         .as_ref()
@@ -258,31 +260,52 @@ fn healthz(request: &Request) -> Response {
 /// The checks after the allow-list (403), in the order the contract fixes: path (400), method
 /// (405), certificate (401), key (404), wrap (500). Nothing about keys is looked at before the
 /// certificate has passed.
-fn decide(state: &AppState, request: &Request, record: &mut Record) -> Result<KekBody, Failure> {
-    let uri = request.uri();
+async fn decide(
+    state: &AppState,
+    uri: &Uri,
+    method: &Method,
+    headers: &HeaderMap,
+    record: &mut Record,
+) -> Result<KekBody, Failure> {
     let path = parse_kek_path(uri.path()).map_err(Failure::Path)?;
     if uri.query().is_some() {
         return Err(Failure::Path(PathError::Query));
     }
     record.instance = Some(path.instance.clone());
     record.key_id = Some(path.key_id);
-    if request.method() != Method::GET {
+    if method != Method::GET {
         return Err(Failure::Method);
     }
 
-    let values = request.headers().get_all(cert::HEADER);
+    let values = headers.get_all(cert::HEADER);
     let value =
         cert::single_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
-    let snapshot = state.snapshot.load();
-    answer(
-        &snapshot,
-        state.wrap,
-        state.validity,
-        Presented::Header(value),
-        &path,
-        OffsetDateTime::now_utc(),
-        record,
-    )
+    let snapshot = state.snapshot.load_full();
+    let now = OffsetDateTime::now_utc();
+    let verified = verify(&snapshot, Presented::Header(value), &path, now, record)?;
+    let cached = (verified.identity.sha256.clone(), path.key_id);
+    let wrapped = match snapshot.wrapped.get(&cached) {
+        Some(wrapped) => wrapped,
+        None => {
+            let keys = Arc::clone(&snapshot.keys);
+            let (instance, key_id, wrap) = (path.instance.clone(), path.key_id, state.wrap);
+            let recipient = Arc::clone(&verified.recipient);
+            let wrapped = if keys.blocking() {
+                // A token call: off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    keys.wrap_for(&instance, key_id, &recipient, wrap)
+                })
+                .await
+                .map_err(|e| Failure::Internal(format!("the wrap task failed: {e}")))?
+            } else {
+                keys.wrap_for(&instance, key_id, &recipient, wrap)
+            };
+            let wrapped = Arc::new(wrapped.map_err(Failure::Key)?);
+            snapshot.wrapped.insert(cached, Arc::clone(&wrapped));
+            wrapped
+        }
+    };
+    finish(&wrapped, state.validity, &path, now, record)
 }
 
 /// A certificate as the header carried it (verified through the cache) or as DER.
@@ -291,16 +314,14 @@ enum Presented<'a> {
     Der(&'a [u8]),
 }
 
-/// The certificate (401), key (404) and wrap (500) steps for a parsed request.
-fn answer(
+/// The certificate step (401) for a parsed request.
+fn verify(
     snapshot: &Snapshot,
-    wrap: WrapOptions,
-    validity: time::Duration,
     presented: Presented<'_>,
     path: &KekPath,
     now: OffsetDateTime,
     record: &mut Record,
-) -> Result<KekBody, Failure> {
+) -> Result<VerifiedCert, Failure> {
     let verified = match presented {
         Presented::Header(value) => snapshot.trust.verify_header(value, &path.instance, now),
         Presented::Der(der) => snapshot.trust.verify(der, &path.instance, now),
@@ -312,21 +333,17 @@ fn answer(
     record.cert = Some(verified.identity.clone());
     record.verified_by = Some(verified.verified_by.clone());
     record.cert_not_after = Some(verified.not_after);
+    Ok(verified)
+}
 
-    let cached = (verified.identity.sha256.clone(), path.key_id);
-    let wrapped = match snapshot.wrapped.get(&cached) {
-        Some(wrapped) => wrapped,
-        None => {
-            let wrapped = Arc::new(
-                snapshot
-                    .keys
-                    .wrap_for(&path.instance, path.key_id, &verified.recipient, wrap)
-                    .map_err(Failure::Key)?,
-            );
-            snapshot.wrapped.insert(cached, Arc::clone(&wrapped));
-            wrapped
-        }
-    };
+/// The answer for a wrapped key: `validUntil` from its state (the hard kill switch) and the body.
+fn finish(
+    wrapped: &Wrapped,
+    validity: time::Duration,
+    path: &KekPath,
+    now: OffsetDateTime,
+    record: &mut Record,
+) -> Result<KekBody, Failure> {
     record.kcv = Some(wrapped.state.kcv);
     let valid_until = wrapped
         .state
@@ -357,15 +374,14 @@ pub fn offline_answer(
         key_id: Some(path.key_id),
         ..Record::default()
     };
-    let body = match answer(
-        snapshot,
-        wrap,
-        validity,
-        Presented::Der(der),
-        path,
-        now,
-        &mut record,
-    ) {
+    let answer = verify(snapshot, Presented::Der(der), path, now, &mut record).and_then(|cert| {
+        let wrapped = snapshot
+            .keys
+            .wrap_for(&path.instance, path.key_id, &cert.recipient, wrap)
+            .map_err(Failure::Key)?;
+        finish(&wrapped, validity, path, now, &mut record)
+    });
+    let body = match answer {
         Ok(body) => {
             return (
                 StatusCode::OK,

@@ -81,6 +81,9 @@ pub enum LookupError {
     Disabled,
     #[error(transparent)]
     Wrap(#[from] wrap::WrapError),
+    /// The backend (a PKCS#11 token) failed; the detail goes to the log only.
+    #[error("key backend: {0}")]
+    Backend(String),
 }
 
 /// A backend that holds keys and wraps them for a recipient.
@@ -96,6 +99,60 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Every key's state, ordered by instance and key id.
     fn list(&self) -> Vec<KeyState>;
+
+    /// Whether `wrap_for` may block (a token call): the server then runs it off its async
+    /// workers.
+    fn blocking(&self) -> bool {
+        false
+    }
+
+    /// Whether the backend can wrap right now, by a real operation where it has one.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The backend the configuration chose, opened once per process and used for every (re)load.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// Secrets in the key-store file.
+    File,
+    /// Secrets in a PKCS#11 token; states in the key-store file.
+    Token(std::sync::Arc<crate::hsm::Hsm>),
+}
+
+impl KeySource {
+    /// Opens the backend `[keys]` names (for a token: loads the module, logs in, test-wraps).
+    pub fn open(
+        config: &crate::config::KeysConfig,
+        wrap: WrapOptions,
+    ) -> Result<Self, crate::hsm::HsmError> {
+        match &config.backend {
+            crate::config::Backend::File => Ok(KeySource::File),
+            crate::config::Backend::Pkcs11(pkcs11) => Ok(KeySource::Token(
+                std::sync::Arc::new(crate::hsm::Hsm::open(pkcs11, wrap)?),
+            )),
+        }
+    }
+
+    /// Loads the key-store file at `path` with this backend.
+    pub fn load(&self, path: &Path) -> Result<std::sync::Arc<dyn KeyStore>, KeyStoreError> {
+        Ok(match self {
+            KeySource::File => std::sync::Arc::new(FileKeyStore::load(path)?),
+            KeySource::Token(hsm) => std::sync::Arc::new(crate::hsm::TokenKeyStore::load(
+                path,
+                std::sync::Arc::clone(hsm),
+            )?),
+        })
+    }
+
+    /// What the entries of the key-store file hold.
+    pub fn secrets(&self) -> SecretsIn {
+        match self {
+            KeySource::File => SecretsIn::File,
+            KeySource::Token(_) => SecretsIn::Token,
+        }
+    }
 }
 
 struct FileKey {
@@ -147,9 +204,107 @@ pub enum KeyStoreError {
     },
     #[error("key store {path}: {message}")]
     Permissions { path: PathBuf, message: String },
+    #[error("key store {path}: {message}")]
+    Token { path: PathBuf, message: String },
 }
 
-const FIELDS: [&str; 5] = ["instance", "key_id", "secret", "not_after", "disabled"];
+/// Where a key-store file's secrets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsIn {
+    /// Each entry has its `secret` (`[keys] backend = "file"`).
+    File,
+    /// Each entry has the `kcv` of its secret, which lives in a PKCS#11 token
+    /// (`[keys] backend = "pkcs11"`); a `secret` in the file is refused.
+    Token,
+}
+
+impl SecretsIn {
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            SecretsIn::File => &["instance", "key_id", "secret", "not_after", "disabled"],
+            SecretsIn::Token => &["instance", "key_id", "kcv", "not_after", "disabled"],
+        }
+    }
+}
+
+/// One `[[key]]` entry of a key-store file: its state, and its secret when the file holds it.
+pub struct KeyEntry {
+    pub state: KeyState,
+    pub secret: Option<Secret>,
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("state", &self.state)
+            .field("secret", &self.secret.as_ref().map(|_| "redacted"))
+            .finish()
+    }
+}
+
+/// Reads and validates the entries of a key-store file: all of them or an error naming the
+/// file, the entry and the field. Never quotes a secret.
+pub fn parse_entries(
+    path: &Path,
+    text: &str,
+    secrets: SecretsIn,
+) -> Result<Vec<KeyEntry>, KeyStoreError> {
+    // toml's own Display quotes the offending source line, which may be a secret: only its
+    // message and position are used.
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map_or(0, |span| {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            1 + before.iter().filter(|&&b| b == b'\n').count()
+        });
+        KeyStoreError::Syntax {
+            path: path.to_owned(),
+            line,
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    let shape = |message: String| KeyStoreError::Shape {
+        path: path.to_owned(),
+        message,
+    };
+    if let Some(unknown) = table.keys().find(|k| k.as_str() != "key") {
+        return Err(shape(format!(
+            "unknown top-level item {}: the file holds only [[key]] entries",
+            shown_name(unknown)
+        )));
+    }
+    let raw_entries = match table.remove("key") {
+        None => Vec::new(),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(shape(
+                "`key` must be an array of tables: write [[key]]".into(),
+            ))
+        }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut entries = Vec::with_capacity(raw_entries.len());
+    for (index, entry) in raw_entries.into_iter().enumerate() {
+        let mut parser = EntryParser {
+            path,
+            entry: index + 1,
+            label: String::new(),
+            secrets,
+        };
+        let key = parser.parse(entry)?;
+        if !seen.insert((key.state.instance.clone(), key.state.key_id)) {
+            return Err(parser.error(
+                "key_id",
+                format!(
+                    "duplicate: instance {:?} already has key_id {} in an earlier entry",
+                    key.state.instance.as_str(),
+                    key.state.key_id
+                ),
+            ));
+        }
+        entries.push(key);
+    }
+    Ok(entries)
+}
 
 impl FileKeyStore {
     /// Reads and validates a key-store file. Either every entry is good or nothing is loaded.
@@ -165,59 +320,21 @@ impl FileKeyStore {
 
     /// Parses key-store text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self, KeyStoreError> {
-        // toml's own Display quotes the offending source line, which may be a secret: only its
-        // message and position are used.
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let line = e.span().map_or(0, |span| {
-                let before = &text.as_bytes()[..span.start.min(text.len())];
-                1 + before.iter().filter(|&&b| b == b'\n').count()
-            });
-            KeyStoreError::Syntax {
-                path: path.to_owned(),
-                line,
-                message: e.message().trim().to_owned(),
-            }
-        })?;
-        let shape = |message: String| KeyStoreError::Shape {
-            path: path.to_owned(),
-            message,
-        };
-        if let Some(unknown) = table.keys().find(|k| k.as_str() != "key") {
-            return Err(shape(format!(
-                "unknown top-level item {}: the file holds only [[key]] entries",
-                shown_name(unknown)
-            )));
-        }
-        let entries = match table.remove("key") {
-            None => Vec::new(),
-            Some(Value::Array(entries)) => entries,
-            Some(_) => {
-                return Err(shape(
-                    "`key` must be an array of tables: write [[key]]".into(),
+        let keys = parse_entries(path, text, SecretsIn::File)?
+            .into_iter()
+            .filter_map(|entry| {
+                // The file mode requires a secret in every entry.
+                let secret = entry.secret?;
+                let id = (entry.state.instance.clone(), entry.state.key_id);
+                Some((
+                    id,
+                    FileKey {
+                        state: entry.state,
+                        secret,
+                    },
                 ))
-            }
-        };
-        let mut keys = BTreeMap::new();
-        for (index, entry) in entries.into_iter().enumerate() {
-            let mut parser = EntryParser {
-                path,
-                entry: index + 1,
-                label: String::new(),
-            };
-            let key = parser.parse(entry)?;
-            let id = (key.state.instance.clone(), key.state.key_id);
-            if keys.contains_key(&id) {
-                return Err(parser.error(
-                    "key_id",
-                    format!(
-                        "duplicate: instance {:?} already has key_id {} in an earlier entry",
-                        key.state.instance.as_str(),
-                        key.state.key_id
-                    ),
-                ));
-            }
-            keys.insert(id, key);
-        }
+            })
+            .collect();
         Ok(Self {
             path: path.to_owned(),
             keys,
@@ -270,6 +387,7 @@ struct EntryParser<'a> {
     path: &'a Path,
     entry: usize,
     label: String,
+    secrets: SecretsIn,
 }
 
 impl EntryParser<'_> {
@@ -283,7 +401,7 @@ impl EntryParser<'_> {
         }
     }
 
-    fn parse(&mut self, entry: Value) -> Result<FileKey, KeyStoreError> {
+    fn parse(&mut self, entry: Value) -> Result<KeyEntry, KeyStoreError> {
         let Value::Table(mut table) = entry else {
             return Err(self.error("key", "each [[key]] entry must be a table".into()));
         };
@@ -303,13 +421,20 @@ impl EntryParser<'_> {
             }
             None => None,
         };
-        if let Some(unknown) = table.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        if secret_text.is_some() && self.secrets == SecretsIn::Token {
+            return Err(self.error(
+                "secret",
+                "not allowed: [keys] backend = \"pkcs11\" keeps secrets in the token, never in this file; remove the line and import the key with `ccs-endpoint keys import`".into(),
+            ));
+        }
+        let fields = self.secrets.fields();
+        if let Some(unknown) = table.keys().find(|k| !fields.contains(&k.as_str())) {
             return Err(self.error(
                 "key",
                 format!(
                     "unknown field {} (allowed: {})",
                     shown_name(unknown),
-                    FIELDS.join(", ")
+                    fields.join(", ")
                 ),
             ));
         }
@@ -341,11 +466,32 @@ impl EntryParser<'_> {
         };
         self.label = format!(" (instance {:?}, key_id {key_id})", instance.as_str());
 
-        let secret = match secret_text {
-            Some(text) => {
-                Secret::from_hex(&text).map_err(|e| self.error("secret", e.to_string()))?
+        let (secret, kcv) = match (self.secrets, secret_text) {
+            (SecretsIn::File, Some(text)) => {
+                let secret =
+                    Secret::from_hex(&text).map_err(|e| self.error("secret", e.to_string()))?;
+                let kcv = secret.kcv();
+                (Some(secret), kcv)
             }
-            None => return Err(self.error("secret", "missing".into())),
+            (SecretsIn::File, None) => return Err(self.error("secret", "missing".into())),
+            (SecretsIn::Token, _) => match table.get("kcv") {
+                Some(Value::String(s)) => (
+                    None,
+                    Kcv::parse(s).ok_or_else(|| {
+                        self.error(
+                            "kcv",
+                            "must be the 6 hex digits `keys import` printed, such as \"DC95C0\"".into(),
+                        )
+                    })?,
+                ),
+                Some(other) => {
+                    return Err(self.error(
+                        "kcv",
+                        format!("must be a string of 6 hex digits, not {}", other.type_str()),
+                    ))
+                }
+                None => return Err(self.error("kcv", "missing".into())),
+            },
         };
         let not_after = match table.get("not_after") {
             None => None,
@@ -373,13 +519,13 @@ impl EntryParser<'_> {
                 ))
             }
         };
-        Ok(FileKey {
+        Ok(KeyEntry {
             state: KeyState {
                 instance,
                 key_id,
                 disabled,
                 not_after,
-                kcv: secret.kcv(),
+                kcv,
             },
             secret,
         })
