@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ccs_endpoint::cert::TrustStore;
 use ccs_endpoint::config::{self, Backend, Config};
-use ccs_endpoint::keyfile::KeyFile;
 use ccs_endpoint::hsm::{self, Hsm};
-use ccs_endpoint::keystore::{parse_entries, Condition, KeySource, KeyState, Permissions, SecretsIn};
+use ccs_endpoint::keyfile::KeyFile;
+use ccs_endpoint::keystore::{
+    parse_entries, Condition, KeySource, KeyState, Permissions, SecretsIn,
+};
 use ccs_endpoint::probe::{self, ProbeOptions};
 use ccs_endpoint::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;

@@ -140,7 +140,11 @@ impl KeyFile {
     }
 
     /// Whether the file has an entry for the key.
-    pub fn contains(&mut self, instance: &InstanceName, key_id: KeyId) -> Result<bool, KeyFileError> {
+    pub fn contains(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+    ) -> Result<bool, KeyFileError> {
         Ok(self.find(instance, key_id)?.is_some())
     }
 
@@ -292,7 +296,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keystore::KeyStore;
 
     fn name(s: &str) -> InstanceName {
         InstanceName::parse(s).unwrap_or_else(|e| panic!("{e}"))
@@ -330,7 +333,7 @@ mod tests {
             text.contains("# keep me") && text.contains("# and me"),
             "{text}"
         );
-        let states = store.list();
+        let states = store;
         assert!(states[0].disabled);
         assert_eq!(states[1].kcv, secret.kcv());
         assert_eq!(states[1].not_after, Some(at));
@@ -349,7 +352,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(old.is_some() && old != Some(secret.kcv()));
         let store = file.save().unwrap_or_else(|e| panic!("{e}"));
-        assert!(!store.list()[0].disabled);
+        assert!(!store[0].disabled);
     }
 
     #[test]

@@ -382,8 +382,7 @@ fn parse_pkcs11(
         (Some(_), Some(_)) => {
             return Err((
                 "keys.pkcs11.slot",
-                "give token_label or slot, not both (token_label survives slot renumbering)"
-                    .into(),
+                "give token_label or slot, not both (token_label survives slot renumbering)".into(),
             ))
         }
         (None, None) => {

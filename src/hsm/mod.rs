@@ -232,7 +232,10 @@ impl Hsm {
     /// Initialises the library (once per generation) and finds the slot.
     fn connect(&self) -> Result<Slot, HsmError> {
         let token = |message: String| HsmError::Token(format!("{}: {message}", self.token_name()));
-        match self.pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        match self
+            .pkcs11
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(token(format!("initialising the library: {}", describe(&e)))),
         }
@@ -261,7 +264,11 @@ impl Hsm {
                 }
                 return Ok(slot);
             }
-            labels.push(format!("{:?} (slot {})", info.label().trim_end(), slot.id()));
+            labels.push(format!(
+                "{:?} (slot {})",
+                info.label().trim_end(),
+                slot.id()
+            ));
         }
         Err(token(format!(
             "not found; the module offers {}",
@@ -289,10 +296,13 @@ impl Hsm {
             return Ok((session, generation));
         }
         drop(conn);
-        let session = self
-            .pkcs11
-            .open_ro_session(slot)
-            .map_err(|e| HsmError::Token(format!("opening a session: {}", describe(&e))))?;
+        let session = self.pkcs11.open_ro_session(slot).map_err(|e| {
+            HsmError::Token(format!(
+                "{}: opening a session: {}",
+                self.token_name(),
+                describe(&e)
+            ))
+        })?;
         self.login(&session)?;
         Ok((session, generation))
     }
@@ -357,7 +367,7 @@ impl Hsm {
                     return Err(if refused_mechanism(&error) {
                         HsmError::Mechanism(message)
                     } else {
-                        HsmError::Token(message)
+                        HsmError::Token(format!("{}: {message}", self.token_name()))
                     });
                 }
                 Recovery::NewSession => drop(session),
@@ -372,7 +382,7 @@ impl Hsm {
                 }
             }
             if attempt >= 2 {
-                return Err(HsmError::Token(message));
+                return Err(HsmError::Token(format!("{}: {message}", self.token_name())));
             }
             tracing::warn!(
                 target: "ccs_endpoint::hsm",
@@ -442,7 +452,8 @@ impl Hsm {
         }
         if facts.extractable != Some(true) {
             return Err(object(
-                "is not extractable (CKA_EXTRACTABLE is false), so the token refuses to wrap it".into(),
+                "is not extractable (CKA_EXTRACTABLE is false), so the token refuses to wrap it"
+                    .into(),
             ));
         }
         let want = value_len(self.wrap.plaintext);
@@ -492,9 +503,7 @@ impl Hsm {
         let len = self
             .probe
             .decrypt(algorithm, &wrapped, &mut out, None)
-            .map_err(|_| {
-                HsmError::Token("the token's wrap did not decrypt as RSA-OAEP".into())
-            })?
+            .map_err(|_| HsmError::Token("the token's wrap did not decrypt as RSA-OAEP".into()))?
             .len();
         if len != 32 {
             return Err(HsmError::Token(format!(
@@ -528,15 +537,12 @@ impl Hsm {
             let mut objects = Vec::new();
             for handle in handles {
                 let facts = read_facts(session, handle)?;
+                let kcv = facts.kcv();
                 if let Some(label) = facts.label.filter(|l| l.starts_with(LABEL_PREFIX)) {
                     objects.push(TokenObject {
                         label,
                         sensitive: facts.sensitive == Some(true),
-                        kcv: facts
-                            .id
-                            .as_deref()
-                            .and_then(|id| <[u8; 3]>::try_from(id).ok())
-                            .map(|b| hex::encode_upper(b)),
+                        kcv,
                     });
                 }
             }
@@ -562,13 +568,13 @@ impl Hsm {
     /// A logged-in read-write session, outside the pool (operator commands only).
     fn open_rw(&self) -> Result<Session, HsmError> {
         let (ro, generation) = self.checkout()?;
-        let slot = self.conn().slot.ok_or_else(|| {
-            HsmError::Token("the token connection was reset; try again".into())
+        let slot = self
+            .conn()
+            .slot
+            .ok_or_else(|| HsmError::Token("the token connection was reset; try again".into()))?;
+        let session = self.pkcs11.open_rw_session(slot).map_err(|e| {
+            HsmError::Token(format!("opening a read-write session: {}", describe(&e)))
         })?;
-        let session = self
-            .pkcs11
-            .open_rw_session(slot)
-            .map_err(|e| HsmError::Token(format!("opening a read-write session: {}", describe(&e))))?;
         self.login(&session)?;
         self.checkin(ro, generation);
         Ok(session)
@@ -642,11 +648,7 @@ impl Hsm {
                 Some(TokenObject {
                     label: label.to_owned(),
                     sensitive: facts.sensitive == Some(true),
-                    kcv: facts
-                        .id
-                        .as_deref()
-                        .and_then(|id| <[u8; 3]>::try_from(id).ok())
-                        .map(|b| hex::encode_upper(b)),
+                    kcv: facts.kcv(),
                 })
             }
             None => None,
@@ -678,6 +680,14 @@ struct Facts {
     extractable: Option<bool>,
     value_len: Option<u64>,
     id: Option<Vec<u8>>,
+}
+
+impl Facts {
+    /// The KCV `CKA_ID` carries, when it is 3 bytes.
+    fn kcv(&self) -> Option<String> {
+        let id: &[u8; 3] = self.id.as_deref()?.try_into().ok()?;
+        Some(hex::encode_upper(id))
+    }
 }
 
 fn read_facts(session: &Session, handle: ObjectHandle) -> Result<Facts, CkError> {
@@ -764,4 +774,3 @@ fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, String> {
         .map(Zeroizing::new)
         .map_err(|e| format!("PIN file {} (keys.pkcs11.pin_file): {e}", path.display()))
 }
-

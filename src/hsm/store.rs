@@ -55,14 +55,19 @@ impl TokenKeyStore {
                     ),
                     _ => String::new(),
                 };
+                let token = match e {
+                    HsmError::NoObject(_) | HsmError::Object { .. } => {
+                        format!("{}: ", hsm.token_name())
+                    }
+                    _ => String::new(),
+                };
                 KeyStoreError::Token {
                     path: path.to_owned(),
                     message: format!(
-                        "entry {} (instance {:?}, key_id {}): {}: {e}{hint}",
+                        "entry {} (instance {:?}, key_id {}): {token}{e}{hint}",
                         index + 1,
                         state.instance.as_str(),
                         state.key_id,
-                        hsm.token_name()
                     ),
                 }
             })?;
@@ -112,7 +117,7 @@ impl KeyStore for TokenKeyStore {
         let ciphertext = self
             .hsm
             .wrap(&label(instance, key_id), recipient.rsa_public())
-            .map_err(|e| LookupError::Backend(format!("{}: {e}", self.hsm.token_name())))?;
+            .map_err(|e| LookupError::Backend(e.to_string()))?;
         Ok(Wrapped {
             ciphertext,
             state: state.clone(),
@@ -128,8 +133,6 @@ impl KeyStore for TokenKeyStore {
     }
 
     fn health(&self) -> Result<(), String> {
-        self.hsm
-            .health()
-            .map_err(|e| format!("{}: {e}", self.hsm.token_name()))
+        self.hsm.health().map_err(|e| e.to_string())
     }
 }

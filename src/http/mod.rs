@@ -155,12 +155,28 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
             let client = state.policy.client(&conn, request.headers());
             record.client = Some(client);
             if state.policy.allows(client) {
-                decide(&state, request.uri(), request.method(), request.headers(), &mut record).await
+                decide(
+                    &state,
+                    request.uri(),
+                    request.method(),
+                    request.headers(),
+                    &mut record,
+                )
+                .await
             } else {
                 Err(Failure::Forbidden(client))
             }
         }
-        None => decide(&state, request.uri(), request.method(), request.headers(), &mut record).await,
+        None => {
+            decide(
+                &state,
+                request.uri(),
+                request.method(),
+                request.headers(),
+                &mut record,
+            )
+            .await
+        }
     };
     let status = outcome
         .as_ref()

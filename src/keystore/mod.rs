@@ -129,9 +129,9 @@ impl KeySource {
     ) -> Result<Self, crate::hsm::HsmError> {
         match &config.backend {
             crate::config::Backend::File => Ok(KeySource::File),
-            crate::config::Backend::Pkcs11(pkcs11) => Ok(KeySource::Token(
-                std::sync::Arc::new(crate::hsm::Hsm::open(pkcs11, wrap)?),
-            )),
+            crate::config::Backend::Pkcs11(pkcs11) => Ok(KeySource::Token(std::sync::Arc::new(
+                crate::hsm::Hsm::open(pkcs11, wrap)?,
+            ))),
         }
     }
 
@@ -480,7 +480,8 @@ impl EntryParser<'_> {
                     Kcv::parse(s).ok_or_else(|| {
                         self.error(
                             "kcv",
-                            "must be the 6 hex digits `keys import` printed, such as \"DC95C0\"".into(),
+                            "must be the 6 hex digits `keys import` printed, such as \"DC95C0\""
+                                .into(),
                         )
                     })?,
                 ),

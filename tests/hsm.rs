@@ -1,0 +1,585 @@
+//! The PKCS#11 backend against SoftHSM2, end to end through the binary: each test initialises
+//! a throw-away token under its own `SOFTHSM2_CONF`, imports or generates keys with
+//! `ccs-endpoint keys`, serves, polls with curl and unwraps with OpenSSL. Token failures come from
+//! `tests/hsm/fault.c`, a module that forwards to SoftHSM2 and fails on demand.
+//!
+//! SoftHSM2 (`softhsm2`), OpenSC's `pkcs11-tool` (`opensc`), the p11-kit header
+//! (`libp11-kit-dev`), gcc, OpenSSL and curl are required; `.ci/run` installs them. A missing
+//! one fails the test and names the package.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ccs_endpoint::pki::Issued;
+use support::process::{bin, free_port, leak_forms, Running};
+use support::*;
+
+const LABEL: &str = "ccs-test";
+const PIN: &str = "246810";
+
+fn module() -> PathBuf {
+    if let Ok(path) = std::env::var("CCS_TEST_PKCS11_MODULE") {
+        return PathBuf::from(path);
+    }
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("SoftHSM2 is required for the PKCS#11 tests: apt-get install softhsm2 (.ci/run does)")
+}
+
+/// A throw-away token and a configuration that serves from it, in one temporary folder.
+struct Token {
+    dir: tempfile::TempDir,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Token {
+    /// `module` is the PKCS#11 library the server loads (SoftHSM2, or the fault module over it).
+    fn new(module: &Path, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", LABEL])
+            .args(["--pin", PIN, "--so-pin", "13579111"])
+            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+            .output()
+            .expect("softhsm2-util is required: apt-get install softhsm2 (.ci/run does)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        write_private(&dir.path().join("pin"), &format!("{PIN}\n"));
+        let port = free_port();
+        let config = write_config(
+            dir.path(),
+            &[],
+            &format!(
+                "backend = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"{}\"\ntoken_label = \"{LABEL}\"\npin_file = \"pin\"\n{extra}\n[server]\nlisten = \"127.0.0.1:{port}\"",
+                module.display()
+            ),
+        );
+        Self { dir, port, config }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = bin();
+        cmd.env("SOFTHSM2_CONF", self.path().join("softhsm2.conf"))
+            .env("CCS_FAULT_REAL_MODULE", module())
+            .env("CCS_FAULT_FILE", self.path().join("fault"))
+            .current_dir(self.path());
+        cmd
+    }
+
+    /// `ccs-endpoint keys <args> --config …`, with `stdin` as its input.
+    fn keys(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .arg("keys")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn import(&self, instance: &str, key_id: u64, secret: &str) -> String {
+        let out = self.keys(
+            &[
+                "import",
+                "--instance",
+                instance,
+                "--key-id",
+                &key_id.to_string(),
+            ],
+            secret,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    fn check(&self) -> Output {
+        self.command()
+            .args(["check", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    fn serve(&self) -> Running {
+        let mut cmd = self.command();
+        cmd.args(["serve", "--config"]).arg(&self.config);
+        let mut server = Running::spawn(cmd);
+        server.wait_for("listening");
+        server
+    }
+
+    /// The status and body of a poll with `cert`.
+    fn poll(&self, path: &str, cert: &Issued) -> (u16, serde_json::Value) {
+        let out = Command::new("curl")
+            .args(["-s", "-k", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("X-DB-Certificate: {}", header(cert)))
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("curl is required (.ci/run installs it)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (
+            status.parse().unwrap(),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    }
+
+    /// Polls until the status is `want` (a reload takes a moment), for at most 10 s.
+    fn poll_until(&self, path: &str, cert: &Issued, want: u16) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.poll(path, cert);
+            if status == want {
+                return body;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{path}: still {status} {body}, wanted {want}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn fault(&self, kind: Option<&str>) {
+        let file = self.path().join("fault");
+        match kind {
+            Some(kind) => std::fs::write(file, kind).unwrap(),
+            None => std::fs::remove_file(file).unwrap(),
+        }
+    }
+}
+
+fn readyz(server: &Running) -> u16 {
+    let admin = admin_address(server);
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{admin}/readyz"))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().parse().unwrap()
+}
+
+/// The admin listener's address, from the start-up log.
+fn admin_address(server: &Running) -> String {
+    let output = server.output();
+    let line = output
+        .lines()
+        .find(|l| l.contains("admin listener"))
+        .expect("the admin listener is logged");
+    line.rsplit("address=").next().unwrap().trim().to_owned()
+}
+
+/// OpenSSL's RSA-OAEP (SHA-1) decryption of a `wrappedKey` with the certificate's private key.
+fn openssl_unwrap(dir: &Path, cert: &Issued, wrapped_b64: &str) -> String {
+    let key = dir.join("db.key");
+    write_private(&key, &cert.key_pem());
+    let input = dir.join("wrapped.bin");
+    std::fs::write(&input, BASE64.decode(wrapped_b64).unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey"])
+        .arg(&key)
+        .arg("-in")
+        .arg(&input)
+        .args(["-pkeyopt", "rsa_padding_mode:oaep"])
+        .args([
+            "-pkeyopt",
+            "rsa_oaep_md:sha1",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha1",
+        ])
+        .output()
+        .expect("openssl is required (.ci/run installs it)");
+    assert!(out.status.success(), "openssl could not unwrap");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The KCV of a hex secret by OpenSSL: AES-256-ECB of a zero block, first 3 bytes.
+fn openssl_kcv(dir: &Path, secret_hex: &str) -> String {
+    let zero = dir.join("zero.bin");
+    std::fs::write(&zero, [0u8; 16]).unwrap();
+    let out = Command::new("openssl")
+        .args(["enc", "-aes-256-ecb", "-nopad", "-K", secret_hex, "-in"])
+        .arg(&zero)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    hex::encode_upper(&out.stdout[..3])
+}
+
+fn assert_quiet(output: &str, secret: &str) {
+    for form in leak_forms(secret) {
+        assert!(!output.contains(&form), "a form of the secret was printed");
+    }
+    assert!(!output.contains(PIN), "the PIN was printed");
+}
+
+#[test]
+fn a_poll_served_by_the_token_unwraps_with_openssl_to_the_imported_secret() {
+    let token = Token::new(&module(), "");
+    let secret = random_secret_hex();
+    let imported = token.import("ccsdemo", 1, &secret);
+    let store = std::fs::read_to_string(token.path().join("keys.toml")).unwrap();
+    assert!(!store.contains("secret"), "{store}");
+    let kcv = openssl_kcv(token.path(), &secret);
+    assert!(store.contains(&format!("kcv = \"{kcv}\"")), "{store}");
+    assert!(imported.contains(&format!("kcv {kcv}")), "{imported}");
+
+    // `keys generate` draws from the token's own generator; its KCV is checked by OpenSSL
+    // once the server has wrapped it.
+    let generated = token.keys(&["generate", "--instance", "other", "--key-id", "1"], "");
+    assert!(generated.status.success());
+    let generated = String::from_utf8(generated.stdout).unwrap();
+    let other_kcv = generated
+        .split("kcv ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let list = token.keys(&["list"], "");
+    let list_text = String::from_utf8(list.stdout).unwrap();
+    assert!(list.status.success(), "{list_text}");
+    assert!(
+        list_text.contains(&format!("{kcv}  active"))
+            && list_text.contains("token: ccs/ccsdemo/1 (sensitive)")
+            && list_text.contains("token: ccs/other/1 (sensitive)"),
+        "{list_text}"
+    );
+
+    let mut server = token.serve();
+    assert_eq!(readyz(&server), 200);
+    let cert = db_cert("ccsdemo");
+    let (status, body) = token.poll("/kek/ccsdemo/1", &cert);
+    assert_eq!(status, 200, "{body}");
+    let plain = openssl_unwrap(token.path(), &cert, body["wrappedKey"].as_str().unwrap());
+    assert!(
+        plain == secret,
+        "OpenSSL did not unwrap the imported secret"
+    );
+
+    let other = db_cert("other");
+    let (status, body) = token.poll("/kek/other/1", &other);
+    assert_eq!(status, 200, "{body}");
+    let plain = openssl_unwrap(token.path(), &other, body["wrappedKey"].as_str().unwrap());
+    assert_eq!(openssl_kcv(token.path(), &plain), other_kcv);
+
+    server.terminate();
+    let output = server.output();
+    assert!(output.contains("kcv=") && output.contains(&kcv), "{output}");
+    assert_quiet(&output, &secret);
+    assert_quiet(&format!("{imported}{list_text}"), &secret);
+}
+
+#[test]
+fn the_kill_switches_work_as_with_the_file_backend() {
+    let token = Token::new(&module(), "");
+    for id in [1, 2] {
+        token.import("ccsdemo", id, &random_secret_hex());
+    }
+    let _server = token.serve();
+    let cert = db_cert("ccsdemo");
+    token.poll_until("/kek/ccsdemo/1", &cert, 200);
+
+    let disable = token.keys(&["disable", "--instance", "ccsdemo", "--key-id", "1"], "");
+    assert!(disable.status.success());
+    let body = token.poll_until("/kek/ccsdemo/1", &db_cert("ccsdemo"), 404);
+    assert_eq!(
+        body["error"], "No active key for instance ccsdemo, key id 1",
+        "the same 404 as the file backend"
+    );
+
+    let shutdown = token.keys(&["shutdown", "--instance", "ccsdemo", "--key-id", "2"], "");
+    assert!(shutdown.status.success());
+    let start = Instant::now();
+    loop {
+        let (status, body) = token.poll("/kek/ccsdemo/2", &db_cert("ccsdemo"));
+        assert_eq!(status, 200, "{body}");
+        let until = time::OffsetDateTime::parse(
+            body["validUntil"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        if until <= time::OffsetDateTime::now_utc() {
+            break; // the hard kill switch: a past validUntil
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let enable = token.keys(&["enable", "--instance", "ccsdemo", "--key-id", "1"], "");
+    assert!(enable.status.success());
+    token.poll_until("/kek/ccsdemo/1", &db_cert("ccsdemo"), 200);
+}
+
+#[test]
+fn start_up_fails_with_a_clear_message() {
+    let token = Token::new(&module(), "");
+    token.import("ccsdemo", 1, &random_secret_hex());
+    assert!(token.check().status.success());
+    let config = std::fs::read_to_string(&token.config).unwrap();
+    let rows: [(&str, String, &str); 5] = [
+        (
+            "wrong PIN",
+            config.replace("pin_file = \"pin\"", "pin_file = \"wrong-pin\""),
+            "the user PIN is wrong (CKR_PIN_INCORRECT)",
+        ),
+        (
+            "missing token",
+            config.replace(
+                &format!("token_label = \"{LABEL}\""),
+                "token_label = \"absent\"",
+            ),
+            &format!("token \"absent\": not found; the module offers \"{LABEL}\""),
+        ),
+        (
+            "unset PIN variable",
+            config.replace("pin_file = \"pin\"", "pin_env = \"CCS_TEST_UNSET_PIN\""),
+            "the PIN environment variable CCS_TEST_UNSET_PIN (keys.pkcs11.pin_env) is not set",
+        ),
+        (
+            "SHA-256 padding SoftHSM2 cannot wrap with",
+            format!("{config}\n[wrap]\npadding = \"oaep-sha256\"\n"),
+            "does not wrap with RSA-OAEP SHA-256/MGF1-SHA-256",
+        ),
+        (
+            "missing module",
+            config.replace(&module().display().to_string(), "/nonexistent/libpkcs11.so"),
+            "/nonexistent/libpkcs11.so: no such file",
+        ),
+    ];
+    write_private(&token.path().join("wrong-pin"), "999999\n");
+    for (name, text, want) in rows {
+        std::fs::write(&token.config, text).unwrap();
+        let out = token.check();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: check passed");
+        assert!(stderr.contains(want), "{name}: {stderr}");
+        assert!(
+            !stderr.contains(PIN) && !stderr.contains("999999"),
+            "{name}: {stderr}"
+        );
+    }
+    std::fs::write(&token.config, &config).unwrap();
+
+    // The key store of a token backend holds no secret, and every entry needs its object.
+    let store = token.path().join("keys.toml");
+    let good = std::fs::read_to_string(&store).unwrap();
+    let secret = random_secret_hex();
+    let rows = [
+        (
+            format!("{good}secret = \"{secret}\"\n"),
+            "field `secret`: not allowed: [keys] backend = \"pkcs11\" keeps secrets in the token",
+        ),
+        (
+            format!("{good}[[key]]\ninstance = \"ccsdemo\"\nkey_id = 2\nkcv = \"ABCDEF\"\n"),
+            "entry 2 (instance \"ccsdemo\", key_id 2): token \"ccs-test\": no object labelled \"ccs/ccsdemo/2\" in the token; import it with `ccs-endpoint keys import --instance ccsdemo --key-id 2`",
+        ),
+        (
+            good.replace("kcv = \"", "kcv = \"0"),
+            "field `kcv`: must be the 6 hex digits",
+        ),
+    ];
+    for (text, want) in rows {
+        write_private(&store, &text);
+        let out = token.check();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{want}: check passed");
+        assert!(stderr.contains(want), "{stderr}");
+        assert!(
+            !stderr.contains(&secret),
+            "the misplaced secret was printed"
+        );
+    }
+}
+
+#[test]
+fn a_token_failure_gives_500_with_an_error_id_and_service_resumes() {
+    let fault = build_fault_module();
+    let token = Token::new(&fault, "");
+    let secret = random_secret_hex();
+    token.import("ccsdemo", 1, &secret);
+    let mut server = token.serve();
+
+    // The device fails: 500 with an error id, /readyz 503, until it is back.
+    token.fault(Some("device"));
+    let (status, body) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
+    assert_eq!(status, 500, "{body}");
+    let error_id = body["errorId"].as_str().unwrap().to_owned();
+    assert!(body["error"].as_str().unwrap().contains(&error_id));
+    assert_eq!(readyz(&server), 503);
+    token.fault(None);
+    let cert = db_cert("ccsdemo");
+    let body = token.poll_until("/kek/ccsdemo/1", &cert, 200);
+    let plain = openssl_unwrap(token.path(), &cert, body["wrappedKey"].as_str().unwrap());
+    assert!(plain == secret, "the unwrapped key differs after recovery");
+    let start = Instant::now();
+    while readyz(&server) != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "/readyz stays 503"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A closed session and a logged-out token are recovered within the request.
+    for kind in ["session", "logout"] {
+        token.fault(Some(kind));
+        let (status, body) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
+        assert_eq!(status, 200, "{kind}: {body}");
+        assert!(
+            !token.path().join("fault").exists(),
+            "{kind}: the fault did not fire"
+        );
+    }
+
+    server.terminate();
+    let output = server.output();
+    for want in [
+        &format!("error_id=\"{error_id}\""),
+        "reason=\"key_backend_failed\"",
+        "C_FindObjectsInit failed: DeviceError",
+        "recovery=\"re-initialise\"",
+        "recovery=\"new session\"",
+        "recovery=\"log in again\"",
+    ] {
+        assert!(output.contains(want), "{want} not in:\n{output}");
+    }
+    assert_quiet(&output, &secret);
+}
+
+#[test]
+fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
+    let token = Token::new(&module(), "");
+    token.import("ccsdemo", 1, &random_secret_hex());
+    // OpenSC's pkcs11-tool, an independent implementation, sees a sensitive object and is
+    // refused its value.
+    let tool = |args: &[&str]| {
+        Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(module())
+            .args(["--token-label", LABEL, "--login", "--pin", PIN])
+            .args(args)
+            .env("SOFTHSM2_CONF", token.path().join("softhsm2.conf"))
+            .output()
+            .expect("pkcs11-tool is required: apt-get install opensc (.ci/run does)")
+    };
+    let listed = tool(&["--list-objects", "--type", "secrkey"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("label:      ccs/ccsdemo/1") && listed.contains("Access:     sensitive"),
+        "{listed}"
+    );
+    let read = tool(&[
+        "--read-object",
+        "--type",
+        "secrkey",
+        "--label",
+        "ccs/ccsdemo/1",
+    ]);
+    assert!(
+        !read.status.success(),
+        "the value was read out of the token"
+    );
+    assert!(String::from_utf8_lossy(&read.stderr).contains("CKR_ATTRIBUTE_SENSITIVE"));
+
+    // No code path asks a token for CKA_VALUE: the attribute type is never named (only set,
+    // as `Attribute::Value`, when `keys import` creates an object).
+    let mut named = Vec::new();
+    scan(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src").as_path(),
+        &mut named,
+    );
+    assert!(named.is_empty(), "CKA_VALUE is read in {named:?}");
+}
+
+fn scan(dir: &Path, found: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            scan(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let reads = line.match_indices("AttributeType::Value").any(|(i, m)| {
+                    !line[i + m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                });
+                if reads || line.contains("CKA_VALUE,") || line.contains("CKA_VALUE)") {
+                    found.push(format!("{}:{}", path.display(), n + 1));
+                }
+            }
+        }
+    }
+}
+
+/// Builds `tests/hsm/fault.c` into a temporary folder (kept for the life of the process).
+fn build_fault_module() -> PathBuf {
+    static BUILT: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("libccs-fault.so");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hsm/fault.c");
+        let status = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I/usr/include/p11-kit-1", "-o"])
+            .arg(&out)
+            .arg(&source)
+            .arg("-ldl")
+            .status()
+            .expect("gcc is required to build the fault-injecting PKCS#11 module");
+        assert!(
+            status.success(),
+            "building tests/hsm/fault.c failed: it needs the p11-kit header (apt-get install libp11-kit-dev; .ci/run does)"
+        );
+        (dir, out)
+    });
+    path.clone()
+}
