@@ -207,9 +207,17 @@ impl Config {
 
     /// Parses configuration text; `path` names the file in errors and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+        // toml's own Display quotes the offending line, which could be a PIN or a secret pasted
+        // into the wrong place: only the line number and the message are shown.
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                1 + before.iter().filter(|&&b| b == b'\n').count()
+            });
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("line {line}: {}", e.message().trim_end()),
+            }
         })?;
         let field = |field: &'static str, message: String| ConfigError::Field {
             path: path.to_owned(),

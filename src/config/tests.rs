@@ -193,3 +193,87 @@ fn operations_sections() {
         assert!(err.contains(want), "want {want:?} in {err:?}");
     }
 }
+
+#[test]
+fn pkcs11_backend() {
+    let token = format!(
+        "{MINIMAL}\nbackend = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"ccs\"\npin_file = \"hsm.pin\"\n"
+    );
+    let c = parse(&token).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.keys.backend,
+        Backend::Pkcs11(Pkcs11Config {
+            module: PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+            token: TokenSelector::Label("ccs".into()),
+            pin: PinSource::File(PathBuf::from("/etc/ccs/hsm.pin")),
+            sessions: 4,
+        })
+    );
+    assert_eq!(
+        parse(MINIMAL).map(|c| c.keys.backend).ok(),
+        Some(Backend::File)
+    );
+    let rows = [
+        (
+            format!("{MINIMAL}\nbackend = \"pkcs11\""),
+            "field `keys.pkcs11`: missing",
+        ),
+        (
+            token.replace("backend = \"pkcs11\"\n", ""),
+            "field `keys.backend`: is \"file\" but a [keys.pkcs11] table is present",
+        ),
+        (
+            token.replace("backend = \"pkcs11\"", "backend = \"hsm\""),
+            "unknown variant `hsm`",
+        ),
+        (
+            token.replace("token_label = \"ccs\"\n", ""),
+            "field `keys.pkcs11.token_label`: missing",
+        ),
+        (
+            token.replace("token_label = \"ccs\"", "token_label = \"ccs\"\nslot = 3"),
+            "field `keys.pkcs11.slot`: give token_label or slot, not both",
+        ),
+        (
+            token.replace(
+                "pin_file = \"hsm.pin\"",
+                "pin_env = \"PIN\"\npin_file = \"p\"",
+            ),
+            "field `keys.pkcs11.pin_env`: give pin_file or pin_env, not both",
+        ),
+        (
+            token.replace("pin_file = \"hsm.pin\"\n", ""),
+            "field `keys.pkcs11.pin_file`: missing",
+        ),
+        (
+            token.replace("pin_file = \"hsm.pin\"", "pin = \"1234\""),
+            "unknown field `pin`",
+        ),
+        (
+            format!("{token}sessions = 0\n"),
+            "field `keys.pkcs11.sessions`: must be between 1 and 64",
+        ),
+    ];
+    for (text, want) in rows {
+        let error = parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains(want), "{want:?} not in {error:?}");
+        assert!(
+            !error.contains("1234"),
+            "a misplaced PIN was quoted: {error}"
+        );
+    }
+    let c = parse(&token.replace("token_label = \"ccs\"", "slot = 3").replace(
+        "pin_file = \"hsm.pin\"",
+        "pin_env = \"CCS_HSM_PIN\"\nsessions = 8",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Backend::Pkcs11(p) = c.keys.backend else {
+        panic!("not pkcs11")
+    };
+    assert_eq!(p.token, TokenSelector::Slot(3));
+    assert_eq!(p.pin, PinSource::Env("CCS_HSM_PIN".into()));
+    assert_eq!(p.sessions, 8);
+}

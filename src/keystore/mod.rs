@@ -421,12 +421,6 @@ impl EntryParser<'_> {
             }
             None => None,
         };
-        if secret_text.is_some() && self.secrets == SecretsIn::Token {
-            return Err(self.error(
-                "secret",
-                "not allowed: [keys] backend = \"pkcs11\" keeps secrets in the token, never in this file; remove the line and import the key with `ccs-endpoint keys import`".into(),
-            ));
-        }
         let fields = self.secrets.fields();
         if let Some(unknown) = table.keys().find(|k| !fields.contains(&k.as_str())) {
             return Err(self.error(
@@ -474,7 +468,11 @@ impl EntryParser<'_> {
                 (Some(secret), kcv)
             }
             (SecretsIn::File, None) => return Err(self.error("secret", "missing".into())),
-            (SecretsIn::Token, _) => match table.get("kcv") {
+            (SecretsIn::Token, Some(_)) => return Err(self.error(
+                "secret",
+                "not allowed: [keys] backend = \"pkcs11\" keeps secrets in the token, never in this file; remove the line and import the key with `ccs-endpoint keys import`".into(),
+            )),
+            (SecretsIn::Token, None) => match table.get("kcv") {
                 Some(Value::String(s)) => (
                     None,
                     Kcv::parse(s).ok_or_else(|| {

@@ -172,3 +172,51 @@ fn permissions() {
         assert_eq!(allowed.is_some(), warns, "{mode:o}");
     }
 }
+
+#[test]
+fn a_token_backed_file_holds_kcvs_not_secrets() {
+    let path = Path::new("keys.toml");
+    let good = "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nkcv = \"dc95c0\"\ndisabled = true\n";
+    let entries = parse_entries(path, good, SecretsIn::Token).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].secret.is_none());
+    assert_eq!(entries[0].state.kcv.to_string(), "DC95C0");
+    assert!(entries[0].state.disabled);
+
+    let secret = "ab".repeat(32);
+    let rows = [
+        (
+            format!("{good}secret = \"{secret}\"\n"),
+            "entry 1 (instance \"ccsdemo\", key_id 1): field `secret`: not allowed",
+        ),
+        (
+            good.replace("kcv = \"dc95c0\"\n", ""),
+            "field `kcv`: missing",
+        ),
+        (
+            good.replace("\"dc95c0\"", "\"dc95c\""),
+            "field `kcv`: must be the 6 hex digits",
+        ),
+        (
+            good.replace("\"dc95c0\"", "7"),
+            "field `kcv`: must be a string of 6 hex digits, not integer",
+        ),
+    ];
+    for (text, want) in rows {
+        let error = parse_entries(path, &text, SecretsIn::Token)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains(want), "{want:?} not in {error:?}");
+        assert!(!error.contains(&secret), "the secret was quoted");
+    }
+    // A file-backed store knows no `kcv` field: it computes the KCV from the secret.
+    let error = parse(&good.replace(
+        "kcv = \"dc95c0\"",
+        &format!("secret = \"{secret}\"\nkcv = \"DC95C0\""),
+    ))
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(error.contains("unknown field `kcv`"), "{error}");
+}
