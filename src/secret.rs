@@ -11,7 +11,9 @@ pub const SECRET_LEN: usize = 32;
 /// A key-encryption key. Its bytes are wiped when it is dropped; `Debug` shows only the KCV.
 #[derive(Clone)]
 pub struct Secret {
-    bytes: Zeroizing<[u8; SECRET_LEN]>,
+    /// On the heap, so that moving a `Secret` (into a map, out of a vector) moves a pointer and
+    /// never leaves a copy of the bytes in memory that is freed unwiped (`tests/zeroize.rs`).
+    bytes: Box<Zeroizing<[u8; SECRET_LEN]>>,
     kcv: Kcv,
 }
 
@@ -30,7 +32,9 @@ impl Secret {
     /// Takes ownership of 32 bytes, computing the KCV once.
     pub fn from_bytes(bytes: Zeroizing<[u8; SECRET_LEN]>) -> Result<Self, SecretError> {
         let kcv = Kcv::of(&bytes)?;
-        Ok(Self { bytes, kcv })
+        let mut boxed = Box::new(Zeroizing::new([0u8; SECRET_LEN]));
+        boxed.copy_from_slice(bytes.as_slice());
+        Ok(Self { bytes: boxed, kcv })
     }
 
     /// Parses 64 hex characters, either case. Surrounding white space is refused, not trimmed.
