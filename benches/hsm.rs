@@ -85,6 +85,7 @@ fn main() {
         token: TokenSelector::Label("bench".into()),
         pin: PinSource::File(dir.path().join("pin")),
         sessions: 4,
+        reinitialize_after: std::time::Duration::from_secs(30),
     };
     let hsm = Arc::new(Hsm::open(&config, options).unwrap());
     let secret = Secret::generate().unwrap();

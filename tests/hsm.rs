@@ -445,18 +445,22 @@ fn start_up_fails_with_a_clear_message() {
 #[test]
 fn a_token_failure_gives_500_with_an_error_id_and_service_resumes() {
     let fault = build_fault_module();
-    let token = Token::new(&fault, "");
+    let token = Token::new(&fault, "reinitialize_after = \"1s\"");
     let secret = random_secret_hex();
     token.import("ccsdemo", 1, &secret);
     let mut server = token.serve();
 
-    // The device fails: 500 with an error id, /readyz 503, until it is back.
+    // The device fails: 500 with an error id, /readyz 503, until it is back; after a second
+    // of failures the library is re-initialised too.
     token.fault(Some("device"));
     let (status, body) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
     assert_eq!(status, 500, "{body}");
     let error_id = body["errorId"].as_str().unwrap().to_owned();
     assert!(body["error"].as_str().unwrap().contains(&error_id));
     assert_eq!(readyz(&server), 503);
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, _) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
+    assert_eq!(status, 500);
     token.fault(None);
     let cert = db_cert("ccsdemo");
     let body = token.poll_until("/kek/ccsdemo/1", &cert, 200);
@@ -488,13 +492,84 @@ fn a_token_failure_gives_500_with_an_error_id_and_service_resumes() {
         &format!("error_id=\"{error_id}\""),
         "reason=\"key_backend_failed\"",
         "C_FindObjectsInit failed: DeviceError",
-        "recovery=\"re-initialise\"",
+        "recovery=\"reconnect\"",
+        "re-initialising the PKCS#11 library",
         "recovery=\"new session\"",
         "recovery=\"log in again\"",
     ] {
         assert!(output.contains(want), "{want} not in:\n{output}");
     }
     assert_quiet(&output, &secret);
+}
+
+#[test]
+fn concurrent_polls_through_a_flapping_token_never_break_the_server() {
+    let fault = build_fault_module();
+    let token = Token::new(&fault, "sessions = 2");
+    let ids: Vec<u64> = (1..=6).collect();
+    for &id in &ids {
+        token.import("ccsdemo", id, &random_secret_hex());
+    }
+    let certs: Vec<Issued> = (0..4).map(|_| db_cert("ccsdemo")).collect();
+    let mut server = token.serve();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let statuses = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        // The device fails and comes back every 40 ms while four pollers ask for 24
+        // (certificate, key) pairs, each a token call, with two sessions between them.
+        scope.spawn(|| {
+            let mut on = false;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                on = !on;
+                token.fault(on.then_some("device"));
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            if on {
+                token.fault(None);
+            }
+        });
+        let pollers: Vec<_> = certs
+            .iter()
+            .map(|cert| {
+                let (ids, token, statuses) = (&ids, &token, &statuses);
+                scope.spawn(move || {
+                    for &id in ids {
+                        let (status, body) = token.poll(&format!("/kek/ccsdemo/{id}"), cert);
+                        if status == 500 {
+                            assert!(body["errorId"].is_string(), "{body}");
+                        }
+                        statuses.lock().unwrap().push(status);
+                    }
+                })
+            })
+            .collect();
+        for poller in pollers {
+            poller.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let statuses = statuses.into_inner().unwrap();
+    let failed = statuses.iter().filter(|s| **s == 500).count();
+    println!(
+        "{} polls while the token flapped: {failed} got 500",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 500),
+        "{statuses:?} (server: {:?})\n{}",
+        server.child.try_wait(),
+        server.output()
+    );
+    // Once the token is steady, every pair is served.
+    for cert in &certs {
+        for &id in &ids {
+            token.poll_until(&format!("/kek/ccsdemo/{id}"), cert, 200);
+        }
+    }
+    assert_eq!(readyz(&server), 200);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!server.output().contains("panicked"), "{}", server.output());
 }
 
 #[test]

@@ -156,6 +156,9 @@ pub struct Pkcs11Config {
     pub pin: PinSource,
     /// Sessions kept open for wrapping (also the most used at once).
     pub sessions: usize,
+    /// After the token has failed this long, a reconnect also finalises and initialises the
+    /// library again (at most this often).
+    pub reinitialize_after: Duration,
 }
 
 /// How the token is found.
@@ -429,11 +432,30 @@ fn parse_pkcs11(
             format!("must be between 1 and {MAX_SESSIONS} (found {sessions})"),
         ));
     }
+    let reinitialize_after = match raw.reinitialize_after.as_deref() {
+        None => Duration::from_secs(30),
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
+            Ok(_) => {
+                return Err((
+                    "keys.pkcs11.reinitialize_after",
+                    format!("{text:?} must be between 1s and 1h"),
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    "keys.pkcs11.reinitialize_after",
+                    format!("{text:?} is not a duration such as \"30s\": {e}"),
+                ))
+            }
+        },
+    };
     Ok(Pkcs11Config {
         module: resolve(&raw.module),
         token,
         pin,
         sessions,
+        reinitialize_after,
     })
 }
 

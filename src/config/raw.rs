@@ -130,6 +130,7 @@ pub(super) struct RawPkcs11 {
     pub(super) pin_file: Option<PathBuf>,
     pub(super) pin_env: Option<String>,
     pub(super) sessions: Option<usize>,
+    pub(super) reinitialize_after: Option<String>,
 }
 
 pub(super) fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, String)> {

@@ -207,6 +207,7 @@ fn pkcs11_backend() {
             token: TokenSelector::Label("ccs".into()),
             pin: PinSource::File(PathBuf::from("/etc/ccs/hsm.pin")),
             sessions: 4,
+            reinitialize_after: Duration::from_secs(30),
         })
     );
     assert_eq!(
@@ -252,6 +253,10 @@ fn pkcs11_backend() {
         (
             format!("{token}sessions = 0\n"),
             "field `keys.pkcs11.sessions`: must be between 1 and 64",
+        ),
+        (
+            format!("{token}reinitialize_after = \"100ms\"\n"),
+            "field `keys.pkcs11.reinitialize_after`: \"100ms\" must be between 1s and 1h",
         ),
     ];
     for (text, want) in rows {

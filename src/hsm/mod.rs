@@ -12,12 +12,13 @@
 //!
 //! Calls block, so the server makes them off its async workers. Sessions are pooled; a closed
 //! session is replaced, a logged-out token is logged in again, and a device error drops every
-//! session and re-initialises the library on the next call, so service resumes once the token
-//! is back, without a restart.
+//! session so that the next call reconnects (re-initialising the library when the token has
+//! kept failing for `reinitialize_after`), so service resumes once the token is back, without
+//! a restart.
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
@@ -48,6 +49,9 @@ pub fn label(instance: &InstanceName, key_id: KeyId) -> String {
 /// Every label this server uses starts with this.
 pub const LABEL_PREFIX: &str = "ccs/";
 
+/// How long a call waits for one of the `sessions` to be free.
+const SESSION_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a health result is reused, so that a flood of `/readyz` cannot flood the token.
 const HEALTH_TTL: Duration = Duration::from_secs(2);
 
@@ -73,6 +77,11 @@ pub struct Hsm {
     pin: AuthPin,
     wrap: WrapOptions,
     conn: Mutex<Conn>,
+    /// Signalled when a lease ends.
+    freed: Condvar,
+    /// Every call holds it shared; a reset holds it exclusively, so `C_Finalize` never runs
+    /// under a call in flight.
+    calls: RwLock<()>,
     /// Objects that passed `check_object`, by label and KCV.
     verified: Mutex<std::collections::HashSet<(String, Kcv)>>,
     /// A key pair made at start-up, only to check that the token really wraps.
@@ -85,8 +94,53 @@ pub struct Hsm {
 struct Conn {
     slot: Option<Slot>,
     idle: Vec<Session>,
+    /// Sessions handed out now (at most `sessions`).
+    leased: usize,
     /// Bumped when the connection is reset; sessions of an older generation are not reused.
     generation: u64,
+    /// When the token started failing (cleared by the next call that succeeds).
+    failing_since: Option<Instant>,
+    /// When the library was last initialised.
+    initialized: Instant,
+}
+
+/// A session lent to one call. Returned to the pool on drop (unless `reuse` was cleared or the
+/// connection was reset meanwhile); holds the call gate so that a reset waits for it.
+struct Lease<'a> {
+    hsm: &'a Hsm,
+    _calls: RwLockReadGuard<'a, ()>,
+    session: Option<Session>,
+    generation: u64,
+    reuse: bool,
+    /// The call succeeded: the token is healthy.
+    ok: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let session = self.session.take();
+        let spare = {
+            let mut conn = self.hsm.conn();
+            conn.leased = conn.leased.saturating_sub(1);
+            if self.ok {
+                conn.failing_since = None;
+            }
+            let keep = self.reuse
+                && conn.generation == self.generation
+                && conn.slot.is_some()
+                && conn.idle.len() < self.hsm.config.sessions;
+            match session {
+                Some(session) if keep => {
+                    conn.idle.push(session);
+                    None
+                }
+                other => other,
+            }
+        };
+        self.hsm.freed.notify_one();
+        // Closing a session is a token call: outside the lock.
+        drop(spare);
+    }
 }
 
 impl fmt::Debug for Hsm {
@@ -105,7 +159,7 @@ enum Recovery {
     NewSession,
     /// The token forgot the login: log in and try again.
     Login,
-    /// The device failed: drop every session, re-initialise, try again.
+    /// The device failed: drop every session, reconnect, try again.
     Reset,
     /// A real answer (a missing object, a refused mechanism): report it.
     None,
@@ -183,8 +237,13 @@ impl Hsm {
             conn: Mutex::new(Conn {
                 slot: None,
                 idle: Vec::new(),
+                leased: 0,
                 generation: 0,
+                failing_since: None,
+                initialized: Instant::now(),
             }),
+            freed: Condvar::new(),
+            calls: RwLock::new(()),
             verified: Mutex::new(std::collections::HashSet::new()),
             probe,
             probe_public,
@@ -192,8 +251,7 @@ impl Hsm {
         };
         // Connect here so that a wrong PIN or a missing token stops start-up with its own
         // message, then prove the configured padding with a real wrap.
-        let (session, generation) = hsm.checkout()?;
-        hsm.checkin(session, generation);
+        drop(hsm.checkout()?);
         hsm.self_test().map_err(|e| match e {
             HsmError::Mechanism(message) => setup(format!(
                 "{} does not wrap with RSA-OAEP {} ({message}): {}",
@@ -280,22 +338,69 @@ impl Hsm {
         )))
     }
 
-    /// A logged-in session from the pool, or a new one.
-    fn checkout(&self) -> Result<(Session, u64), HsmError> {
-        let mut conn = self.conn();
-        let slot = match conn.slot {
+    /// A logged-in session from the pool, or a new one; waits while all `sessions` are in use.
+    /// A failure to connect or to open a session resets the connection for the next call.
+    fn checkout(&self) -> Result<Lease<'_>, HsmError> {
+        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
+        let (generation, slot, idle) = {
+            let mut conn = self.conn();
+            let deadline = Instant::now() + SESSION_WAIT;
+            while conn.leased >= self.config.sessions {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(HsmError::Token(format!(
+                        "{}: all {} sessions stayed busy for {} s",
+                        self.token_name(),
+                        self.config.sessions,
+                        SESSION_WAIT.as_secs()
+                    )));
+                }
+                conn = self
+                    .freed
+                    .wait_timeout(conn, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            conn.leased += 1;
+            (conn.generation, conn.slot, conn.idle.pop())
+        };
+        let mut lease = Lease {
+            hsm: self,
+            _calls: calls,
+            session: idle,
+            generation,
+            reuse: true,
+            ok: false,
+        };
+        if lease.session.is_some() {
+            return Ok(lease);
+        }
+        match self.open_session(slot, generation) {
+            Ok(session) => {
+                lease.session = Some(session);
+                Ok(lease)
+            }
+            Err(e) => {
+                drop(lease);
+                self.reset(generation);
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects when needed and opens a logged-in read-only session.
+    fn open_session(&self, slot: Option<Slot>, generation: u64) -> Result<Session, HsmError> {
+        let slot = match slot {
             Some(slot) => slot,
             None => {
                 let slot = self.connect()?;
-                conn.slot = Some(slot);
+                let mut conn = self.conn();
+                if conn.generation == generation {
+                    conn.slot = Some(slot);
+                }
                 slot
             }
         };
-        let generation = conn.generation;
-        if let Some(session) = conn.idle.pop() {
-            return Ok((session, generation));
-        }
-        drop(conn);
         let session = self.pkcs11.open_ro_session(slot).map_err(|e| {
             HsmError::Token(format!(
                 "{}: opening a session: {}",
@@ -304,7 +409,7 @@ impl Hsm {
             ))
         })?;
         self.login(&session)?;
-        Ok((session, generation))
+        Ok(session)
     }
 
     fn login(&self, session: &Session) -> Result<(), HsmError> {
@@ -318,31 +423,46 @@ impl Hsm {
                 "{}: the user PIN is locked (CKR_PIN_LOCKED): the security officer must reset it",
                 self.token_name()
             ))),
-            Err(e) => Err(HsmError::Token(format!("logging in: {}", describe(&e)))),
+            Err(e) => Err(HsmError::Token(format!(
+                "{}: logging in: {}",
+                self.token_name(),
+                describe(&e)
+            ))),
         }
     }
 
-    /// Returns a session to the pool, unless the pool is full or the connection was reset.
-    fn checkin(&self, session: Session, generation: u64) {
-        let mut conn = self.conn();
-        if conn.generation == generation
-            && conn.slot.is_some()
-            && conn.idle.len() < self.config.sessions
-        {
-            conn.idle.push(session);
-        }
-    }
-
-    /// Drops every pooled session and finalises the library; the next call starts afresh.
+    /// Drops every pooled session (once no other call is in flight) so that the next call
+    /// reconnects: finds the token again, opens sessions and logs in. When the token has been
+    /// failing for `reinitialize_after`, the library is also finalised and initialised again (at
+    /// most that often: some modules, SoftHSM2 among them, do not survive frequent cycles).
     fn reset(&self, generation: u64) {
-        let mut conn = self.conn();
-        if conn.generation != generation {
-            return; // another thread has reset it already
+        let _calls = self.calls.write().unwrap_or_else(PoisonError::into_inner);
+        let (idle, reinitialize) = {
+            let mut conn = self.conn();
+            if conn.generation != generation {
+                return; // another thread has reset it already
+            }
+            conn.generation += 1;
+            conn.slot = None;
+            let now = Instant::now();
+            let since = *conn.failing_since.get_or_insert(now);
+            let every = self.config.reinitialize_after;
+            let reinitialize =
+                now.duration_since(since) >= every && now.duration_since(conn.initialized) >= every;
+            if reinitialize {
+                conn.initialized = now;
+            }
+            (std::mem::take(&mut conn.idle), reinitialize)
+        };
+        drop(idle);
+        if reinitialize {
+            tracing::warn!(
+                target: "ccs_endpoint::hsm",
+                module = %self.config.module.display(),
+                "the token keeps failing; re-initialising the PKCS#11 library"
+            );
+            let _ = self.pkcs11.clone().finalize();
         }
-        conn.generation += 1;
-        conn.idle.clear();
-        conn.slot = None;
-        let _ = self.pkcs11.clone().finalize();
     }
 
     /// Runs `op` on a pooled session, recovering once from a closed session, a logged-out
@@ -351,10 +471,14 @@ impl Hsm {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (session, generation) = self.checkout()?;
-            let error = match op(&session) {
+            let mut lease = self.checkout()?;
+            let generation = lease.generation;
+            let Some(session) = lease.session.as_ref() else {
+                return Err(HsmError::Token("no session".into()));
+            };
+            let error = match op(session) {
                 Ok(value) => {
-                    self.checkin(session, generation);
+                    lease.ok = true;
                     return Ok(value);
                 }
                 Err(error) => error,
@@ -363,21 +487,17 @@ impl Hsm {
             let message = describe(&error);
             match how {
                 Recovery::None => {
-                    self.checkin(session, generation);
                     return Err(if refused_mechanism(&error) {
                         HsmError::Mechanism(message)
                     } else {
                         HsmError::Token(format!("{}: {message}", self.token_name()))
                     });
                 }
-                Recovery::NewSession => drop(session),
-                Recovery::Login => {
-                    let login = self.login(&session);
-                    self.checkin(session, generation);
-                    login?;
-                }
+                Recovery::NewSession => lease.reuse = false,
+                Recovery::Login => self.login(session)?,
                 Recovery::Reset => {
-                    drop(session);
+                    lease.reuse = false;
+                    drop(lease);
                     self.reset(generation);
                 }
             }
@@ -390,7 +510,7 @@ impl Hsm {
                 recovery = match how {
                     Recovery::NewSession => "new session",
                     Recovery::Login => "log in again",
-                    _ => "re-initialise",
+                    _ => "reconnect",
                 },
                 "token call failed; recovering"
             );
@@ -567,7 +687,7 @@ impl Hsm {
 
     /// A logged-in read-write session, outside the pool (operator commands only).
     fn open_rw(&self) -> Result<Session, HsmError> {
-        let (ro, generation) = self.checkout()?;
+        let lease = self.checkout()?;
         let slot = self
             .conn()
             .slot
@@ -576,7 +696,7 @@ impl Hsm {
             HsmError::Token(format!("opening a read-write session: {}", describe(&e)))
         })?;
         self.login(&session)?;
-        self.checkin(ro, generation);
+        drop(lease);
         Ok(session)
     }
 
