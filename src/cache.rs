@@ -51,6 +51,16 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
         }
     }
 
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> Vec<(K, V)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .order
+            .iter()
+            .filter_map(|k| inner.map.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         self.inner

@@ -1,6 +1,7 @@
 //! What request handlers share: the swappable snapshot of trust roots and keys, the wrap
 //! settings, the client policy, metrics and readiness.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -8,10 +9,10 @@ use arc_swap::ArcSwap;
 
 use crate::cache::BoundedCache;
 use crate::cert::TrustStore;
-use crate::keystore::{KeyStore, Wrapped};
+use crate::keystore::{KeyState, KeyStore, Wrapped};
 use crate::metrics::Metrics;
 use crate::peer::PeerPolicy;
-use crate::protocol::KeyId;
+use crate::protocol::{InstanceName, KeyId};
 use crate::wrap::WrapOptions;
 
 /// Wrapped keys kept per snapshot (a few per instance is the steady state).
@@ -24,7 +25,8 @@ pub struct Snapshot {
     /// Wrapped keys by (SHA-256 of the certificate, key id). OAEP output is random, but any
     /// valid ciphertext for the certificate's key is as good as another, and handing out the
     /// same one again reveals nothing new; it spares an RSA operation (or an HSM call) per poll.
-    /// Being part of the snapshot, it is emptied by every reload of the keys or the roots.
+    /// Being part of the snapshot, it is emptied by every reload of the roots, and of the keys
+    /// unless the backend is a token (see `AppState::set_keys`).
     pub wrapped: BoundedCache<(String, KeyId), Arc<Wrapped>>,
 }
 
@@ -71,9 +73,38 @@ impl AppState {
     }
 
     /// Replaces the key store, keeping the trust roots.
+    ///
+    /// With a backend that wraps in a token, wrapped keys whose key is still there, enabled,
+    /// with the same KCV, are carried into the new snapshot with their new state: a reload that
+    /// flips the hard kill switch then answers a database that has polled before (with its past
+    /// `validUntil`) even while the token is down. A disabled key is never carried (404), and the
+    /// file backend starts empty as before.
     pub fn set_keys(&self, keys: Arc<dyn KeyStore>) {
-        self.snapshot
-            .rcu(|old| Snapshot::new(Arc::clone(&old.trust), Arc::clone(&keys)));
+        let carried: HashMap<(InstanceName, KeyId), KeyState> = if keys.blocking() {
+            keys.list()
+                .into_iter()
+                .filter(|k| !k.disabled)
+                .map(|k| ((k.instance.clone(), k.key_id), k))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        self.snapshot.rcu(|old| {
+            let next = Snapshot::new(Arc::clone(&old.trust), Arc::clone(&keys));
+            for (cert_key, wrapped) in old.wrapped.entries() {
+                let id = (wrapped.state.instance.clone(), wrapped.state.key_id);
+                if let Some(state) = carried.get(&id).filter(|s| s.kcv == wrapped.state.kcv) {
+                    next.wrapped.insert(
+                        cert_key,
+                        Arc::new(Wrapped {
+                            ciphertext: wrapped.ciphertext.clone(),
+                            state: state.clone(),
+                        }),
+                    );
+                }
+            }
+            next
+        });
     }
 
     /// Replaces the trust roots, keeping the keys.

@@ -321,15 +321,18 @@ fn a_poll_served_by_the_token_unwraps_with_openssl_to_the_imported_secret() {
 }
 
 #[test]
-fn the_kill_switches_work_as_with_the_file_backend() {
-    let token = Token::new(&module(), "");
-    for id in [1, 2] {
+fn the_kill_switches_work_as_with_the_file_backend_even_while_the_token_is_down() {
+    let token = Token::new(&build_fault_module(), "");
+    for id in [1, 2, 3] {
         token.import("ccsdemo", id, &random_secret_hex());
     }
     let _server = token.serve();
-    let cert = db_cert("ccsdemo");
-    token.poll_until("/kek/ccsdemo/1", &cert, 200);
+    let polled = db_cert("ccsdemo");
+    for id in [1, 2, 3] {
+        token.poll_until(&format!("/kek/ccsdemo/{id}"), &polled, 200);
+    }
 
+    // With a healthy token: soft kill switch 404, hard kill switch a past validUntil.
     let disable = token.keys(&["disable", "--instance", "ccsdemo", "--key-id", "1"], "");
     assert!(disable.status.success());
     let body = token.poll_until("/kek/ccsdemo/1", &db_cert("ccsdemo"), 404);
@@ -337,28 +340,54 @@ fn the_kill_switches_work_as_with_the_file_backend() {
         body["error"], "No active key for instance ccsdemo, key id 1",
         "the same 404 as the file backend"
     );
-
     let shutdown = token.keys(&["shutdown", "--instance", "ccsdemo", "--key-id", "2"], "");
     assert!(shutdown.status.success());
-    let start = Instant::now();
-    loop {
-        let (status, body) = token.poll("/kek/ccsdemo/2", &db_cert("ccsdemo"));
-        assert_eq!(status, 200, "{body}");
-        let until = time::OffsetDateTime::parse(
-            body["validUntil"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
-        if until <= time::OffsetDateTime::now_utc() {
-            break; // the hard kill switch: a past validUntil
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "still {body}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
+    wait_for_past_valid_until(&token, "/kek/ccsdemo/2", &db_cert("ccsdemo"));
     let enable = token.keys(&["enable", "--instance", "ccsdemo", "--key-id", "1"], "");
     assert!(enable.status.success());
     token.poll_until("/kek/ccsdemo/1", &db_cert("ccsdemo"), 200);
+
+    // The token goes down. The kill switches need no token call: the soft one answers 404,
+    // and the hard one answers a database that has polled before with its past validUntil.
+    token.fault(Some("device"));
+    let (status, _) = token.poll("/kek/ccsdemo/3", &db_cert("ccsdemo"));
+    assert_eq!(status, 500, "a new certificate needs the token");
+    let disable = token.keys(&["disable", "--instance", "ccsdemo", "--key-id", "1"], "");
+    assert!(
+        disable.status.success(),
+        "the soft kill switch needs no token"
+    );
+    token.poll_until("/kek/ccsdemo/1", &polled, 404);
+    let shutdown = token.keys(&["shutdown", "--instance", "ccsdemo", "--key-id", "3"], "");
+    assert!(
+        shutdown.status.success(),
+        "the hard kill switch needs no token"
+    );
+    wait_for_past_valid_until(&token, "/kek/ccsdemo/3", &polled);
+    token.fault(None);
+}
+
+/// Polls until the answer is 200 with a `validUntil` in the past (a reload takes a moment).
+fn wait_for_past_valid_until(token: &Token, path: &str, cert: &Issued) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = token.poll(path, cert);
+        if status == 200 {
+            let until = time::OffsetDateTime::parse(
+                body["validUntil"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            if until <= time::OffsetDateTime::now_utc() {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{path}: still {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
