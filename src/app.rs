@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::cert::{TrustError, TrustStore};
-use crate::config::{Config, ConfigError};
+use crate::config::{Backend, Config, ConfigError, PinSource, Pkcs11Config};
 use crate::hsm::HsmError;
 use crate::keystore::{Condition, KeySource, KeyStore, KeyStoreError, Permissions};
 use crate::metrics::Metrics;
@@ -87,6 +87,16 @@ impl Loaded {
             permissions.verdict(&config.keys.file, config.keys.allow_insecure_permissions)?
         {
             warnings.push(warning);
+        }
+        if let Backend::Pkcs11(Pkcs11Config {
+            pin: PinSource::File(pin),
+            ..
+        }) = &config.keys.backend
+        {
+            warnings.extend(crate::hsm::pin_file_verdict(
+                pin,
+                config.keys.allow_insecure_permissions,
+            )?);
         }
         let source = KeySource::open(&config.keys, config.wrap)?;
         let keys = source.load(&config.keys.file)?;

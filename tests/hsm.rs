@@ -396,7 +396,12 @@ fn start_up_fails_with_a_clear_message() {
     token.import("ccsdemo", 1, &random_secret_hex());
     assert!(token.check().status.success());
     let config = std::fs::read_to_string(&token.config).unwrap();
-    let rows: [(&str, String, &str); 5] = [
+    let rows: [(&str, String, &str); 6] = [
+        (
+            "world-readable PIN file",
+            config.replace("pin_file = \"pin\"", "pin_file = \"open-pin\""),
+            "refusing a PIN file that others can access or its group can write (mode 644)",
+        ),
         (
             "wrong PIN",
             config.replace("pin_file = \"pin\"", "pin_file = \"wrong-pin\""),
@@ -427,6 +432,12 @@ fn start_up_fails_with_a_clear_message() {
         ),
     ];
     write_private(&token.path().join("wrong-pin"), "999999\n");
+    std::fs::write(token.path().join("open-pin"), format!("{PIN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(token.path().join("open-pin"), open).unwrap();
+    }
     for (name, text, want) in rows {
         std::fs::write(&token.config, text).unwrap();
         let out = token.check();

@@ -68,6 +68,8 @@ pub enum HsmError {
     Object { label: String, message: String },
     #[error("the token refused the mechanism: {0}")]
     Mechanism(String),
+    #[error("{0}")]
+    PinFile(String),
 }
 
 /// The token, its library and a pool of logged-in sessions.
@@ -887,6 +889,34 @@ fn read_pin(source: &PinSource) -> Result<AuthPin, String> {
         return Err("the user PIN is empty".into());
     }
     Ok(AuthPin::from(pin.to_owned()))
+}
+
+/// Judges the PIN file's permissions as the key store's are judged: others may not read it and
+/// the group may not write it (unless `allow_open`, with a warning); group-readable warns.
+pub fn pin_file_verdict(path: &Path, allow_open: bool) -> Result<Option<String>, HsmError> {
+    use crate::keystore::Permissions;
+    let permissions = Permissions::of(path).map_err(|e| {
+        HsmError::PinFile(format!(
+            "PIN file {} (keys.pkcs11.pin_file): {e}",
+            path.display()
+        ))
+    })?;
+    match permissions {
+        Permissions::Private => Ok(None),
+        Permissions::GroupReadable(mode) => Ok(Some(format!(
+            "PIN file {} is readable by its group (mode {mode:03o}): prefer chmod 600",
+            path.display()
+        ))),
+        Permissions::Open(mode) if allow_open => Ok(Some(format!(
+            "PIN file {} is accessible to others or writable by its group (mode {mode:03o}), used only because allow_insecure_permissions = true: chmod 600 it",
+            path.display()
+        ))),
+        Permissions::Open(mode) => Err(HsmError::PinFile(format!(
+            "PIN file {}: refusing a PIN file that others can access or its group can write (mode {mode:03o}): run `chmod 600 {}`, or set [keys] allow_insecure_permissions = true",
+            path.display(),
+            path.display()
+        ))),
+    }
 }
 
 fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, String> {
