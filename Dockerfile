@@ -11,13 +11,15 @@
 # The key store must be readable by uid 65532 and by nobody else but its owner (see README).
 # Liveness: GET https://<pod>:8443/healthz; readiness: GET http://<pod>:9090/readyz (no HEALTHCHECK:
 # the image has no shell or client to run one, and orchestrators probe over HTTP).
+# With [keys] backend = "pkcs11", the HSM vendor's PKCS#11 library (and its client configuration)
+# must be in the image: build FROM this one and COPY them in, or mount them; see the README.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in wrap request_path; do echo 'fn main() {}' > benches/$b.rs; done \
+    && for b in wrap request_path hsm; do echo 'fn main() {}' > benches/$b.rs; done \
     && cargo build --release --locked && rm -rf src benches
 COPY src ./src
 COPY benches ./benches
