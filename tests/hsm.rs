@@ -217,8 +217,13 @@ fn admin_address(server: &Running) -> String {
     line.rsplit("address=").next().unwrap().trim().to_owned()
 }
 
-/// OpenSSL's RSA-OAEP (SHA-1) decryption of a `wrappedKey` with the certificate's private key.
+/// OpenSSL's RSA-OAEP (SHA-1) decryption of a `wrappedKey` with the certificate's private key,
+/// as text (the default plaintext form: 64 hex characters).
 fn openssl_unwrap(dir: &Path, cert: &Issued, wrapped_b64: &str) -> String {
+    String::from_utf8(openssl_unwrap_bytes(dir, cert, wrapped_b64)).unwrap()
+}
+
+fn openssl_unwrap_bytes(dir: &Path, cert: &Issued, wrapped_b64: &str) -> Vec<u8> {
     let key = dir.join("db.key");
     write_private(&key, &cert.key_pem());
     let input = dir.join("wrapped.bin");
@@ -238,7 +243,7 @@ fn openssl_unwrap(dir: &Path, cert: &Issued, wrapped_b64: &str) -> String {
         .output()
         .expect("openssl is required (.ci/run installs it)");
     assert!(out.status.success(), "openssl could not unwrap");
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
 }
 
 /// The KCV of a hex secret by OpenSSL: AES-256-ECB of a zero block, first 3 bytes.
@@ -318,6 +323,35 @@ fn a_poll_served_by_the_token_unwraps_with_openssl_to_the_imported_secret() {
     assert!(output.contains("kcv=") && output.contains(&kcv), "{output}");
     assert_quiet(&output, &secret);
     assert_quiet(&format!("{imported}{list_text}"), &secret);
+}
+
+#[test]
+fn with_plaintext_raw_the_object_holds_the_32_bytes() {
+    let token = Token::new(&module(), "[wrap]\nplaintext = \"raw\"");
+    let secret = random_secret_hex();
+    token.import("ccsdemo", 1, &secret);
+    let _server = token.serve();
+    let cert = db_cert("ccsdemo");
+    let body = token.poll_until("/kek/ccsdemo/1", &cert, 200);
+    let plain = openssl_unwrap_bytes(token.path(), &cert, body["wrappedKey"].as_str().unwrap());
+    assert!(plain == hex::decode(&secret).unwrap(), "not the 32 bytes");
+
+    // An object made for the other form is refused at start-up, with the reason.
+    let config = std::fs::read_to_string(&token.config).unwrap();
+    std::fs::write(
+        &token.config,
+        config.replace("plaintext = \"raw\"", "plaintext = \"hex\""),
+    )
+    .unwrap();
+    let out = token.check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "object \"ccs/ccsdemo/1\": holds 32 bytes but [wrap] plaintext = \"hex\" needs 64"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
