@@ -16,6 +16,7 @@
 //! kept failing for `reinitialize_after`), so service resumes once the token is back, without
 //! a restart.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
@@ -85,7 +86,7 @@ pub struct Hsm {
     /// under a call in flight.
     calls: RwLock<()>,
     /// Objects that passed `check_object`, by label and KCV.
-    verified: Mutex<std::collections::HashSet<(String, Kcv)>>,
+    verified: Mutex<HashSet<(String, Kcv)>>,
     /// A key pair made at start-up, only to check that the token really wraps.
     probe: OaepPrivateDecryptingKey,
     probe_public: RsaPublic,
@@ -246,7 +247,7 @@ impl Hsm {
             }),
             freed: Condvar::new(),
             calls: RwLock::new(()),
-            verified: Mutex::new(std::collections::HashSet::new()),
+            verified: Mutex::new(HashSet::new()),
             probe,
             probe_public,
             health: Mutex::new(None),

@@ -150,24 +150,11 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let request_id = new_request_id();
     let conn = request.extensions().get::<ConnInfo>().copied();
     let mut record = Record::default();
-    let outcome = match conn {
-        Some(conn) => {
-            let client = state.policy.client(&conn, request.headers());
-            record.client = Some(client);
-            if state.policy.allows(client) {
-                decide(
-                    &state,
-                    request.uri(),
-                    request.method(),
-                    request.headers(),
-                    &mut record,
-                )
-                .await
-            } else {
-                Err(Failure::Forbidden(client))
-            }
-        }
-        None => {
+    let client = conn.map(|conn| state.policy.client(&conn, request.headers()));
+    record.client = client;
+    let outcome = match client {
+        Some(client) if !state.policy.allows(client) => Err(Failure::Forbidden(client)),
+        _ => {
             decide(
                 &state,
                 request.uri(),

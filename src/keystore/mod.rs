@@ -3,15 +3,18 @@
 //! A store *wraps for a public key and reports state*; it is not a source of plaintext. The file
 //! store below is the first backend; an HSM backend fits the same trait and never hands out bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use toml::Value;
 use zeroize::Zeroizing;
 
+use crate::config::{Backend, KeysConfig};
+use crate::hsm::{Hsm, HsmError, TokenKeyStore};
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::{Kcv, Secret};
 use crate::wrap::{self, RecipientKey, WrapOptions};
@@ -118,40 +121,24 @@ pub enum KeySource {
     /// Secrets in the key-store file.
     File,
     /// Secrets in a PKCS#11 token; states in the key-store file.
-    Token(std::sync::Arc<crate::hsm::Hsm>),
+    Token(Arc<Hsm>),
 }
 
 impl KeySource {
     /// Opens the backend `[keys]` names (for a token: loads the module, logs in, test-wraps).
-    pub fn open(
-        config: &crate::config::KeysConfig,
-        wrap: WrapOptions,
-    ) -> Result<Self, crate::hsm::HsmError> {
+    pub fn open(config: &KeysConfig, wrap: WrapOptions) -> Result<Self, HsmError> {
         match &config.backend {
-            crate::config::Backend::File => Ok(KeySource::File),
-            crate::config::Backend::Pkcs11(pkcs11) => Ok(KeySource::Token(std::sync::Arc::new(
-                crate::hsm::Hsm::open(pkcs11, wrap)?,
-            ))),
+            Backend::File => Ok(KeySource::File),
+            Backend::Pkcs11(pkcs11) => Ok(KeySource::Token(Arc::new(Hsm::open(pkcs11, wrap)?))),
         }
     }
 
     /// Loads the key-store file at `path` with this backend.
-    pub fn load(&self, path: &Path) -> Result<std::sync::Arc<dyn KeyStore>, KeyStoreError> {
+    pub fn load(&self, path: &Path) -> Result<Arc<dyn KeyStore>, KeyStoreError> {
         Ok(match self {
-            KeySource::File => std::sync::Arc::new(FileKeyStore::load(path)?),
-            KeySource::Token(hsm) => std::sync::Arc::new(crate::hsm::TokenKeyStore::load(
-                path,
-                std::sync::Arc::clone(hsm),
-            )?),
+            KeySource::File => Arc::new(FileKeyStore::load(path)?),
+            KeySource::Token(hsm) => Arc::new(TokenKeyStore::load(path, Arc::clone(hsm))?),
         })
-    }
-
-    /// What the entries of the key-store file hold.
-    pub fn secrets(&self) -> SecretsIn {
-        match self {
-            KeySource::File => SecretsIn::File,
-            KeySource::Token(_) => SecretsIn::Token,
-        }
     }
 }
 
@@ -281,7 +268,7 @@ pub fn parse_entries(
             ))
         }
     };
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     let mut entries = Vec::with_capacity(raw_entries.len());
     for (index, entry) in raw_entries.into_iter().enumerate() {
         let mut parser = EntryParser {
