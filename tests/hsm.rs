@@ -12,13 +12,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ccs_endpoint::pki::Issued;
-use support::process::{bin, free_port, leak_forms, Running};
+use support::process::{bin, free_port, leak_forms, output_with_stdin, Running};
 use support::*;
 
 const LABEL: &str = "ccs-test";
@@ -99,25 +99,9 @@ impl Token {
 
     /// `ccs-endpoint keys <args> --config …`, with `stdin` as its input.
     fn keys(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .arg("keys")
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = self.command();
+        cmd.arg("keys").args(args).arg("--config").arg(&self.config);
+        output_with_stdin(cmd, stdin)
     }
 
     fn import(&self, instance: &str, key_id: u64, secret: &str) -> String {

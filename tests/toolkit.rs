@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use ccs_endpoint::secret::Secret;
 use support::process::*;
@@ -18,21 +17,9 @@ fn run(args: &[&str], cwd: &Path) -> Output {
 }
 
 fn run_with_stdin(args: &[&str], cwd: &Path, stdin: &str) -> Output {
-    let mut child = bin()
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = bin();
+    cmd.args(args).current_dir(cwd);
+    output_with_stdin(cmd, stdin)
 }
 
 fn text(out: &Output) -> String {

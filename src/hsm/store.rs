@@ -79,21 +79,6 @@ impl TokenKeyStore {
             keys,
         })
     }
-
-    /// The file the states were read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// How many keys the store holds.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether the store holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
 
 impl KeyStore for TokenKeyStore {
