@@ -665,6 +665,81 @@ fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
     );
     assert!(String::from_utf8_lossy(&read.stderr).contains("CKR_ATTRIBUTE_SENSITIVE"));
 
+    // A token that does not keep an object sensitive: `keys import` destroys it again and
+    // fails, and nothing is left in the token or the key store.
+    let careless = Token::new(&build_fault_module(), "");
+    careless.fault(Some("careless"));
+    let secret = random_secret_hex();
+    let out = careless.keys(
+        &["import", "--instance", "ccsdemo", "--key-id", "1"],
+        &secret,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "did not keep the new object sensitive and extractable; it was destroyed again"
+        ),
+        "{stderr}"
+    );
+    careless.fault(None);
+    let store = std::fs::read_to_string(careless.path().join("keys.toml")).unwrap();
+    assert!(!store.contains("ccsdemo"), "{store}");
+    let list = careless.keys(&["list"], "");
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(!list.contains("in the token"), "{list}");
+
+    // An object written by another tool without CKA_SENSITIVE is refused at start-up (this
+    // OpenSC writes AES but not generic secret keys; the sensitivity check comes first).
+    let value = token.path().join("value.bin");
+    let other_secret = random_secret_hex();
+    std::fs::write(&value, hex::decode(&other_secret).unwrap()).unwrap();
+    let kcv = Command::new("openssl")
+        .args(["enc", "-aes-256-ecb", "-nopad", "-K", &other_secret])
+        .arg("-in")
+        .arg({
+            let zero = token.path().join("zero.bin");
+            std::fs::write(&zero, [0u8; 16]).unwrap();
+            zero
+        })
+        .output()
+        .unwrap()
+        .stdout;
+    let kcv = hex::encode_upper(&kcv[..3]);
+    let written = tool(&[
+        "--write-object",
+        value.to_str().unwrap(),
+        "--type",
+        "secrkey",
+        "--key-type",
+        "AES:32",
+        "--extractable",
+        "--private",
+        "--label",
+        "ccs/other/1",
+        "--id",
+        &kcv.to_lowercase(),
+    ]);
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let store = token.path().join("keys.toml");
+    let mut text = std::fs::read_to_string(&store).unwrap();
+    text.push_str(&format!(
+        "[[key]]\ninstance = \"other\"\nkey_id = 1\nkcv = \"{kcv}\"\n"
+    ));
+    write_private(&store, &text);
+    let out = token.check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("object \"ccs/other/1\": is not sensitive (CKA_SENSITIVE is not true)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&other_secret));
+
     // No code path asks a token for CKA_VALUE: the attribute type is never named (only set,
     // as `Attribute::Value`, when `keys import` creates an object).
     let mut named = Vec::new();

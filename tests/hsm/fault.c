@@ -9,7 +9,9 @@
  *     session  the next C_FindObjectsInit really closes its session and returns
  *              CKR_SESSION_HANDLE_INVALID (one shot: the file is removed);
  *     logout   the next C_FindObjectsInit really logs the token out and returns
- *              CKR_USER_NOT_LOGGED_IN (one shot: the file is removed).
+ *              CKR_USER_NOT_LOGGED_IN (one shot: the file is removed);
+ *     careless C_CreateObject creates objects with CKA_SENSITIVE false whatever it is asked,
+ *              as a token with a lax policy might.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -22,7 +24,7 @@
 static CK_FUNCTION_LIST_PTR real;
 static CK_FUNCTION_LIST shim;
 
-/* 0: none, 1: device, 2: session, 3: logout */
+/* 0: none, 1: device, 2: session, 3: logout, 4: careless */
 static int fault(void) {
     const char *path = getenv("CCS_FAULT_FILE");
     if (path == NULL) return 0;
@@ -33,6 +35,7 @@ static int fault(void) {
     fclose(f);
     if (strcmp(word, "session") == 0) return 2;
     if (strcmp(word, "logout") == 0) return 3;
+    if (strcmp(word, "careless") == 0) return 4;
     return 1;
 }
 
@@ -82,7 +85,23 @@ static CK_RV generate_key(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_
 
 static CK_RV create_object(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                            CK_OBJECT_HANDLE_PTR out) {
-    if (fault() == 1) return CKR_DEVICE_ERROR;
+    switch (fault()) {
+    case 1:
+        return CKR_DEVICE_ERROR;
+    case 4: {
+        static CK_BBOOL no = CK_FALSE;
+        CK_ATTRIBUTE copy[64];
+        if (n > 64) return CKR_ARGUMENTS_BAD;
+        for (CK_ULONG i = 0; i < n; i++) {
+            copy[i] = t[i];
+            if (t[i].type == CKA_SENSITIVE) {
+                copy[i].pValue = &no;
+                copy[i].ulValueLen = sizeof no;
+            }
+        }
+        return real->C_CreateObject(s, copy, n, out);
+    }
+    }
     return real->C_CreateObject(s, t, n, out);
 }
 
