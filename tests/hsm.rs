@@ -302,8 +302,37 @@ fn a_poll_served_by_the_token_unwraps_with_openssl_to_the_imported_secret() {
     let plain = openssl_unwrap(token.path(), &other, body["wrappedKey"].as_str().unwrap());
     assert_eq!(openssl_kcv(token.path(), &plain), other_kcv);
 
+    // A key swapped in the token behind the key store's back (here its CKA_ID changed with
+    // OpenSC) is not served to a new certificate.
+    let set_id = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module())
+        .args(["--token-label", LABEL, "--login", "--pin", PIN])
+        .args([
+            "--type",
+            "secrkey",
+            "--id",
+            &kcv.to_lowercase(),
+            "--set-id",
+            "0a0b0c",
+        ])
+        .env("SOFTHSM2_CONF", token.path().join("softhsm2.conf"))
+        .output()
+        .expect("pkcs11-tool is required: apt-get install opensc (.ci/run does)");
+    assert!(
+        set_id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set_id.stderr)
+    );
+    let (status, body) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
+    assert_eq!(status, 500, "{body}");
+
     server.terminate();
     let output = server.output();
+    assert!(
+        output.contains(&format!("no longer in the token with CKA_ID {kcv}")),
+        "{output}"
+    );
     assert!(output.contains("kcv=") && output.contains(&kcv), "{output}");
     assert_quiet(&output, &secret);
     assert_quiet(&format!("{imported}{list_text}"), &secret);
@@ -739,6 +768,33 @@ fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
         "{stderr}"
     );
     assert!(!stderr.contains(&other_secret));
+
+    // Two objects under one label are an error, never a choice.
+    let second = tool(&[
+        "--write-object",
+        value.to_str().unwrap(),
+        "--type",
+        "secrkey",
+        "--key-type",
+        "AES:32",
+        "--sensitive",
+        "--extractable",
+        "--private",
+        "--label",
+        "ccs/ccsdemo/1",
+    ]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let out = token.check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("entry 1 (instance \"ccsdemo\", key_id 1): token \"ccs-test\": object \"ccs/ccsdemo/1\": 2 objects carry this label"),
+        "{stderr}"
+    );
 
     // No code path asks a token for CKA_VALUE: the attribute type is never named (only set,
     // as `Attribute::Value`, when `keys import` creates an object).

@@ -520,25 +520,36 @@ impl Hsm {
         }
     }
 
-    /// The handle of the secret-key object with this label.
-    fn find(session: &Session, label: &str) -> Result<Option<ObjectHandle>, CkError> {
-        let found = session.find_objects(&[
+    /// The secret-key objects with this label (and this KCV as `CKA_ID`, when given).
+    fn find(session: &Session, label: &str, kcv: Option<Kcv>) -> Result<Found, CkError> {
+        let mut template = vec![
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::Token(true),
             Attribute::Label(label.as_bytes().to_vec()),
-        ])?;
-        Ok(found.first().copied())
+        ];
+        if let Some(kcv) = kcv {
+            template.push(Attribute::Id(kcv.as_bytes().to_vec()));
+        }
+        Ok(match session.find_objects(&template)?.as_slice() {
+            [] => Found::None,
+            [one] => Found::One(*one),
+            many => Found::Many(many.len()),
+        })
     }
 
-    /// Wraps the object labelled `label` for `recipient` with the configured padding.
-    pub fn wrap(&self, label: &str, recipient: &RsaPublic) -> Result<Vec<u8>, HsmError> {
-        let found = self.run(|session| {
-            let Some(key) = Self::find(session, label)? else {
-                return Ok(None);
-            };
-            wrap_with(session, key, recipient, self.wrap.padding).map(Some)
-        })?;
-        found.ok_or_else(|| HsmError::NoObject(label.to_owned()))
+    /// Wraps the object labelled `label`, whose `CKA_ID` must be `kcv`, for `recipient` with the
+    /// configured padding. Two objects under one label are an error, never a choice.
+    pub fn wrap(&self, label: &str, kcv: Kcv, recipient: &RsaPublic) -> Result<Vec<u8>, HsmError> {
+        self.run(|session| match Self::find(session, label, Some(kcv))? {
+            Found::One(key) => wrap_with(session, key, recipient, self.wrap.padding).map(Ok),
+            Found::None => Ok(Err(HsmError::Object {
+                label: label.to_owned(),
+                message: format!(
+                    "no longer in the token with CKA_ID {kcv} (the KCV its entry names)"
+                ),
+            })),
+            Found::Many(n) => Ok(Err(ambiguous(label, n))),
+        })?
     }
 
     /// `check_object`, once per label and KCV for the life of the process.
@@ -561,13 +572,15 @@ impl Hsm {
             label: label.to_owned(),
             message,
         };
-        let facts = self.run(|session| {
-            let Some(key) = Self::find(session, label)? else {
-                return Ok(None);
-            };
-            Ok(Some(read_facts(session, key)?))
-        })?;
-        let facts = facts.ok_or_else(|| HsmError::NoObject(label.to_owned()))?;
+        let facts = match self.run(|session| match Self::find(session, label, None)? {
+            Found::One(key) => read_facts(session, key).map(Found::One),
+            Found::None => Ok(Found::None),
+            Found::Many(n) => Ok(Found::Many(n)),
+        })? {
+            Found::One(facts) => facts,
+            Found::None => return Err(HsmError::NoObject(label.to_owned())),
+            Found::Many(n) => return Err(ambiguous(label, n)),
+        };
         if facts.sensitive != Some(true) {
             return Err(object(
                 "is not sensitive (CKA_SENSITIVE is not true), so its value could be read out of the token: re-create it with `ccs-endpoint keys import`".into(),
@@ -715,9 +728,10 @@ impl Hsm {
             label: label.to_owned(),
             message,
         };
-        let existing = Self::find(session, label).map_err(token)?;
+        let existing = Self::find(session, label, None).map_err(token)?;
         let old = match existing {
-            Some(handle) => {
+            Found::Many(n) => return Err(ambiguous(label, n)),
+            Found::One(handle) => {
                 let facts = read_facts(session, handle).map_err(token)?;
                 if !replace {
                     return Err(object(
@@ -726,7 +740,7 @@ impl Hsm {
                 }
                 Some((handle, facts))
             }
-            None => None,
+            Found::None => None,
         };
         let kcv = secret.kcv();
         let mut value: Zeroizing<Vec<u8>> = Zeroizing::new(match self.wrap.plaintext {
@@ -784,6 +798,22 @@ impl Hsm {
         let mut bytes = Zeroizing::new([0u8; 32]);
         self.run(|session| session.generate_random_slice(bytes.as_mut_slice()))?;
         Secret::from_bytes(bytes).map_err(|e| HsmError::Token(e.to_string()))
+    }
+}
+
+/// What a label search found.
+enum Found<T = ObjectHandle> {
+    None,
+    One(T),
+    Many(usize),
+}
+
+fn ambiguous(label: &str, n: usize) -> HsmError {
+    HsmError::Object {
+        label: label.to_owned(),
+        message: format!(
+            "{n} objects carry this label: the token must hold exactly one (remove the others, e.g. with pkcs11-tool --delete-object)"
+        ),
     }
 }
 

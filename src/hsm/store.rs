@@ -101,7 +101,7 @@ impl KeyStore for TokenKeyStore {
         let _ = options;
         let ciphertext = self
             .hsm
-            .wrap(&label(instance, key_id), recipient.rsa_public())
+            .wrap(&label(instance, key_id), state.kcv, recipient.rsa_public())
             .map_err(|e| LookupError::Backend(e.to_string()))?;
         Ok(Wrapped {
             ciphertext,
