@@ -151,7 +151,7 @@ impl Metrics {
         backend_up.set(1);
         registry.register(
             "ccs_key_backend_up",
-            "1 when the key backend passed its last check (a test wrap in a PKCS#11 token; always 1 for the file backend)",
+            "1 when the key backend's last token call (a poll's wrap or the readiness test wrap) succeeded; always 1 for the file backend",
             backend_up.clone(),
         );
         Self {
@@ -253,7 +253,7 @@ impl Metrics {
         self.ready.set(i64::from(ready));
     }
 
-    /// The key backend's last check, as `/readyz` made it.
+    /// Whether the key backend's last token call succeeded.
     pub fn set_backend_up(&self, up: bool) {
         self.backend_up.set(i64::from(up));
     }

@@ -191,6 +191,19 @@ fn readyz(server: &Running) -> u16 {
     String::from_utf8(out.stdout).unwrap().parse().unwrap()
 }
 
+/// The value of a metric without labels.
+fn metric(server: &Running, name: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", admin_address(server))])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .to_owned()
+}
+
 /// The admin listener's address, from the start-up log.
 fn admin_address(server: &Running) -> String {
     let output = server.output();
@@ -544,6 +557,11 @@ fn a_token_failure_gives_500_with_an_error_id_and_service_resumes() {
     assert_eq!(status, 500, "{body}");
     let error_id = body["errorId"].as_str().unwrap().to_owned();
     assert!(body["error"].as_str().unwrap().contains(&error_id));
+    assert_eq!(
+        metric(&server, "ccs_key_backend_up"),
+        "0",
+        "set by the failed poll"
+    );
     assert_eq!(readyz(&server), 503);
     std::thread::sleep(Duration::from_millis(1200));
     let (status, _) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
@@ -553,6 +571,11 @@ fn a_token_failure_gives_500_with_an_error_id_and_service_resumes() {
     let body = token.poll_until("/kek/ccsdemo/1", &cert, 200);
     let plain = openssl_unwrap(token.path(), &cert, body["wrappedKey"].as_str().unwrap());
     assert!(plain == secret, "the unwrapped key differs after recovery");
+    assert_eq!(
+        metric(&server, "ccs_key_backend_up"),
+        "1",
+        "set by the served poll"
+    );
     let start = Instant::now();
     while readyz(&server) != 200 {
         assert!(

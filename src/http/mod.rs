@@ -295,11 +295,17 @@ async fn decide(
             let recipient = Arc::clone(&verified.recipient);
             let wrapped = if keys.blocking() {
                 // A token call: off the async workers.
-                tokio::task::spawn_blocking(move || {
+                let wrapped = tokio::task::spawn_blocking(move || {
                     keys.wrap_for(&instance, key_id, &recipient, wrap)
                 })
                 .await
-                .map_err(|e| Failure::Internal(format!("the wrap task failed: {e}")))?
+                .map_err(|e| Failure::Internal(format!("the wrap task failed: {e}")))?;
+                match &wrapped {
+                    Ok(_) => state.metrics.set_backend_up(true),
+                    Err(LookupError::Backend(_)) => state.metrics.set_backend_up(false),
+                    Err(_) => {}
+                }
+                wrapped
             } else {
                 keys.wrap_for(&instance, key_id, &recipient, wrap)
             };
