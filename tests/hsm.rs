@@ -124,6 +124,18 @@ impl Token {
         text
     }
 
+    /// OpenSC's `pkcs11-tool`, logged in to the token (an independent PKCS#11 client).
+    fn pkcs11_tool(&self, args: &[&str]) -> Output {
+        Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(module())
+            .args(["--token-label", LABEL, "--login", "--pin", PIN])
+            .args(args)
+            .env("SOFTHSM2_CONF", self.path().join("softhsm2.conf"))
+            .output()
+            .expect("pkcs11-tool is required: apt-get install opensc (.ci/run does)")
+    }
+
     fn check(&self) -> Output {
         self.command()
             .args(["check", "--config"])
@@ -317,21 +329,14 @@ fn a_poll_served_by_the_token_unwraps_with_openssl_to_the_imported_secret() {
 
     // A key swapped in the token behind the key store's back (here its CKA_ID changed with
     // OpenSC) is not served to a new certificate.
-    let set_id = Command::new("pkcs11-tool")
-        .arg("--module")
-        .arg(module())
-        .args(["--token-label", LABEL, "--login", "--pin", PIN])
-        .args([
-            "--type",
-            "secrkey",
-            "--id",
-            &kcv.to_lowercase(),
-            "--set-id",
-            "0a0b0c",
-        ])
-        .env("SOFTHSM2_CONF", token.path().join("softhsm2.conf"))
-        .output()
-        .expect("pkcs11-tool is required: apt-get install opensc (.ci/run does)");
+    let set_id = token.pkcs11_tool(&[
+        "--type",
+        "secrkey",
+        "--id",
+        &kcv.to_lowercase(),
+        "--set-id",
+        "0a0b0c",
+    ]);
     assert!(
         set_id.status.success(),
         "{}",
@@ -688,16 +693,7 @@ fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
     token.import("ccsdemo", 1, &random_secret_hex());
     // OpenSC's pkcs11-tool, an independent implementation, sees a sensitive object and is
     // refused its value.
-    let tool = |args: &[&str]| {
-        Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(module())
-            .args(["--token-label", LABEL, "--login", "--pin", PIN])
-            .args(args)
-            .env("SOFTHSM2_CONF", token.path().join("softhsm2.conf"))
-            .output()
-            .expect("pkcs11-tool is required: apt-get install opensc (.ci/run does)")
-    };
+    let tool = |args: &[&str]| token.pkcs11_tool(args);
     let listed = tool(&["--list-objects", "--type", "secrkey"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(
