@@ -66,11 +66,7 @@ impl Token {
             .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
             .output()
             .expect("softhsm2-util is required: apt-get install softhsm2 (.ci/run does)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out);
         write_private(&dir.path().join("pin"), &format!("{PIN}\n"));
         let port = free_port();
         let config = write_config(
@@ -191,6 +187,15 @@ impl Token {
             None => std::fs::remove_file(file).unwrap(),
         }
     }
+}
+
+/// Asserts that a command succeeded, showing its standard error when it did not.
+fn assert_succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn readyz(server: &Running) -> u16 {
@@ -337,11 +342,7 @@ fn a_poll_served_by_the_token_unwraps_with_openssl_to_the_imported_secret() {
         "--set-id",
         "0a0b0c",
     ]);
-    assert!(
-        set_id.status.success(),
-        "{}",
-        String::from_utf8_lossy(&set_id.stderr)
-    );
+    assert_succeeded(&set_id);
     let (status, body) = token.poll("/kek/ccsdemo/1", &db_cert("ccsdemo"));
     assert_eq!(status, 500, "{body}");
 
@@ -508,11 +509,12 @@ fn start_up_fails_with_a_clear_message() {
         let out = token.check();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: check passed");
-        assert!(stderr.contains(want), "{name}: {stderr}");
+        // Checked first, and never printed: the output may hold the PIN.
         assert!(
             !stderr.contains(PIN) && !stderr.contains("999999"),
-            "{name}: {stderr}"
+            "{name}: a PIN was printed"
         );
+        assert!(stderr.contains(want), "{name}: {stderr}");
     }
     std::fs::write(&token.config, &config).unwrap();
 
@@ -539,11 +541,11 @@ fn start_up_fails_with_a_clear_message() {
         let out = token.check();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{want}: check passed");
-        assert!(stderr.contains(want), "{stderr}");
         assert!(
             !stderr.contains(&secret),
             "the misplaced secret was printed"
         );
+        assert!(stderr.contains(want), "{stderr}");
     }
 }
 
@@ -768,11 +770,7 @@ fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
         "--id",
         &kcv.to_lowercase(),
     ]);
-    assert!(
-        written.status.success(),
-        "{}",
-        String::from_utf8_lossy(&written.stderr)
-    );
+    assert_succeeded(&written);
     let store = token.path().join("keys.toml");
     let mut text = std::fs::read_to_string(&store).unwrap();
     text.push_str(&format!(
@@ -782,11 +780,11 @@ fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
     let out = token.check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    assert!(!stderr.contains(&other_secret), "the secret was printed");
     assert!(
         stderr.contains("object \"ccs/other/1\": is not sensitive (CKA_SENSITIVE is not true)"),
         "{stderr}"
     );
-    assert!(!stderr.contains(&other_secret));
 
     // Two objects under one label are an error, never a choice.
     let second = tool(&[
@@ -802,11 +800,7 @@ fn objects_are_sensitive_and_the_backend_never_reads_cka_value() {
         "--label",
         "ccs/ccsdemo/1",
     ]);
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    assert_succeeded(&second);
     let out = token.check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -264,11 +264,8 @@ fn pkcs11_backend() {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
+        assert!(!error.contains("1234"), "a misplaced PIN was quoted");
         assert!(error.contains(want), "{want:?} not in {error:?}");
-        assert!(
-            !error.contains("1234"),
-            "a misplaced PIN was quoted: {error}"
-        );
     }
     let c = parse(&token.replace("token_label = \"ccs\"", "slot = 3").replace(
         "pin_file = \"hsm.pin\"",

@@ -537,11 +537,17 @@ impl Hsm {
         })
     }
 
-    /// Wraps the object labelled `label`, whose `CKA_ID` must be `kcv`, for `recipient` with the
-    /// configured padding. Two objects under one label are an error, never a choice.
-    pub fn wrap(&self, label: &str, kcv: Kcv, recipient: &RsaPublic) -> Result<Vec<u8>, HsmError> {
+    /// Wraps the object labelled `label`, whose `CKA_ID` must be `kcv`, for `recipient` with
+    /// `padding`. Two objects under one label are an error, never a choice.
+    pub fn wrap(
+        &self,
+        label: &str,
+        kcv: Kcv,
+        recipient: &RsaPublic,
+        padding: Padding,
+    ) -> Result<Vec<u8>, HsmError> {
         self.run(|session| match Self::find(session, label, Some(kcv))? {
-            Found::One(key) => wrap_with(session, key, recipient, self.wrap.padding).map(Ok),
+            Found::One(key) => wrap_with(session, key, recipient, padding).map(Ok),
             Found::None => Ok(Err(HsmError::Object {
                 label: label.to_owned(),
                 message: format!(
@@ -925,29 +931,16 @@ fn read_pin(source: &PinSource) -> Result<AuthPin, String> {
 /// Judges the PIN file's permissions as the key store's are judged: others may not read it and
 /// the group may not write it (unless `allow_open`, with a warning); group-readable warns.
 pub fn pin_file_verdict(path: &Path, allow_open: bool) -> Result<Option<String>, HsmError> {
-    use crate::keystore::Permissions;
-    let permissions = Permissions::of(path).map_err(|e| {
+    let refused = |message: String| {
         HsmError::PinFile(format!(
-            "PIN file {} (keys.pkcs11.pin_file): {e}",
+            "PIN file {} (keys.pkcs11.pin_file): {message}",
             path.display()
         ))
-    })?;
-    match permissions {
-        Permissions::Private => Ok(None),
-        Permissions::GroupReadable(mode) => Ok(Some(format!(
-            "PIN file {} is readable by its group (mode {mode:03o}): prefer chmod 600",
-            path.display()
-        ))),
-        Permissions::Open(mode) if allow_open => Ok(Some(format!(
-            "PIN file {} is accessible to others or writable by its group (mode {mode:03o}), used only because allow_insecure_permissions = true: chmod 600 it",
-            path.display()
-        ))),
-        Permissions::Open(mode) => Err(HsmError::PinFile(format!(
-            "PIN file {}: refusing a PIN file that others can access or its group can write (mode {mode:03o}): run `chmod 600 {}`, or set [keys] allow_insecure_permissions = true",
-            path.display(),
-            path.display()
-        ))),
-    }
+    };
+    crate::keystore::Permissions::of(path)
+        .map_err(|e| refused(e.to_string()))?
+        .judge("PIN file", "the PIN", path, allow_open)
+        .map_err(refused)
 }
 
 fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, String> {

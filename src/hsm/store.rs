@@ -96,12 +96,16 @@ impl KeyStore for TokenKeyStore {
         if state.disabled {
             return Err(LookupError::Disabled);
         }
-        // The token was set up for the configured options at start-up (`Hsm::open`); they are
-        // the same ones the handler passes.
-        let _ = options;
+        // The plaintext form is the object's own (checked when the store was loaded); the
+        // padding is the caller's, proved by the start-up test wrap (`Hsm::open`).
         let ciphertext = self
             .hsm
-            .wrap(&label(instance, key_id), state.kcv, recipient.rsa_public())
+            .wrap(
+                &label(instance, key_id),
+                state.kcv,
+                recipient.rsa_public(),
+                options.padding,
+            )
             .map_err(|e| LookupError::Backend(e.to_string()))?;
         Ok(Wrapped {
             ciphertext,

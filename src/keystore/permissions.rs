@@ -37,25 +37,38 @@ impl Permissions {
         Ok(Permissions::Private)
     }
 
-    /// A warning to log, or an error when the file is open and that is not allowed.
+    /// A warning to log, or an error when the key store is open and that is not allowed.
     pub fn verdict(&self, path: &Path, allow_open: bool) -> Result<Option<String>, KeyStoreError> {
+        self.judge("key store", "the secrets", path, allow_open)
+            .map_err(|message| KeyStoreError::Permissions {
+                path: path.to_owned(),
+                message,
+            })
+    }
+
+    /// The verdict for a file of kind `what` (e.g. "PIN file") that holds `holds`: a warning to
+    /// log, or the reason to refuse it when it is open and `allow_open` is not set.
+    pub fn judge(
+        &self,
+        what: &str,
+        holds: &str,
+        path: &Path,
+        allow_open: bool,
+    ) -> Result<Option<String>, String> {
         match *self {
             Permissions::Private => Ok(None),
             Permissions::GroupReadable(mode) => Ok(Some(format!(
-                "key store {} is readable by its group (mode {mode:03o}); every member of the group can read the secrets: prefer chmod 600",
+                "{what} {} is readable by its group (mode {mode:03o}); every member of the group can read {holds}: prefer chmod 600",
                 path.display()
             ))),
             Permissions::Open(mode) if allow_open => Ok(Some(format!(
-                "key store {} is accessible to others or writable by its group (mode {mode:03o}), served only because allow_insecure_permissions = true: chmod 600 it",
+                "{what} {} is accessible to others or writable by its group (mode {mode:03o}), used only because allow_insecure_permissions = true: chmod 600 it",
                 path.display()
             ))),
-            Permissions::Open(mode) => Err(KeyStoreError::Permissions {
-                path: path.to_owned(),
-                message: format!(
-                    "refusing a key store that others can access or its group can write (mode {mode:03o}): run `chmod 600 {}`, or set [keys] allow_insecure_permissions = true to serve anyway",
-                    path.display()
-                ),
-            }),
+            Permissions::Open(mode) => Err(format!(
+                "refusing a {what} that others can access or its group can write (mode {mode:03o}): run `chmod 600 {}`, or set [keys] allow_insecure_permissions = true to use it anyway",
+                path.display()
+            )),
         }
     }
 }

@@ -182,7 +182,10 @@ fn toml_messages_show_only_plain_names() {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(!error.contains(&A[..16]), "{error}");
+    assert!(
+        !error.contains(&A[..16]),
+        "the table header's secret was quoted"
+    );
     assert!(
         error.contains("duplicate key `secret` in table (not shown: not a plain word)"),
         "{error}"
@@ -225,8 +228,8 @@ fn a_token_backed_file_holds_kcvs_not_secrets() {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(error.contains(want), "{want:?} not in {error:?}");
         assert!(!error.contains(&secret), "the secret was quoted");
+        assert!(error.contains(want), "{want:?} not in {error:?}");
     }
     // A file-backed store knows no `kcv` field: it computes the KCV from the secret.
     let error = parse(&good.replace(
