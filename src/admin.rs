@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::http::json;
@@ -73,13 +74,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// Serves the admin routes over HTTP/1.1 until `stop` completes. Request headers must arrive
 /// within `header_timeout` (also the keep-alive idle limit), as on the service port: the admin
-/// port is often exposed inside a cluster.
+/// port is often exposed inside a cluster. At most `max_connections` are open at once; more are
+/// closed at accept, so a flood cannot pile up tasks and sockets.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     header_timeout: Duration,
+    max_connections: usize,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let metrics = Arc::clone(&state.metrics);
     let app = router(state);
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -88,6 +93,11 @@ pub async fn serve(
         .header_read_timeout(header_timeout);
     tokio::pin!(stop);
     while let Some((stream, peer)) = crate::server::next_connection(&listener, &mut stop).await {
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.connection_refused("admin_max_connections");
+            tracing::debug!(%peer, max_connections, "admin connection refused: too many open");
+            continue;
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             app.clone().oneshot(request)
@@ -95,6 +105,7 @@ pub async fn serve(
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = watched.await {
                 tracing::debug!(%peer, error = %e, "admin connection ended with an error");
             }

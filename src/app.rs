@@ -222,6 +222,7 @@ impl Loaded {
             file: config.tls.cert.clone(),
             message: e.to_string(),
         })?;
+        let admin_connections = config.admin.max_connections;
         let options = ServerOptions {
             limits: config.limits,
             proxy_protocol: config.server.proxy_protocol,
@@ -239,6 +240,7 @@ impl Loaded {
             reloader,
             tls,
             options,
+            admin_connections,
         })
     }
 }
@@ -249,6 +251,7 @@ pub struct Daemon {
     pub reloader: Arc<Reloader>,
     tls: Arc<ServerConfig>,
     options: ServerOptions,
+    admin_connections: usize,
 }
 
 impl Daemon {
@@ -285,6 +288,7 @@ impl Daemon {
                 listener,
                 Arc::clone(&self.state),
                 self.options.limits.header_timeout,
+                self.admin_connections,
                 async move {
                     let _ = stopped.changed().await;
                 },

@@ -82,7 +82,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 /// IPv4-mapped IPv6 addresses (a dual-stack listener's view of IPv4 peers) as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

@@ -1,10 +1,17 @@
 //! The service listener: connection limits, the PROXY header, TLS handshakes, HTTP/1.1 and
 //! HTTP/2, timeouts, and graceful shutdown.
+//!
+//! A connection holds a slot only while it is useful: the allow-list and the per-client cap are
+//! applied at accept (after the PROXY header when that is on), the handshake has its timeout,
+//! and afterwards, whatever the protocol, a connection that goes `header_timeout` without a
+//! complete request head is closed (the HTTP/1-or-2 sniff, an idle HTTP/2 connection and a
+//! stream whose head never completes included).
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::Router;
@@ -17,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::admission::{Admission, ClientSlot, Refusal};
 pub use crate::config::Limits;
 use crate::http::json_error;
 use crate::metrics::Metrics;
@@ -49,6 +57,63 @@ impl Drop for Open {
     }
 }
 
+/// Whether a connection is doing anything: requests in flight, and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+/// A request in flight, from its complete head to its answer.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes once the connection has gone `limit` with no request in flight.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let deadline = if self.in_flight.load(Ordering::SeqCst) > 0 {
+                Instant::now() + limit
+            } else {
+                self.idle_since() + limit
+            };
+            tokio::time::sleep_until(deadline.into()).await;
+            if self.in_flight.load(Ordering::SeqCst) == 0 && self.idle_since().elapsed() >= limit
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Logs and counts a connection closed at accept for `refusal`. At debug only: a flood of them
+/// must not flood the log (`ccs_connections_refused_total` counts them).
+fn refused_at_accept(metrics: &Metrics, peer: SocketAddr, client: IpAddr, refusal: Refusal) {
+    metrics.connection_refused(refusal.reason());
+    tracing::debug!(%peer, %client, reason = refusal.reason(), "connection refused at accept");
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then stops accepting and
 /// lets open connections finish for up to `limits.drain_timeout`.
 pub async fn run(
@@ -62,6 +127,7 @@ pub async fn run(
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Arc::new(Admission::new(limits.max_connections_per_client));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -71,10 +137,26 @@ pub async fn run(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_STREAMS)
+        // Pings find a vanished peer; the idle limit below closes a silent one.
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     while let Some((stream, peer)) = next_connection(&listener, &mut shutdown).await {
+        // Without the PROXY protocol the client is the TCP peer, judged before a byte is read.
+        let client_slot = if options.proxy_protocol {
+            None
+        } else {
+            match admission.admit(&options.policy, peer.ip()) {
+                Ok(slot) => Some(slot),
+                Err(refusal) => {
+                    refused_at_accept(&options.metrics, peer, peer.ip(), refusal);
+                    continue;
+                }
+            }
+        };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             options.metrics.connection_refused("max_connections");
             tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: too many open connections");
@@ -85,19 +167,26 @@ pub async fn run(
         let app = app.clone();
         let watcher = graceful.watcher();
         let options = Arc::clone(&options);
+        let admission = Arc::clone(&admission);
         tokio::spawn(async move {
             let _slot = slot;
             let _open = Open::new(&options.metrics);
-            let Some((tls, proxied)) = accept(&acceptor, stream, peer, &options).await else {
+            let Some((tls, proxied, _client_slot)) =
+                accept(&acceptor, stream, peer, &options, &admission, client_slot).await
+            else {
                 return;
             };
             let conn = ConnInfo { peer, proxied };
             let request_timeout = options.limits.request_timeout;
+            let activity = Activity::new();
+            let busy = Arc::clone(&activity);
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<Incoming>| {
+                    let busy = busy.begin();
                     request.extensions_mut().insert(conn);
                     let call = app.clone().oneshot(request);
                     async move {
+                        let _busy = busy;
                         match tokio::time::timeout(request_timeout, call).await {
                             Ok(response) => response,
                             Err(_) => {
@@ -112,8 +201,16 @@ pub async fn run(
                 },
             );
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let watched = watcher.watch(connection.into_owned());
+            tokio::select! {
+                result = watched => if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                () = activity.idle_for(options.limits.header_timeout) => {
+                    // Dropping the connection closes it: nothing is in flight.
+                    options.metrics.connection_refused("idle_timeout");
+                    tracing::debug!(%peer, timeout = ?options.limits.header_timeout, "connection closed: no complete request head within the header timeout");
+                }
             }
         });
     }
@@ -147,15 +244,22 @@ pub(crate) async fn next_connection<F: Future<Output = ()>>(
     }
 }
 
-/// The PROXY header (when configured) and the TLS handshake, within the handshake timeout.
+/// HTTP/2 streams open at once on one connection.
+const MAX_STREAMS: u32 = 32;
+
+/// The PROXY header (when configured; then the client it names is admitted), and the TLS
+/// handshake, within the handshake timeout.
 async fn accept(
     acceptor: &TlsAcceptor,
     mut stream: TcpStream,
     peer: SocketAddr,
     options: &ServerOptions,
+    admission: &Admission,
+    admitted: Option<ClientSlot>,
 ) -> Option<(
     tokio_rustls::server::TlsStream<TcpStream>,
-    Option<std::net::IpAddr>,
+    Option<IpAddr>,
+    Option<ClientSlot>,
 )> {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
@@ -168,6 +272,7 @@ async fn accept(
     };
     let handshake = async {
         let mut proxied = None;
+        let mut admitted = admitted;
         if options.proxy_protocol {
             if !options.policy.is_trusted_proxy(peer.ip()) {
                 return Err((
@@ -178,15 +283,25 @@ async fn accept(
             proxied = proxy::read_header(&mut stream)
                 .await
                 .map_err(|e| ("proxy_header", e.to_string()))?;
+            let client = proxied.unwrap_or(peer.ip());
+            match admission.admit(&options.policy, client) {
+                Ok(slot) => admitted = Some(slot),
+                Err(refusal) => {
+                    refused_at_accept(&options.metrics, peer, client, refusal);
+                    return Err((refusal.reason(), String::new()));
+                }
+            }
         }
         let tls = acceptor
             .accept(stream)
             .await
             .map_err(|e| ("tls_handshake", e.to_string()))?;
-        Ok((tls, proxied))
+        Ok((tls, proxied, admitted))
     };
     match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(accepted)) => Some(accepted),
+        // Counted and logged where it was decided.
+        Ok(Err(("not_allowed" | "max_connections_per_client", _))) => None,
         Ok(Err((reason, error))) => refuse(reason, error),
         Err(_) => refuse(
             "handshake_timeout",

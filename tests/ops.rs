@@ -16,13 +16,6 @@ use tokio::net::TcpStream;
 
 const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
 
-/// Replaces a file the way deployment tools do: write aside, then rename over it.
-fn replace_file(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    write_private(&tmp, text);
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 fn key_store(entries: &[(&str, u64, &str, &str)]) -> String {
     entries
         .iter()
@@ -30,29 +23,6 @@ fn key_store(entries: &[(&str, u64, &str, &str)]) -> String {
             format!("[[key]]\ninstance = \"{i}\"\nkey_id = {k}\nsecret = \"{secret}\"\n{extra}\n")
         })
         .collect()
-}
-
-/// The value of one sample (`name{labels}`) in a Prometheus text exposition.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.split(' ').next()?.parse().ok())
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,13 +502,20 @@ async fn the_allow_list_and_trusted_proxies() {
     let h = header(&db_cert("ccsdemo"));
     let cert = [("X-DB-Certificate", h.as_str())];
 
-    // 127.0.0.1 is not allowed: 403 before anything else, but /healthz still answers.
+    // 127.0.0.1 is not allowed: closed at accept, before TLS (it never holds a slot).
     let server = TestServer::start(&[Key::new("ccsdemo", 1)], "[server]\nallow = [\"saas\"]").await;
-    let reply = server.send(TLS13, "GET", "/kek/ccsdemo/1", &cert).await;
-    assert_eq!(reply.status, 403);
-    assert!(reply.error().contains("127.0.0.1"), "{}", reply.body);
-    assert_eq!(server.send(TLS13, "GET", "/nothing", &[]).await.status, 403);
-    assert_eq!(server.get("/healthz", None).await.status, 200);
+    let connector = tokio_rustls::TlsConnector::from(client_config(TLS13));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    for _ in 0..3 {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        assert!(connector.connect(name.clone(), tcp).await.is_err());
+    }
+    let (_, m) = server.admin_get("/metrics").await;
+    assert_eq!(
+        sample(&m, "ccs_connections_refused_total{reason=\"not_allowed\"}"),
+        Some(3.0)
+    );
+    assert_eq!(sample(&m, "ccs_open_connections"), Some(0.0));
     drop(server);
 
     // Behind a trusted proxy, X-Forwarded-For names the client.
@@ -561,7 +538,8 @@ async fn the_allow_list_and_trusted_proxies() {
     assert!(reply.error().contains("203.0.113.9"), "{}", reply.body);
     drop(server);
 
-    // Behind an L4 balancer speaking the PROXY protocol.
+    // Behind an L4 balancer speaking the PROXY protocol: the client it names is judged before
+    // TLS, so an excluded one never holds a slot.
     let server = TestServer::start(
         &[Key::new("ccsdemo", 1)],
         "[server]\nallow = [\"saas\"]\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true",
@@ -577,18 +555,13 @@ async fn the_allow_list_and_trusted_proxies() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let reply = raw_request_after(
-        server.addr,
-        proxied("198.51.100.1").as_bytes(),
-        TLS13,
-        raw.as_bytes(),
-    )
-    .await;
-    assert_eq!(reply.status, 403);
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(proxied("198.51.100.1").as_bytes())
+        .await
+        .unwrap();
+    assert!(connector.connect(name.clone(), tcp).await.is_err());
     // Without the header the connection is refused before TLS.
-    let connector = tokio_rustls::TlsConnector::from(client_config(TLS13));
     let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     assert!(connector.connect(name, tcp).await.is_err());
     let (_, m) = server.admin_get("/metrics").await;
     assert_eq!(
@@ -596,10 +569,7 @@ async fn the_allow_list_and_trusted_proxies() {
         Some(1.0)
     );
     assert_eq!(
-        sample(
-            &m,
-            "ccs_requests_total{status=\"403\",reason=\"not_allowed\"}"
-        ),
+        sample(&m, "ccs_connections_refused_total{reason=\"not_allowed\"}"),
         Some(1.0)
     );
 }

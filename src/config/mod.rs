@@ -74,6 +74,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Connections open at once; more are closed at accept.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; trusted proxies are
+    /// exempt. More are closed at accept, so one host cannot take every slot.
+    pub max_connections_per_client: usize,
     /// After SIGTERM, in-flight requests get this long to finish.
     pub drain_timeout: Duration,
 }
@@ -86,6 +89,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_connections: 1024,
+            max_connections_per_client: 64,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -96,6 +100,8 @@ impl Default for Limits {
 pub struct AdminConfig {
     /// `None` when `enabled = false`.
     pub listen: Option<SocketAddr>,
+    /// Connections open at once on the admin listener; more are closed at accept.
+    pub max_connections: usize,
 }
 
 /// `[log]`.
@@ -287,7 +293,11 @@ impl Config {
             } else {
                 None
             },
+            max_connections: raw.admin.max_connections,
         };
+        if admin.max_connections == 0 {
+            return Err(field("admin.max_connections", "must be at least 1".into()));
+        }
         if raw.trust.roots.is_empty() {
             return Err(field(
                 "trust.roots",

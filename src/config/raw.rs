@@ -46,6 +46,7 @@ pub(super) struct RawLimits {
     pub(super) request_timeout: Option<String>,
     pub(super) max_header_bytes: Option<usize>,
     pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_client: Option<usize>,
     pub(super) drain_timeout: Option<String>,
 }
 
@@ -56,6 +57,8 @@ pub(super) struct RawAdmin {
     pub(super) listen: String,
     #[serde(default = "default_true")]
     pub(super) enabled: bool,
+    #[serde(default = "default_admin_connections")]
+    pub(super) max_connections: usize,
 }
 
 impl Default for RawAdmin {
@@ -63,12 +66,17 @@ impl Default for RawAdmin {
         Self {
             listen: default_admin_listen(),
             enabled: true,
+            max_connections: default_admin_connections(),
         }
     }
 }
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
+}
+
+fn default_admin_connections() -> usize {
+    64
 }
 
 fn default_true() -> bool {
@@ -157,6 +165,15 @@ pub(super) fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, Str
     if max_connections == 0 {
         return Err(("limits.max_connections", "must be at least 1".into()));
     }
+    let per_client = raw
+        .max_connections_per_client
+        .unwrap_or(defaults.max_connections_per_client);
+    if per_client == 0 {
+        return Err((
+            "limits.max_connections_per_client",
+            "must be at least 1".into(),
+        ));
+    }
     Ok(Limits {
         handshake_timeout: duration(
             "limits.handshake_timeout",
@@ -175,6 +192,7 @@ pub(super) fn parse_limits(raw: &RawLimits) -> Result<Limits, (&'static str, Str
         )?,
         max_header_bytes,
         max_connections,
+        max_connections_per_client: per_client,
         drain_timeout: duration(
             "limits.drain_timeout",
             &raw.drain_timeout,

@@ -141,6 +141,7 @@ fn operations_sections() {
             request_timeout: Duration::from_secs(4),
             max_header_bytes: 9000,
             max_connections: 7,
+            max_connections_per_client: 64,
             drain_timeout: Duration::from_secs(5),
         }
     );

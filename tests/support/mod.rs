@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod attack;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -366,3 +367,34 @@ pub fn unwrap_with(cert: &Issued, wrapped_b64: &str, sha256: bool) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+/// Replaces a file the way deployment tools do: write aside, then rename over it.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, text);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The value of one sample (`name{labels}`) in a Prometheus text exposition.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
+
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
