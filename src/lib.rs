@@ -18,6 +18,7 @@ pub mod init;
 pub mod inspect;
 pub mod keyfile;
 pub mod keystore;
+pub mod log_filter;
 pub mod metrics;
 pub mod peer;
 pub mod pki;

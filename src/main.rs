@@ -13,7 +13,6 @@ use ccs_endpoint::config::{self, Config, LogFormat};
 use ccs_endpoint::protocol::InstanceName;
 use ccs_endpoint::{dev, server};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 mod commands;
 
@@ -149,8 +148,9 @@ fn main() -> ExitCode {
 /// Logs go straight to stdout, one write per line. A writer thread (tracing-appender, lossless)
 /// was measured against this and lost: more wake-ups, lower throughput, a p99 five times worse
 /// (BENCHMARKS.md); and once its buffer fills it blocks the same way.
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let filter = ccs_endpoint::log_filter::parse(std::env::var("RUST_LOG").ok().as_deref())
+        .map_err(anyhow::Error::msg)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
@@ -166,6 +166,7 @@ fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
+    Ok(())
 }
 
 /// `name=value` fields, values Debug-quoted (so caller text cannot forge a line), without the
@@ -204,7 +205,7 @@ fn prepare_dev(
 
 fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    init_logging(config.log.format);
+    init_logging(config.log.format)?;
     let loaded = Loaded::from_config(config)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");

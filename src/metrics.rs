@@ -23,6 +23,14 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabel {
+    component: &'static str,
+}
+
+/// The reloadable parts, as `ccs_reloads_total` and `ccs_last_reload_successful` name them.
+pub const COMPONENTS: [&str; 3] = ["keys", "trust", "tls"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     component: &'static str,
     result: &'static str,
@@ -48,6 +56,7 @@ pub struct Metrics {
     latency: Histogram,
     rejections: Family<ReasonLabel, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    reload_ok: Family<ComponentLabel, Gauge<i64, AtomicI64>>,
     last_poll: Family<InstanceLabel, TimeGauge>,
     db_cert_not_after: Family<InstanceLabel, TimeGauge>,
     server_cert_not_after: TimeGauge,
@@ -99,6 +108,19 @@ impl Metrics {
             "Reloads of the key store, trust roots and server certificate, by result",
             reloads.clone(),
         );
+        let reload_ok = Family::<ComponentLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "ccs_last_reload_successful",
+            "1 when the last load of the component succeeded, 0 while it is failing (alert on this)",
+            reload_ok.clone(),
+        );
+        // Every series exists from the start, so increase() sees the first failure.
+        for component in COMPONENTS {
+            for result in ["ok", "failed"] {
+                let _ = reloads.get_or_create(&ReloadLabels { component, result });
+            }
+            reload_ok.get_or_create(&ComponentLabel { component }).set(1);
+        }
         let last_poll = Family::<InstanceLabel, TimeGauge>::default();
         registry.register(
             "ccs_last_successful_poll_timestamp_seconds",
@@ -160,6 +182,7 @@ impl Metrics {
             latency,
             rejections,
             reloads,
+            reload_ok,
             last_poll,
             db_cert_not_after,
             server_cert_not_after,
@@ -212,6 +235,9 @@ impl Metrics {
         self.reloads
             .get_or_create(&ReloadLabels { component, result })
             .inc();
+        self.reload_ok
+            .get_or_create(&ComponentLabel { component })
+            .set(i64::from(ok));
     }
 
     /// The server certificate now presented.

@@ -458,3 +458,21 @@ fn the_docker_build_context_holds_everything_the_build_needs() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_rust_log_that_would_hide_every_line_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
+    let output = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "verbose")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("RUST_LOG: `verbose` is neither a level"),
+        "{stderr}"
+    );
+}
