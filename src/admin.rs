@@ -43,6 +43,15 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         );
     }
     let keys = Arc::clone(&state.snapshot.load().keys);
+    if let Some(why) = keys.withheld() {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "status": "not ready",
+                "reason": format!("keys answer 503: the key store failed to load: {why}"),
+            }),
+        );
+    }
     let health = if keys.blocking() {
         tokio::task::spawn_blocking(move || keys.health())
             .await

@@ -1,7 +1,10 @@
 //! Hot reload of the key store, the trust roots and the server's TLS identity, on SIGHUP, on a
 //! change in their directories (so the symlink swap of a Kubernetes Secret is seen), and by a
-//! slow poll as a fallback. Each part is loaded whole and swapped atomically; a part that fails
-//! to load keeps its last good state, and the failure is logged and counted.
+//! slow poll as a fallback. Each part is loaded whole and swapped atomically, once its files
+//! have stopped changing (a slow, non-atomic rewrite is never loaded half-written). A part that
+//! fails to load is logged and counted, and follows PRODUCT.md §7: the TLS identity keeps its
+//! last good state; a key store that fails answers 503 for its keys, except for the withdrawals
+//! that can be read (see `keystore::Withheld`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,7 +15,11 @@ use time::OffsetDateTime;
 
 use crate::cert::TrustStore;
 use crate::config::Config;
-use crate::keystore::{Condition, KeySource, KeyState, Permissions};
+use zeroize::Zeroizing;
+
+use crate::keystore::{
+    Condition, KeySource, KeyState, KeyStore, Permissions, Withdrawals, Withheld,
+};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::tls::{self, CertSwitch};
@@ -21,6 +28,12 @@ use crate::tls::{self, CertSwitch};
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Files are also checked this often, for file systems that send no events.
 const POLL: Duration = Duration::from_secs(30);
+/// A changed file is loaded once it has not changed for this long...
+const SETTLE: Duration = Duration::from_millis(500);
+/// ...checked this often...
+const SETTLE_STEP: Duration = Duration::from_millis(100);
+/// ...but a file that keeps changing is loaded after this anyway (and judged as it is).
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
@@ -86,6 +99,8 @@ pub struct Reloader {
     state: Arc<AppState>,
     cert: Arc<CertSwitch>,
     stamps: Mutex<HashMap<PathBuf, Stamp>>,
+    /// The last key store that loaded (a failed reload withholds on top of it).
+    last_good_keys: Mutex<Arc<dyn KeyStore>>,
 }
 
 impl Reloader {
@@ -104,12 +119,14 @@ impl Reloader {
                 (f, s)
             })
             .collect();
+        let last_good_keys = Mutex::new(Arc::clone(&state.snapshot.load().keys));
         Self {
             config,
             source,
             state,
             cert,
             stamps: Mutex::new(stamps),
+            last_good_keys,
         }
     }
 
@@ -139,19 +156,16 @@ impl Reloader {
         for part in Part::ALL {
             let files = part.files(&self.config);
             let changed = {
-                let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-                let mut changed = false;
-                for file in &files {
-                    let now = stamp(file);
-                    if stamps.get(file) != Some(&now) {
-                        changed = true;
-                        stamps.insert(file.clone(), now);
-                    }
-                }
-                changed
+                let stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+                files.iter().any(|f| stamps.get(f) != Some(&stamp(f)))
             };
             if !(changed || force) {
                 continue;
+            }
+            if changed {
+                let settled = settle(&files);
+                let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+                stamps.extend(settled);
             }
             let component = part.name();
             match self.reload_part(part) {
@@ -174,20 +188,31 @@ impl Reloader {
         match part {
             Part::Keys => {
                 let path = &config.keys.file;
-                let permissions = Permissions::of(path)
-                    .map_err(|e| format!("key store {}: {e}", path.display()))?;
-                if let Some(warning) = permissions
-                    .verdict(path, config.keys.allow_insecure_permissions)
-                    .map_err(|e| e.to_string())?
-                {
-                    tracing::warn!(%warning, "key store permissions");
-                }
-                let store = self.source.load(path).map_err(|e| e.to_string())?;
+                let loaded = self.load_keys(path);
                 let old = self.state.snapshot.load().keys.list();
+                let (store, result): (Arc<dyn KeyStore>, _) = match loaded {
+                    Ok(store) => {
+                        *self.last_good_keys.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Arc::clone(&store);
+                        (store, Ok(()))
+                    }
+                    Err(error) => {
+                        // What the refused file withdraws is applied; the rest answers 503.
+                        let withdrawals = std::fs::read_to_string(path)
+                            .map(Zeroizing::new)
+                            .map(|text| Withdrawals::read(&text))
+                            .unwrap_or_default();
+                        let last_good =
+                            Arc::clone(&self.last_good_keys.lock().unwrap_or_else(|e| e.into_inner()));
+                        let withheld = Withheld::new(last_good, withdrawals, error.clone());
+                        (Arc::new(withheld), Err(error))
+                    }
+                };
                 let new = store.list();
                 audit_key_changes(&old, &new);
                 record_key_states(&self.state.metrics, &new);
                 self.state.set_keys(store);
+                return result;
             }
             Part::Trust => {
                 let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)
@@ -205,6 +230,43 @@ impl Reloader {
         }
         Ok(())
     }
+}
+
+impl Reloader {
+    /// The key-store file, judged and loaded with the configured backend.
+    fn load_keys(&self, path: &Path) -> Result<Arc<dyn KeyStore>, String> {
+        let permissions =
+            Permissions::of(path).map_err(|e| format!("key store {}: {e}", path.display()))?;
+        if let Some(warning) = permissions
+            .verdict(path, self.config.keys.allow_insecure_permissions)
+            .map_err(|e| e.to_string())?
+        {
+            tracing::warn!(%warning, "key store permissions");
+        }
+        self.source.load(path).map_err(|e| e.to_string())
+    }
+}
+
+/// Waits until none of `files` has changed for [`SETTLE`] (at most [`SETTLE_MAX`]); returns
+/// their stamps then.
+fn settle(files: &[PathBuf]) -> Vec<(PathBuf, Stamp)> {
+    let read = || -> Vec<(PathBuf, Stamp)> { files.iter().map(|f| (f.clone(), stamp(f))).collect() };
+    let started = std::time::Instant::now();
+    let mut last = read();
+    let mut quiet_since = std::time::Instant::now();
+    while quiet_since.elapsed() < SETTLE {
+        if started.elapsed() >= SETTLE_MAX {
+            tracing::warn!(files = ?files, "files still changing after {SETTLE_MAX:?}; loading them as they are");
+            break;
+        }
+        std::thread::sleep(SETTLE_STEP);
+        let now = read();
+        if now != last {
+            last = now;
+            quiet_since = std::time::Instant::now();
+        }
+    }
+    last
 }
 
 /// Sets `ccs_keys{state}`.

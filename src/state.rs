@@ -80,7 +80,10 @@ impl AppState {
     /// `validUntil`) even while the token is down. A disabled key is never carried (404), and the
     /// file backend starts empty as before.
     pub fn set_keys(&self, keys: Arc<dyn KeyStore>) {
-        let carried: HashMap<(InstanceName, KeyId), KeyState> = if keys.blocking() {
+        // A withheld store carries nothing: its keys answer from their state or not at all.
+        let carried: HashMap<(InstanceName, KeyId), KeyState> = if keys.blocking()
+            && keys.withheld().is_none()
+        {
             keys.list()
                 .into_iter()
                 .filter(|k| !k.disabled)

@@ -92,60 +92,6 @@ async fn a_rotated_key_is_served_with_no_failed_request_under_load() {
 }
 
 #[tokio::test]
-async fn a_corrupt_key_store_keeps_serving_the_old_keys_and_counts_a_failed_reload() {
-    let key = Key::new("ccsdemo", 1);
-    let secret = key.secret.clone();
-    let server = TestServer::start(&[key], "").await;
-    let cert = db_cert("ccsdemo");
-    let h = header(&cert);
-    let keys = server.dir.path().join("keys.toml");
-    let failed = |n: f64| {
-        let server = &server;
-        async move {
-            let (_, m) = server.admin_get("/metrics").await;
-            sample(
-                &m,
-                "ccs_reloads_total{component=\"keys\",result=\"failed\"}",
-            ) == Some(n)
-        }
-    };
-    // Not TOML; then a duplicate; then readable by everyone: three failed reloads.
-    replace_file(&keys, "[[key]\ninstance = ");
-    wait_until("a failed reload", || failed(1.0)).await;
-    let dup = random_secret_hex();
-    replace_file(
-        &keys,
-        &key_store(&[("ccsdemo", 1, &dup, ""), ("ccsdemo", 1, &dup, "")]),
-    );
-    wait_until("a second failed reload", || failed(2.0)).await;
-    replace_file(&keys, &key_store(&[("ccsdemo", 1, &dup, "")]));
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    server.reloader.reload(true, "test");
-    wait_until("a third failed reload", || failed(3.0)).await;
-    for _ in 0..3 {
-        let reply = server.get("/kek/ccsdemo/1", Some(&h)).await;
-        assert_eq!(reply.status, 200);
-        let got = unwrap_with(&cert, reply.json()["wrappedKey"].as_str().unwrap(), false);
-        assert!(
-            got == secret.as_bytes(),
-            "the last good key is still served"
-        );
-    }
-    // A good file again: served.
-    replace_file(
-        &keys,
-        &key_store(&[("ccsdemo", 1, &dup, "disabled = true")]),
-    );
-    wait_until("the fixed store", || async {
-        server.get("/kek/ccsdemo/1", Some(&h)).await.status == 404
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn a_renewed_server_certificate_is_presented_to_new_connections() {
     let server = TestServer::start(&[Key::new("ccsdemo", 1)], "").await;
     let first = server.get("/healthz", None).await.server_cert.unwrap();

@@ -55,6 +55,7 @@ impl Failure {
             Failure::Method => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Cert(_) => StatusCode::UNAUTHORIZED,
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => StatusCode::NOT_FOUND,
+            Failure::Key(LookupError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -72,6 +73,7 @@ impl Failure {
             Failure::Key(LookupError::Disabled) => "key_disabled",
             Failure::Key(LookupError::Wrap(_)) => "wrap_failed",
             Failure::Key(LookupError::Backend(_)) => "key_backend_failed",
+            Failure::Key(LookupError::Unavailable(_)) => "key_state_unknown",
             Failure::Internal(_) => "internal",
         }
     }
@@ -98,13 +100,16 @@ impl Failure {
             Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
                 format!("An internal error occurred; quote error id {request_id} when reporting it")
             }
+            Failure::Key(LookupError::Unavailable(_)) => format!(
+                "The current state of this key cannot be confirmed (the endpoint's key store failed to load); try again later, quoting error id {request_id} if it persists"
+            ),
         }
     }
 
     fn detail(&self) -> Option<String> {
         match self {
             Failure::Key(LookupError::Wrap(e)) => Some(e.to_string()),
-            Failure::Key(LookupError::Backend(e)) => Some(e.clone()),
+            Failure::Key(LookupError::Backend(e) | LookupError::Unavailable(e)) => Some(e.clone()),
             Failure::Internal(detail) => Some(detail.clone()),
             _ => None,
         }

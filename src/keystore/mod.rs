@@ -20,7 +20,9 @@ use crate::secret::{Kcv, Secret};
 use crate::wrap::{self, RecipientKey, WrapOptions};
 
 mod permissions;
+mod withheld;
 pub use permissions::Permissions;
+pub use withheld::{Withdrawals, Withheld};
 
 /// What a store knows about a key, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,9 @@ pub enum LookupError {
     /// The backend (a PKCS#11 token) failed; the detail goes to the log only.
     #[error("key backend: {0}")]
     Backend(String),
+    /// The key's current state cannot be known: the key store failed to load (the reason).
+    #[error("key state unknown: {0}")]
+    Unavailable(String),
 }
 
 /// A backend that holds keys and wraps them for a recipient.
@@ -112,6 +117,11 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Whether the backend can wrap right now, by a real operation where it has one.
     fn health(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Why keys are withheld (answer 503), when the key store failed to load; see [`Withheld`].
+    fn withheld(&self) -> Option<&str> {
+        None
     }
 }
 

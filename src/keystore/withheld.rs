@@ -1,0 +1,268 @@
+//! The key store after a reload that failed (PRODUCT.md §7: doubt answers 503, never 404, never
+//! a stale 200). What can be read of the refused file's withdrawals — a `disabled` flag however
+//! it was typed, a `not_after`, an entry removed — is applied at once; the last good state's own
+//! withdrawals stay; every other key answers 503 until a good file loads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use toml::Value;
+
+use super::{parse_time, KeyState, KeyStore, LookupError, Wrapped};
+use crate::protocol::{InstanceName, KeyId};
+use crate::wrap::{RecipientKey, WrapOptions};
+
+type Id = (InstanceName, KeyId);
+
+/// The withdrawals that can be read from a key-store file that was refused.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Withdrawals {
+    disabled: BTreeSet<Id>,
+    not_after: BTreeMap<Id, OffsetDateTime>,
+    /// Every key the file names, when every entry could be identified; otherwise removals
+    /// cannot be told apart from entries that did not read, and none is inferred.
+    present: Option<BTreeSet<Id>>,
+}
+
+impl Withdrawals {
+    /// Reads leniently what `text` withdraws. Text that is not TOML withdraws nothing (and
+    /// infers no removal).
+    pub fn read(text: &str) -> Self {
+        let Ok(mut table) = text.parse::<toml::Table>() else {
+            return Self::default();
+        };
+        let entries = match table.remove("key") {
+            Some(Value::Array(entries)) => entries,
+            None => Vec::new(),
+            Some(_) => return Self::default(),
+        };
+        let mut read = Self {
+            present: Some(BTreeSet::new()),
+            ..Self::default()
+        };
+        for entry in entries {
+            let Value::Table(entry) = entry else {
+                read.present = None;
+                continue;
+            };
+            let Some(id) = identity(&entry) else {
+                read.present = None;
+                continue;
+            };
+            if entry.iter().any(|(name, value)| disables(name, value)) {
+                read.disabled.insert(id.clone());
+            }
+            let not_after = entry
+                .iter()
+                .filter(|(name, _)| normalised(name) == "notafter")
+                .find_map(|(_, value)| match value {
+                    Value::String(s) => parse_time(s).ok(),
+                    Value::Datetime(d) => parse_time(&d.to_string()).ok(),
+                    _ => None,
+                });
+            if let Some(t) = not_after {
+                read.not_after.insert(id.clone(), t);
+            }
+            if let Some(present) = &mut read.present {
+                present.insert(id);
+            }
+        }
+        read
+    }
+
+    fn removed(&self, id: &Id) -> bool {
+        self.present.as_ref().is_some_and(|p| !p.contains(id))
+    }
+}
+
+/// `(instance, key_id)` of an entry, read leniently (a key id may be quoted).
+fn identity(entry: &toml::Table) -> Option<Id> {
+    let instance = match entry.get("instance")? {
+        Value::String(s) => InstanceName::parse(s).ok()?,
+        _ => return None,
+    };
+    let key_id = match entry.get("key_id")? {
+        Value::Integer(n) => KeyId::try_from(*n).ok()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some((instance, key_id))
+}
+
+/// A field name without case, `_` or `-`.
+fn normalised(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether a field reads as "this key is disabled": `disabled`/`disable` (any case) set to
+/// something true, or `enabled` set to something false.
+fn disables(name: &str, value: &Value) -> bool {
+    let truthy = match value {
+        Value::Boolean(b) => Some(*b),
+        Value::Integer(n) => Some(*n != 0),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Some(true),
+            "false" | "no" | "0" | "off" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    match normalised(name).as_str() {
+        "disabled" | "disable" => truthy == Some(true),
+        "enabled" | "enable" => truthy == Some(false),
+        _ => false,
+    }
+}
+
+/// The keys as served while the key store fails to load.
+pub struct Withheld {
+    last_good: Arc<dyn KeyStore>,
+    withdrawals: Withdrawals,
+    /// Why the file was refused (names the file, entry and field; never a secret).
+    reason: String,
+}
+
+impl Withheld {
+    /// `last_good` is the last store that loaded; `withdrawals` what the refused file withdraws.
+    pub fn new(last_good: Arc<dyn KeyStore>, withdrawals: Withdrawals, reason: String) -> Self {
+        Self {
+            last_good,
+            withdrawals,
+            reason,
+        }
+    }
+
+    /// The state a key has here: `None` when it is withdrawn by removal.
+    fn state(&self, last: &KeyState) -> Option<KeyState> {
+        let id = (last.instance.clone(), last.key_id);
+        if self.withdrawals.removed(&id) {
+            return None;
+        }
+        let mut state = last.clone();
+        state.disabled |= self.withdrawals.disabled.contains(&id);
+        if let Some(t) = self.withdrawals.not_after.get(&id) {
+            state.not_after = Some(state.not_after.map_or(*t, |old| old.min(*t)));
+        }
+        Some(state)
+    }
+
+    fn unavailable(&self) -> LookupError {
+        LookupError::Unavailable(self.reason.clone())
+    }
+}
+
+impl KeyStore for Withheld {
+    fn wrap_for(
+        &self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        recipient: &RecipientKey,
+        options: WrapOptions,
+    ) -> Result<Wrapped, LookupError> {
+        let id = (instance.clone(), key_id);
+        if self.withdrawals.disabled.contains(&id) {
+            return Err(LookupError::Disabled);
+        }
+        if self.withdrawals.removed(&id) {
+            return Err(LookupError::NotFound);
+        }
+        let last = self
+            .last_good
+            .list()
+            .into_iter()
+            .find(|k| k.instance == *instance && k.key_id == key_id);
+        // A key the last good store did not have: whether the refused file adds it is unknown.
+        let Some(state) = last.and_then(|last| self.state(&last)) else {
+            return Err(self.unavailable());
+        };
+        if state.disabled {
+            return Err(LookupError::Disabled);
+        }
+        // Only the hard kill switch is answered: a `validUntil` that has passed.
+        match state.not_after {
+            Some(t) if t <= OffsetDateTime::now_utc() => {
+                let mut wrapped = self
+                    .last_good
+                    .wrap_for(instance, key_id, recipient, options)?;
+                wrapped.state = state;
+                Ok(wrapped)
+            }
+            _ => Err(self.unavailable()),
+        }
+    }
+
+    fn list(&self) -> Vec<KeyState> {
+        self.last_good
+            .list()
+            .iter()
+            .filter_map(|k| self.state(k))
+            .collect()
+    }
+
+    fn blocking(&self) -> bool {
+        self.last_good.blocking()
+    }
+
+    fn health(&self) -> Result<(), String> {
+        self.last_good.health()
+    }
+
+    fn withheld(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(instance: &str, key_id: KeyId) -> Id {
+        (
+            InstanceName::parse(instance).unwrap_or_else(|e| panic!("{e}")),
+            key_id,
+        )
+    }
+
+    #[test]
+    fn withdrawals_are_read_however_they_were_typed() {
+        let text = r#"
+            [[key]]
+            instance = "a"
+            key_id = 1
+            disable = true
+            [[key]]
+            instance = "b"
+            key_id = "2"
+            Disabled = "yes"
+            [[key]]
+            instance = "c"
+            key_id = 3
+            enabled = false
+            not-after = "2020-01-01T00:00:00Z"
+            [[key]]
+            instance = "d"
+            key_id = 4
+            disabled = false
+            secret = "not checked here"
+        "#;
+        let w = Withdrawals::read(text);
+        assert!(w.disabled.contains(&id("a", 1)));
+        assert!(w.disabled.contains(&id("b", 2)));
+        assert!(w.disabled.contains(&id("c", 3)));
+        assert!(!w.disabled.contains(&id("d", 4)));
+        assert!(w.not_after.contains_key(&id("c", 3)));
+        assert!(w.removed(&id("e", 1)), "a key the file no longer names");
+        assert!(!w.removed(&id("d", 4)));
+    }
+
+    #[test]
+    fn no_removal_is_inferred_when_an_entry_cannot_be_identified() {
+        let w = Withdrawals::read("[[key]]\ninstance = \"a\"\nkey_id = 1\n[[key]]\nkey_id = 2\n");
+        assert!(!w.removed(&id("z", 9)));
+        assert_eq!(Withdrawals::read("[[key]\nnot toml"), Withdrawals::default());
+    }
+}
