@@ -42,7 +42,17 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             &serde_json::json!({"status": "not ready"}),
         );
     }
-    let keys = Arc::clone(&state.snapshot.load().keys);
+    let snapshot = state.snapshot.load_full();
+    if let Some(why) = snapshot.trust.roots().iter().find_map(|r| r.doubt.as_ref()) {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "status": "not ready",
+                "reason": format!("certificates of roots in doubt answer 503: {why}"),
+            }),
+        );
+    }
+    let keys = Arc::clone(&snapshot.keys);
     if let Some(why) = keys.withheld() {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,

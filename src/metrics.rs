@@ -119,7 +119,9 @@ impl Metrics {
             for result in ["ok", "failed"] {
                 let _ = reloads.get_or_create(&ReloadLabels { component, result });
             }
-            reload_ok.get_or_create(&ComponentLabel { component }).set(1);
+            reload_ok
+                .get_or_create(&ComponentLabel { component })
+                .set(1);
         }
         let last_poll = Family::<InstanceLabel, TimeGauge>::default();
         registry.register(

@@ -94,7 +94,11 @@ fn stamp(path: &Path) -> Stamp {
 
 /// Reloads the parts of a running server from the files its configuration names.
 pub struct Reloader {
-    config: Config,
+    /// The configuration as started, with `[trust]` as last re-read on SIGHUP.
+    config: Mutex<Config>,
+    /// Why the configuration failed to re-read on the last SIGHUP: every root is in doubt until
+    /// it reads again.
+    config_doubt: Mutex<Option<String>>,
     source: KeySource,
     state: Arc<AppState>,
     cert: Arc<CertSwitch>,
@@ -121,7 +125,8 @@ impl Reloader {
             .collect();
         let last_good_keys = Mutex::new(Arc::clone(&state.snapshot.load().keys));
         Self {
-            config,
+            config: Mutex::new(config),
+            config_doubt: Mutex::new(None),
             source,
             state,
             cert,
@@ -130,11 +135,20 @@ impl Reloader {
         }
     }
 
+    /// The configuration in force.
+    fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The directories whose changes may mean a reload.
     pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let config = self.config();
         let mut dirs: Vec<PathBuf> = Part::ALL
             .iter()
-            .flat_map(|p| p.files(&self.config))
+            .flat_map(|p| p.files(&config))
             .filter_map(|f| f.parent().map(Path::to_owned))
             .map(|d| {
                 if d.as_os_str().is_empty() {
@@ -152,9 +166,13 @@ impl Reloader {
     /// Reloads every part whose files changed, or every part when `force`d (SIGHUP).
     /// Returns how many parts failed.
     pub fn reload(&self, force: bool, trigger: &'static str) -> usize {
+        if trigger == "sighup" {
+            self.reread_config();
+        }
+        let config = self.config();
         let mut failed = 0;
         for part in Part::ALL {
-            let files = part.files(&self.config);
+            let files = part.files(&config);
             let changed = {
                 let stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
                 files.iter().any(|f| stamps.get(f) != Some(&stamp(f)))
@@ -168,7 +186,7 @@ impl Reloader {
                 stamps.extend(settled);
             }
             let component = part.name();
-            match self.reload_part(part) {
+            match self.reload_part(part, &config) {
                 Ok(()) => {
                     self.state.metrics.reload(component, true);
                     tracing::info!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "ok", "reloaded");
@@ -183,8 +201,29 @@ impl Reloader {
         failed
     }
 
-    fn reload_part(&self, part: Part) -> Result<(), String> {
-        let config = &self.config;
+    /// Re-reads the configuration file (SIGHUP): `[trust]` takes effect; a change anywhere else
+    /// is named as needing a restart; a file that fails to read puts every root in doubt.
+    fn reread_config(&self) {
+        let path = self.config().path;
+        match Config::load(&path) {
+            Ok(new) => {
+                let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+                let restart = config.changed_sections(&new);
+                if !restart.is_empty() {
+                    tracing::warn!(config = %path.display(), sections = ?restart, "SIGHUP: these sections changed and take effect only after a restart; [trust] is applied now");
+                }
+                config.trust = new.trust;
+                *self.config_doubt.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            Err(e) => {
+                *self.config_doubt.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "the configuration failed to re-read on SIGHUP ({e}), so [trust] roots cannot be known"
+                ));
+            }
+        }
+    }
+
+    fn reload_part(&self, part: Part, config: &Config) -> Result<(), String> {
         match part {
             Part::Keys => {
                 let path = &config.keys.file;
@@ -192,8 +231,10 @@ impl Reloader {
                 let old = self.state.snapshot.load().keys.list();
                 let (store, result): (Arc<dyn KeyStore>, _) = match loaded {
                     Ok(store) => {
-                        *self.last_good_keys.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Arc::clone(&store);
+                        *self
+                            .last_good_keys
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Arc::clone(&store);
                         (store, Ok(()))
                     }
                     Err(error) => {
@@ -202,8 +243,12 @@ impl Reloader {
                             .map(Zeroizing::new)
                             .map(|text| Withdrawals::read(&text))
                             .unwrap_or_default();
-                        let last_good =
-                            Arc::clone(&self.last_good_keys.lock().unwrap_or_else(|e| e.into_inner()));
+                        let last_good = Arc::clone(
+                            &self
+                                .last_good_keys
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner()),
+                        );
                         let withheld = Withheld::new(last_good, withdrawals, error.clone());
                         (Arc::new(withheld), Err(error))
                     }
@@ -215,10 +260,26 @@ impl Reloader {
                 return result;
             }
             Part::Trust => {
-                let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)
-                    .map_err(|e| e.to_string())?;
+                let previous = Arc::clone(&self.state.snapshot.load().trust);
+                let doubt = self
+                    .config_doubt
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let (trust, errors) = match doubt {
+                    Some(why) => (TrustStore::in_doubt(&previous, &why), vec![why]),
+                    None => TrustStore::reload(
+                        &config.trust.roots,
+                        config.trust.min_rsa_bits,
+                        &previous,
+                    ),
+                };
                 record_roots(&self.state.metrics, &trust);
+                warn_expired_roots(&trust);
                 self.state.set_trust(Arc::new(trust));
+                if !errors.is_empty() {
+                    return Err(errors.join("; "));
+                }
             }
             Part::Tls => {
                 let identity = tls::load_identity(&config.tls.cert, &config.tls.key)
@@ -238,7 +299,7 @@ impl Reloader {
         let permissions =
             Permissions::of(path).map_err(|e| format!("key store {}: {e}", path.display()))?;
         if let Some(warning) = permissions
-            .verdict(path, self.config.keys.allow_insecure_permissions)
+            .verdict(path, self.config().keys.allow_insecure_permissions)
             .map_err(|e| e.to_string())?
         {
             tracing::warn!(%warning, "key store permissions");
@@ -250,7 +311,8 @@ impl Reloader {
 /// Waits until none of `files` has changed for [`SETTLE`] (at most [`SETTLE_MAX`]); returns
 /// their stamps then.
 fn settle(files: &[PathBuf]) -> Vec<(PathBuf, Stamp)> {
-    let read = || -> Vec<(PathBuf, Stamp)> { files.iter().map(|f| (f.clone(), stamp(f))).collect() };
+    let read =
+        || -> Vec<(PathBuf, Stamp)> { files.iter().map(|f| (f.clone(), stamp(f))).collect() };
     let started = std::time::Instant::now();
     let mut last = read();
     let mut quiet_since = std::time::Instant::now();
@@ -281,6 +343,14 @@ pub fn record_key_states(metrics: &Metrics, keys: &[KeyState]) {
         }
     }
     metrics.key_states(active, disabled, expired);
+}
+
+/// Logs every configured root whose validity has ended (the certificates it issued are refused).
+pub fn warn_expired_roots(trust: &TrustStore) {
+    let now = OffsetDateTime::now_utc();
+    for root in trust.roots().iter().filter(|r| r.not_after < now) {
+        tracing::warn!(root = %root.subject, file = %root.file.display(), not_after = %root.not_after, "trust root has expired: the certificates it issued are refused");
+    }
 }
 
 /// Sets the earliest root expiry.

@@ -92,8 +92,7 @@ impl Activity {
                 self.idle_since() + limit
             };
             tokio::time::sleep_until(deadline.into()).await;
-            if self.in_flight.load(Ordering::SeqCst) == 0 && self.idle_since().elapsed() >= limit
-            {
+            if self.in_flight.load(Ordering::SeqCst) == 0 && self.idle_since().elapsed() >= limit {
                 return;
             }
         }

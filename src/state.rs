@@ -81,17 +81,16 @@ impl AppState {
     /// file backend starts empty as before.
     pub fn set_keys(&self, keys: Arc<dyn KeyStore>) {
         // A withheld store carries nothing: its keys answer from their state or not at all.
-        let carried: HashMap<(InstanceName, KeyId), KeyState> = if keys.blocking()
-            && keys.withheld().is_none()
-        {
-            keys.list()
-                .into_iter()
-                .filter(|k| !k.disabled)
-                .map(|k| ((k.instance.clone(), k.key_id), k))
-                .collect()
-        } else {
-            HashMap::new()
-        };
+        let carried: HashMap<(InstanceName, KeyId), KeyState> =
+            if keys.blocking() && keys.withheld().is_none() {
+                keys.list()
+                    .into_iter()
+                    .filter(|k| !k.disabled)
+                    .map(|k| ((k.instance.clone(), k.key_id), k))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
         self.snapshot.rcu(|old| {
             let next = Snapshot::new(Arc::clone(&old.trust), Arc::clone(&keys));
             for (cert_key, wrapped) in old.wrapped.entries() {

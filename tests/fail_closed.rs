@@ -50,14 +50,21 @@ async fn a_refused_key_store_applies_what_it_withdraws_and_withholds_the_rest() 
     let server = TestServer::start(&[Key::new("alpha", 1), Key::new("beta", 1)], "").await;
     let keys = server.dir.path().join("keys.toml");
     let good = |a_extra: &str, b_extra: &str| {
-        format!("{}{}", entry("alpha", &a, a_extra), entry("beta", &b, b_extra))
+        format!(
+            "{}{}",
+            entry("alpha", &a, a_extra),
+            entry("beta", &b, b_extra)
+        )
     };
     replace_file(&keys, &good("", ""));
     becomes(&server, "alpha", 200).await;
     assert_eq!(keys_gauge(&server).await, Some(1.0));
     let (_, m) = server.admin_get("/metrics").await;
     assert_eq!(
-        sample(&m, "ccs_reloads_total{component=\"keys\",result=\"failed\"}"),
+        sample(
+            &m,
+            "ccs_reloads_total{component=\"keys\",result=\"failed\"}"
+        ),
         Some(0.0),
         "the failed series exists before the first failure"
     );
@@ -163,6 +170,161 @@ async fn a_slow_non_atomic_rewrite_never_serves_a_disabled_key() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     writer.await.unwrap();
-    assert_eq!(statuses.get(&200), None, "served during the rewrite: {statuses:?}");
+    assert_eq!(
+        statuses.get(&200),
+        None,
+        "served during the rewrite: {statuses:?}"
+    );
     becomes(&server, "ccsdemo", 404).await;
+}
+
+/// A poll for ccsdemo/1 with a certificate from `root`: its status, waiting (up to 15 s) for
+/// `want`.
+async fn cert_becomes(server: &TestServer, root: &ccs_endpoint::pki::Issued, want: u16) -> Reply {
+    let cert = ccs_endpoint::pki::database(root, "ccsdemo").unwrap();
+    let h = header(&cert);
+    let started = Instant::now();
+    loop {
+        let reply = server.get("/kek/ccsdemo/1", Some(&h)).await;
+        if reply.status == want {
+            return reply;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still {} ({}) instead of {want}",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn trust_gauge(server: &TestServer) -> Option<f64> {
+    let (_, m) = server.admin_get("/metrics").await;
+    sample(&m, "ccs_last_reload_successful{component=\"trust\"}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_trust_root_is_withdrawn_without_a_restart() {
+    let p = pki();
+    let server = TestServer::start(&[Key::new("ccsdemo", 1)], "").await;
+    let dir = server.dir.path();
+    cert_becomes(&server, &p.root_a, 200).await;
+    cert_becomes(&server, &p.root_b, 200).await;
+
+    // Emptied: root B's certificates are refused at once; root A's still served.
+    std::fs::write(dir.join("root-b.pem"), "").unwrap();
+    let reply = cert_becomes(&server, &p.root_b, 401).await;
+    assert!(
+        reply
+            .error()
+            .contains("not issued by a configured trust root"),
+        "{}",
+        reply.body
+    );
+    cert_becomes(&server, &p.root_a, 200).await;
+    assert_eq!(
+        trust_gauge(&server).await,
+        Some(0.0),
+        "an emptied root file is alertable"
+    );
+    // Back, then deleted.
+    std::fs::write(
+        dir.join("root-b.pem"),
+        format!("{}{}", p.root_b.cert_pem(), p.intermediate.cert_pem()),
+    )
+    .unwrap();
+    cert_becomes(&server, &p.root_b, 200).await;
+    assert_eq!(trust_gauge(&server).await, Some(1.0));
+    std::fs::remove_file(dir.join("root-b.pem")).unwrap();
+    cert_becomes(&server, &p.root_b, 401).await;
+
+    // A root file that is there but cannot be read: its roots are in doubt (503), not served.
+    std::fs::write(
+        dir.join("root-a.pem"),
+        "-----BEGIN CERTIFICATE-----\ngarbage\n",
+    )
+    .unwrap();
+    let reply = cert_becomes(&server, &p.root_a, 503).await;
+    assert!(reply.json()["errorId"].is_string(), "{}", reply.body);
+    let (status, body) = server.admin_get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("root-a.pem"), "{body}");
+    std::fs::write(dir.join("root-a.pem"), p.root_a.cert_pem()).unwrap();
+    cert_becomes(&server, &p.root_a, 200).await;
+    assert_eq!(server.admin_get("/readyz").await.0, 200);
+
+    // Dropped from [trust] roots, then SIGHUP: withdrawn (root B's file is back, unlisted).
+    std::fs::write(
+        dir.join("root-b.pem"),
+        format!("{}{}", p.root_b.cert_pem(), p.intermediate.cert_pem()),
+    )
+    .unwrap();
+    server.reloader.reload(true, "sighup");
+    cert_becomes(&server, &p.root_b, 200).await;
+    let config = dir.join("ccs-endpoint.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "roots = [\"root-a.pem\", \"root-b.pem\"]",
+            "roots = [\"root-a.pem\"]",
+        ),
+    )
+    .unwrap();
+    server.reloader.reload(true, "sighup");
+    cert_becomes(&server, &p.root_b, 401).await;
+    cert_becomes(&server, &p.root_a, 200).await;
+
+    // A configuration that no longer parses on SIGHUP: the roots cannot be known, so 503.
+    std::fs::write(&config, format!("{text}\n[trust\n")).unwrap();
+    server.reloader.reload(true, "sighup");
+    cert_becomes(&server, &p.root_a, 503).await;
+    assert_eq!(server.admin_get("/readyz").await.0, 503);
+    std::fs::write(&config, &text).unwrap();
+    server.reloader.reload(true, "sighup");
+    cert_becomes(&server, &p.root_a, 200).await;
+    cert_becomes(&server, &p.root_b, 200).await;
+    assert_eq!(server.admin_get("/readyz").await.0, 200);
+}
+
+#[test]
+fn a_weak_rsa_root_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=weak root",
+        ])
+        .args([
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("weak.key"))
+        .arg("-out")
+        .arg(dir.path().join("root-b.pem"))
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (Debian package openssl) is needed: {e}"));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let error = ccs_endpoint::app::Loaded::from_file(&config)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("root-b.pem") && error.contains("RSA key of 1024 bits"),
+        "{error}"
+    );
 }

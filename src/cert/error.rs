@@ -24,6 +24,13 @@ pub enum CertError {
     UnknownIssuer { issuer: String },
     #[error("The database certificate is invalid: {0}")]
     Chain(String),
+    #[error("The database certificate is invalid: its trust root {root:?} expired on {}", rfc3339(.not_after))]
+    RootExpired {
+        root: String,
+        not_after: OffsetDateTime,
+    },
+    #[error("The database certificate is invalid: its subject Common Name {name} is outside the name constraints of its trust root {root:?}")]
+    NameConstraints { name: String, root: String },
     #[error("The database certificate is invalid: expired on {}", rfc3339(.0))]
     Expired(OffsetDateTime),
     #[error("The database certificate is invalid: not valid before {}", rfc3339(.0))]
@@ -58,6 +65,8 @@ impl CertError {
             CertError::NotX509(_) => "cert_not_x509",
             CertError::UnknownIssuer { .. } => "cert_unknown_issuer",
             CertError::Chain(_) => "cert_chain_invalid",
+            CertError::RootExpired { .. } => "cert_root_expired",
+            CertError::NameConstraints { .. } => "cert_name_constraints",
             CertError::Expired(_) => "cert_expired",
             CertError::NotYetValid(_) => "cert_not_yet_valid",
             CertError::NotRsa(_) => "cert_not_rsa",

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_lc_rs::digest::{digest, SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::public_key::PublicKey;
@@ -20,8 +21,10 @@ use crate::wrap::RecipientKey;
 
 mod error;
 mod header;
+mod roots;
 pub use error::CertError;
 pub use header::{decode_base64, decode_header, single_header};
+pub use roots::RootInfo;
 
 use crate::cache::BoundedCache;
 
@@ -57,6 +60,8 @@ pub struct VerifiedCert {
     pub not_after: OffsetDateTime,
     /// Subject of the configured root (or intermediate) that verified it.
     pub verified_by: String,
+    /// Why that root is in doubt (its file failed to reload): the request answers 503.
+    pub trust_doubt: Option<String>,
 }
 
 /// A refused certificate, with its identity when it parsed far enough to have one.
@@ -64,16 +69,6 @@ pub struct VerifiedCert {
 pub struct Rejected {
     pub identity: Option<CertIdentity>,
     pub error: CertError,
-}
-
-/// A configured root or intermediate, as `check` and the logs describe it.
-#[derive(Debug, Clone)]
-pub struct RootInfo {
-    pub subject: String,
-    pub not_after: OffsetDateTime,
-    pub sha256: String,
-    pub file: PathBuf,
-    spki: Vec<u8>,
 }
 
 /// Why the configured roots cannot be used.
@@ -104,73 +99,16 @@ impl fmt::Debug for TrustStore {
 }
 
 impl TrustStore {
-    /// Reads every certificate of every PEM file. Each must be a CA certificate; each becomes a
-    /// trust anchor, so an intermediate in the bundle is trusted to issue directly.
-    pub fn load(files: &[PathBuf], min_rsa_bits: usize) -> Result<Self, TrustError> {
-        let mut certs = Vec::new();
-        for file in files {
-            let err = |message: String| TrustError::File {
-                file: file.clone(),
-                message,
-            };
-            let mut found = 0;
-            let iter = CertificateDer::pem_file_iter(file).map_err(|e| err(e.to_string()))?;
-            for cert in iter {
-                certs.push((file.clone(), cert.map_err(|e| err(e.to_string()))?));
-                found += 1;
-            }
-            if found == 0 {
-                return Err(err("holds no PEM CERTIFICATE block".into()));
-            }
-        }
-        Self::from_certs(certs, min_rsa_bits)
-    }
-
-    /// Builds a store from DER certificates, each with the file it came from.
-    pub fn from_certs(
-        certs: Vec<(PathBuf, CertificateDer<'static>)>,
-        min_rsa_bits: usize,
-    ) -> Result<Self, TrustError> {
-        if certs.is_empty() {
-            return Err(TrustError::Empty);
-        }
-        let mut anchors = Vec::with_capacity(certs.len());
-        let mut roots = Vec::with_capacity(certs.len());
-        for (index, (file, der)) in certs.iter().enumerate() {
-            let err = |message: String| TrustError::File {
-                file: file.clone(),
-                message: format!("certificate {}: {message}", index + 1),
-            };
-            let (_, parsed) = x509_parser::parse_x509_certificate(der)
-                .map_err(|e| err(format!("not a parsable X.509 certificate: {e}")))?;
-            let subject = parsed.subject().to_string();
-            let is_ca = parsed
-                .basic_constraints()
-                .ok()
-                .flatten()
-                .is_some_and(|bc| bc.value.ca);
-            if !is_ca {
-                return Err(err(format!(
-                    "{subject:?} is not a CA certificate (basicConstraints CA:TRUE is missing): only roots and intermediates belong in [trust] roots"
-                )));
-            }
-            let anchor = webpki::anchor_from_trusted_cert(der)
-                .map_err(|e| err(format!("{subject:?} cannot be a trust anchor: {e}")))?;
-            roots.push(RootInfo {
-                subject,
-                not_after: asn1_time(parsed.validity().not_after),
-                sha256: sha256_hex(der),
-                file: file.clone(),
-                spki: anchor.subject_public_key_info.to_vec(),
-            });
-            anchors.push(anchor.to_owned());
-        }
-        Ok(Self {
+    /// A store over `roots` (those not in doubt first, so that webpki prefers them).
+    fn assemble(mut roots: Vec<roots::Root>, min_rsa_bits: usize) -> Self {
+        roots.sort_by_key(|r| r.info.doubt.is_some());
+        let (anchors, roots) = roots.into_iter().map(|r| (r.anchor, r.info)).unzip();
+        Self {
             anchors,
             roots,
             min_rsa_bits,
             cache: BoundedCache::new(CERT_CACHE_ENTRIES),
-        })
+        }
     }
 
     /// The configured roots and intermediates.
@@ -244,14 +182,27 @@ impl TrustStore {
                 rest.len()
             ))));
         }
-        let verified_by = self.verify_chain(der, &cert).map_err(reject)?;
+        let root = self.verify_chain(der, &cert).map_err(reject)?;
         let recipient = self.check_key(&cert).map_err(reject)?;
+        let common_name = common_name(&cert);
+        // webpki applies a root's DNS name constraints to the SAN only; the identity served on
+        // is the Common Name (`tse_<instance>`), so they bind it too.
+        if let Ok(cn) = &common_name {
+            if !root.permits_dns(cn) {
+                return Err(reject(CertError::NameConstraints {
+                    name: format!("{:?}", printable(cn)),
+                    root: root.subject.clone(),
+                }));
+            }
+        }
         Ok(Checked {
             not_before: asn1_time(cert.validity().not_before),
             not_after: asn1_time(cert.validity().not_after),
-            common_name: common_name(&cert),
+            common_name,
             recipient: Arc::new(recipient),
-            verified_by,
+            verified_by: root.subject.clone(),
+            root_not_after: root.not_after,
+            trust_doubt: root.doubt.clone(),
             identity,
         })
     }
@@ -261,7 +212,7 @@ impl TrustStore {
     /// The chain is judged at the certificate's own `notBefore`, and the validity window against
     /// the real clock afterwards (`check_validity`): webpki checks the window first, and a caller
     /// holding an expired certificate from a foreign issuer should hear about the issuer.
-    fn verify_chain(&self, der: &[u8], cert: &X509Certificate<'_>) -> Result<String, CertError> {
+    fn verify_chain(&self, der: &[u8], cert: &X509Certificate<'_>) -> Result<&RootInfo, CertError> {
         let der = CertificateDer::from(der);
         let ee = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| CertError::NotX509(describe_webpki(&e)))?;
@@ -290,13 +241,12 @@ impl TrustStore {
                 }
                 other => CertError::Chain(describe_webpki(&other)),
             })?;
-        let spki = path.anchor().subject_public_key_info.as_ref();
-        Ok(self
-            .roots
+        let anchor = path.anchor();
+        self.anchors
             .iter()
-            .find(|root| root.spki == spki)
-            .map(|root| root.subject.clone())
-            .unwrap_or_default())
+            .position(|a| a == anchor)
+            .and_then(|i| self.roots.get(i))
+            .ok_or_else(|| CertError::Chain("no configured root matches the chain's anchor".into()))
     }
 
     fn check_key(&self, cert: &X509Certificate<'_>) -> Result<RecipientKey, CertError> {
@@ -336,6 +286,8 @@ struct Checked {
     /// The one Common Name, or why there is none to compare.
     common_name: Result<String, String>,
     verified_by: String,
+    root_not_after: OffsetDateTime,
+    trust_doubt: Option<String>,
 }
 
 impl Checked {
@@ -355,6 +307,12 @@ impl Checked {
         if now > self.not_after {
             return Err(reject(CertError::Expired(self.not_after)));
         }
+        if now > self.root_not_after {
+            return Err(reject(CertError::RootExpired {
+                root: self.verified_by.clone(),
+                not_after: self.root_not_after,
+            }));
+        }
         let expected = instance.expected_common_name();
         let found = match &self.common_name {
             Ok(cn) if *cn == expected => {
@@ -363,6 +321,7 @@ impl Checked {
                     recipient: Arc::clone(&self.recipient),
                     not_after: self.not_after,
                     verified_by: self.verified_by.clone(),
+                    trust_doubt: self.trust_doubt.clone(),
                 })
             }
             Ok(cn) => format!("{:?}", printable(cn)),

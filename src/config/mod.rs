@@ -26,7 +26,7 @@ pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// The whole configuration, with every path made absolute.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
@@ -50,7 +50,7 @@ pub const SAAS_RANGES: [&str; 5] = [
 ];
 
 /// `[server]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// When set, only clients in these networks get past 403.
@@ -96,7 +96,7 @@ impl Default for Limits {
 }
 
 /// `[admin]`: the plain-HTTP listener for health and metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// `None` when `enabled = false`.
     pub listen: Option<SocketAddr>,
@@ -122,21 +122,21 @@ pub enum LogFormat {
 }
 
 /// `[tls]`: the server's own certificate chain and private key, PEM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 /// `[trust]`: who may ask.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustConfig {
     pub roots: Vec<PathBuf>,
     pub min_rsa_bits: usize,
 }
 
 /// `[keys]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysConfig {
     /// The key-store file: every key's state, and its secret unless the backend is PKCS#11.
     pub file: PathBuf,
@@ -205,6 +205,25 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The sections of `other` that differ from this one, by name, trust aside (`[trust]` is
+    /// reloaded on SIGHUP; the rest is read at start only).
+    pub fn changed_sections(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name, differs: bool| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        check("[server]", self.server != other.server);
+        check("[tls]", self.tls != other.tls);
+        check("[keys]", self.keys != other.keys);
+        check("[wrap]", self.wrap != other.wrap);
+        check("[limits]", self.limits != other.limits);
+        check("[admin]", self.admin != other.admin);
+        check("[log]", self.log != other.log);
+        changed
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -42,6 +42,8 @@ enum Failure {
     Path(PathError),
     Method,
     Cert(CertError),
+    /// The certificate's root is in doubt: its file failed to reload (the reason).
+    TrustInDoubt(String),
     Key(LookupError),
     /// The detail goes to the log only.
     Internal(String),
@@ -54,6 +56,7 @@ impl Failure {
             Failure::Path(_) => StatusCode::BAD_REQUEST,
             Failure::Method => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Cert(_) => StatusCode::UNAUTHORIZED,
+            Failure::TrustInDoubt(_) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => StatusCode::NOT_FOUND,
             Failure::Key(LookupError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
@@ -69,6 +72,7 @@ impl Failure {
             Failure::Path(_) => "bad_path",
             Failure::Method => "method_not_allowed",
             Failure::Cert(e) => e.reason(),
+            Failure::TrustInDoubt(_) => "trust_state_unknown",
             Failure::Key(LookupError::NotFound) => "key_not_found",
             Failure::Key(LookupError::Disabled) => "key_disabled",
             Failure::Key(LookupError::Wrap(_)) => "wrap_failed",
@@ -88,6 +92,9 @@ impl Failure {
             Failure::Path(e) => format!("Bad request: {e}"),
             Failure::Method => "Only GET is allowed on /kek/<instance>/<key_id>".into(),
             Failure::Cert(e) => e.to_string(),
+            Failure::TrustInDoubt(_) => format!(
+                "The issuer of this certificate cannot be confirmed (the endpoint's trust roots failed to reload); try again later, quoting error id {request_id} if it persists"
+            ),
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => format!(
                 "No active key for instance {}, key id {}",
                 record
@@ -109,7 +116,8 @@ impl Failure {
     fn detail(&self) -> Option<String> {
         match self {
             Failure::Key(LookupError::Wrap(e)) => Some(e.to_string()),
-            Failure::Key(LookupError::Backend(e) | LookupError::Unavailable(e)) => Some(e.clone()),
+            Failure::Key(LookupError::Backend(e) | LookupError::Unavailable(e))
+            | Failure::TrustInDoubt(e) => Some(e.clone()),
             Failure::Internal(detail) => Some(detail.clone()),
             _ => None,
         }
@@ -347,6 +355,9 @@ fn verify(
     record.cert = Some(verified.identity.clone());
     record.verified_by = Some(verified.verified_by.clone());
     record.cert_not_after = Some(verified.not_after);
+    if let Some(doubt) = &verified.trust_doubt {
+        return Err(Failure::TrustInDoubt(doubt.clone()));
+    }
     Ok(verified)
 }
 

@@ -263,6 +263,9 @@ mod tests {
     fn no_removal_is_inferred_when_an_entry_cannot_be_identified() {
         let w = Withdrawals::read("[[key]]\ninstance = \"a\"\nkey_id = 1\n[[key]]\nkey_id = 2\n");
         assert!(!w.removed(&id("z", 9)));
-        assert_eq!(Withdrawals::read("[[key]\nnot toml"), Withdrawals::default());
+        assert_eq!(
+            Withdrawals::read("[[key]\nnot toml"),
+            Withdrawals::default()
+        );
     }
 }

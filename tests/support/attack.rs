@@ -15,7 +15,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
 /// The HTTP/2 connection preface and an empty SETTINGS frame.
-pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+pub const H2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// A HEADERS frame on stream 1 for `GET /healthz` (HPACK: :method GET, :scheme https, :path as
 /// a literal). `complete = false` leaves END_HEADERS off: the head never completes.

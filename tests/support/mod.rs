@@ -397,4 +397,3 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
-
