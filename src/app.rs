@@ -207,7 +207,8 @@ impl Loaded {
         let policy = PeerPolicy::new(
             config.server.allow.clone(),
             config.server.trusted_proxies.clone(),
-        );
+        )
+        .with_proxy_protocol(config.server.proxy_protocol);
         let state = Arc::new(AppState::new(
             Arc::new(self.trust),
             self.keys,

@@ -19,6 +19,9 @@ pub struct ConnInfo {
 pub struct PeerPolicy {
     allow: Option<Vec<IpNet>>,
     trusted_proxies: Vec<IpNet>,
+    /// With the PROXY protocol the balancer names the client in its header; an
+    /// `X-Forwarded-For` can only have been written by the client then, and is never believed.
+    proxy_protocol: bool,
 }
 
 impl PeerPolicy {
@@ -27,7 +30,15 @@ impl PeerPolicy {
         Self {
             allow,
             trusted_proxies,
+            proxy_protocol: false,
         }
+    }
+
+    /// The same policy behind a balancer that speaks the PROXY protocol: `X-Forwarded-For` is
+    /// ignored.
+    pub fn with_proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
+        self
     }
 
     /// Whether `ip` is one of the trusted proxies.
@@ -37,23 +48,24 @@ impl PeerPolicy {
             .any(|n| n.contains(&canonical(ip)))
     }
 
-    /// The client: the PROXY header's source, else the TCP peer; then, while that hop is a
-    /// trusted proxy, the next address from the right of `X-Forwarded-For`. An address a
-    /// trusted proxy wrote that does not parse stops the walk at that proxy.
+    /// The client: the PROXY header's source, else the TCP peer; then (without the PROXY
+    /// protocol), while that hop is a trusted proxy, the next address from the right of
+    /// `X-Forwarded-For`. A hop that does not parse (non-ASCII bytes included) stops the walk at
+    /// the proxy that passed it on: a line is never skipped whole, so bytes a client wrote
+    /// cannot hide the address its proxy appended.
     pub fn client(&self, conn: &ConnInfo, headers: &HeaderMap) -> IpAddr {
         let mut client = canonical(conn.proxied.unwrap_or(conn.peer.ip()));
-        if !self.is_trusted_proxy(client) {
+        if self.proxy_protocol || !self.is_trusted_proxy(client) {
             return client;
         }
-        let hops: Vec<&str> = headers
+        let hops: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .collect();
         for hop in hops.iter().rev() {
-            match parse_hop(hop) {
+            let hop = std::str::from_utf8(hop).ok().map(str::trim);
+            match hop.and_then(parse_hop) {
                 Some(ip) => {
                     client = canonical(ip);
                     if !self.is_trusted_proxy(client) {
@@ -129,6 +141,16 @@ mod tests {
             ("10.0.0.5:1", None, &["198.51.100.7:4444"], "198.51.100.7"),
             ("10.0.0.5:1", None, &["[2001:db8::7]:4444"], "2001:db8::7"),
             ("10.0.0.5:1", None, &["garbage"], "10.0.0.5"),
+            // Found by the hardening review: a client line with non-ASCII bytes was skipped
+            // whole, so the address its proxy appended was lost and the client's own
+            // (allowed) one believed. Now the walk stops at the bad hop, after the real one.
+            (
+                "10.0.0.5:1",
+                None,
+                &["149.96.1.1", "\u{e9}t\u{e9}, 6.6.6.6"],
+                "6.6.6.6",
+            ),
+            ("10.0.0.5:1", None, &["149.96.1.1", "\u{e9}t\u{e9}"], "10.0.0.5"),
             ("10.0.0.5:1", Some("198.51.100.9"), &[], "198.51.100.9"),
             (
                 "10.0.0.5:1",
@@ -148,7 +170,8 @@ mod tests {
             for value in *xff {
                 headers.append(
                     "x-forwarded-for",
-                    value.parse().unwrap_or_else(|e| panic!("{e}")),
+                    axum::http::HeaderValue::from_bytes(value.as_bytes())
+                        .unwrap_or_else(|e| panic!("{e}")),
                 );
             }
             let conn = ConnInfo {
@@ -160,6 +183,23 @@ mod tests {
                 ip(want),
                 "{peer} {proxied:?} {xff:?}"
             );
+        }
+    }
+
+    #[test]
+    fn behind_the_proxy_protocol_x_forwarded_for_is_never_believed() {
+        let policy = PeerPolicy::new(None, nets(&["10.0.0.0/8"])).with_proxy_protocol(true);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            "149.96.1.1".parse().unwrap_or_else(|e| panic!("{e}")),
+        );
+        for (proxied, want) in [(Some("198.51.100.9"), "198.51.100.9"), (None, "10.0.0.5")] {
+            let conn = ConnInfo {
+                peer: "10.0.0.5:1".parse().unwrap_or_else(|e| panic!("{e}")),
+                proxied: proxied.map(ip),
+            };
+            assert_eq!(policy.client(&conn, &headers), ip(want));
         }
     }
 
