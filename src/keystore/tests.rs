@@ -174,6 +174,60 @@ fn permissions() {
 }
 
 #[test]
+fn owner_and_directory_are_judged_too() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap_or_else(|e| panic!("{e}"));
+    let path = store.join("keys.toml");
+    std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set_dir = |mode: u32| {
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let judged = || Permissions::of(&path).unwrap_or_else(|e| panic!("{e}"));
+    set_dir(0o777);
+    let open_dir = judged();
+    assert!(
+        matches!(&open_dir, Permissions::Exposed(why) if why.contains("writable by others")),
+        "{open_dir:?}"
+    );
+    assert!(open_dir.verdict(&path, false).is_err());
+    assert!(matches!(open_dir.verdict(&path, true), Ok(Some(_))));
+    set_dir(0o1777);
+    assert_eq!(
+        judged(),
+        Permissions::Private,
+        "the sticky bit protects the file"
+    );
+    set_dir(0o700);
+    assert_eq!(judged(), Permissions::Private);
+    // Owner and group need root to set up; said loudly when not.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !root {
+        eprintln!("SKIPPED: the foreign owner and group rows need root (chown)");
+        return;
+    }
+    set_dir(0o770);
+    chown(&store, None, Some(54_321)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(judged(), Permissions::Exposed(why) if why.contains("group 54321")),
+        "a directory a foreign group can write"
+    );
+    set_dir(0o700);
+    chown(&path, Some(54_321), None).unwrap_or_else(|e| panic!("{e}"));
+    let foreign = judged();
+    assert!(
+        matches!(&foreign, Permissions::Exposed(why) if why.contains("owned by uid 54321")),
+        "{foreign:?}"
+    );
+}
+
+#[test]
 fn toml_messages_show_only_plain_names() {
     // The fuzzer's find: toml names the table of a duplicate key, and the table header was a
     // secret.
