@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cert;
 pub mod config;
 pub mod dev;
+pub mod head_guard;
 pub mod hsm;
 pub mod http;
 pub mod init;

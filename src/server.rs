@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use axum::http::HeaderValue;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,7 +27,8 @@ use tower::ServiceExt;
 
 use crate::admission::{Admission, ClientSlot, Refusal};
 pub use crate::config::Limits;
-use crate::http::json_error;
+use crate::head_guard::{HeadGuard, Refusals};
+use crate::http::{answer_outside, Outside};
 use crate::metrics::Metrics;
 use crate::peer::{ConnInfo, PeerPolicy};
 use crate::proxy;
@@ -132,7 +134,9 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes);
+        // The head guard refuses heads over max_header_bytes before hyper reads them; hyper's
+        // own buffer only has to hold one it was handed.
+        .max_buf_size(limits.max_header_bytes + 8192);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -179,27 +183,67 @@ pub async fn run(
             let request_timeout = options.limits.request_timeout;
             let activity = Activity::new();
             let busy = Arc::clone(&activity);
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<Incoming>| {
+            // HTTP/1 heads are judged before hyper sees them (HTTP/2 by ALPN frames its own).
+            let refusals = Refusals::new();
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = if h2 {
+                HeadGuard::passthrough(tls)
+            } else {
+                HeadGuard::new(tls, options.limits.max_header_bytes, Arc::clone(&refusals))
+            };
+            let metrics = Arc::clone(&options.metrics);
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     let busy = busy.begin();
+                    let started = Instant::now();
+                    let refused = refusals.take(request.headers());
+                    // A request with a body is answered and the connection closed: no
+                    // endpoint takes one, and the guard stops judging heads after it.
+                    let with_body = request.headers().contains_key(TRANSFER_ENCODING)
+                        || request
+                            .headers()
+                            .get(CONTENT_LENGTH)
+                            .is_some_and(|v| v.as_bytes() != b"0");
+                    let (method, path) =
+                        (request.method().clone(), request.uri().path().to_owned());
                     request.extensions_mut().insert(conn);
-                    let call = app.clone().oneshot(request);
+                    let app = app.clone();
+                    let metrics = Arc::clone(&metrics);
                     async move {
                         let _busy = busy;
-                        match tokio::time::timeout(request_timeout, call).await {
-                            Ok(response) => response,
-                            Err(_) => {
-                                tracing::warn!(peer = %conn.peer, timeout = ?request_timeout, "request timed out");
-                                Ok(json_error(
-                                    StatusCode::SERVICE_UNAVAILABLE,
-                                    "The request took too long to answer; try again",
-                                ))
-                            }
+                        if let Some(refused) = refused {
+                            let outside = Outside::Refused(refused);
+                            return Ok(answer_outside(
+                                &metrics,
+                                conn,
+                                "-",
+                                "-",
+                                outside,
+                                started.elapsed(),
+                            ));
                         }
+                        let mut response =
+                            match tokio::time::timeout(request_timeout, app.oneshot(request)).await
+                            {
+                                Ok(response) => response?,
+                                Err(_) => answer_outside(
+                                    &metrics,
+                                    conn,
+                                    method.as_str(),
+                                    &path,
+                                    Outside::Timeout(request_timeout),
+                                    started.elapsed(),
+                                ),
+                            };
+                        if with_body {
+                            response
+                                .headers_mut()
+                                .insert(CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
                     }
-                },
-            );
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             let watched = watcher.watch(connection.into_owned());
             tokio::select! {
                 result = watched => if let Err(e) = result {

@@ -34,7 +34,32 @@ pub fn single_header<'a>(
 pub fn decode_base64(value: &[u8]) -> Result<Vec<u8>, CertError> {
     BASE64
         .decode(value)
-        .map_err(|e| CertError::NotBase64(e.to_string()))
+        .map_err(|e| CertError::NotBase64(base64_problem(value, &e)))
+}
+
+/// What is wrong with a header value that is not base64, and how to fix it (never the
+/// decoder's own wording, such as `Invalid symbol 45, offset 3.`).
+fn base64_problem(value: &[u8], e: &base64::DecodeError) -> String {
+    const SEND: &str = "send the base64 of the certificate's DER bytes on one line";
+    if value.starts_with(b"-----BEGIN") {
+        return format!("it looks like PEM: {SEND} (the lines between BEGIN and END, joined)");
+    }
+    match *e {
+        base64::DecodeError::InvalidByte(at, b'-' | b'_') => format!(
+            "character {} is from the URL-safe alphabet: use the standard one (+ and /)",
+            at + 1
+        ),
+        base64::DecodeError::InvalidByte(at, byte) if byte.is_ascii_whitespace() => {
+            format!("character {} is a space or line break: {SEND}", at + 1)
+        }
+        base64::DecodeError::InvalidByte(at, _) => {
+            format!("character {} is not a base64 character: {SEND}", at + 1)
+        }
+        base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidLastSymbol(..) => {
+            format!("it is cut short or has characters too many: {SEND}")
+        }
+        base64::DecodeError::InvalidPadding => format!("its `=` padding is wrong: {SEND}"),
+    }
 }
 
 /// Decodes the header value(s) into DER bytes. Exactly one non-empty value is accepted.

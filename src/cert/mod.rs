@@ -166,7 +166,7 @@ impl TrustStore {
     fn checked(&self, der: &[u8]) -> Result<Checked, Rejected> {
         let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| Rejected {
             identity: None,
-            error: CertError::NotX509(e.to_string()),
+            error: CertError::NotX509(der_problem(der, &e)),
         })?;
         let identity = CertIdentity {
             sha256: sha256_hex(der),
@@ -345,6 +345,21 @@ fn common_name(cert: &X509Certificate<'_>) -> Result<String, String> {
             .map(str::to_owned)
             .map_err(|_| "not a string".to_owned()),
         many => Err(format!("given {} times", many.len())),
+    }
+}
+
+/// What is wrong with bytes that are not an X.509 certificate, for the caller (never the
+/// parser's own wording, such as `NomError(Eof)`).
+fn der_problem(der: &[u8], e: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+    tracing::debug!(error = %e, "certificate parse error");
+    if der.starts_with(b"-----BEGIN") {
+        "the header holds the base64 of PEM text: send the base64 of the DER bytes instead".into()
+    } else if der.first() != Some(&0x30) {
+        "the decoded bytes are not DER (a certificate starts with byte 0x30): send the base64 of the certificate's DER bytes".into()
+    } else if matches!(e, x509_parser::nom::Err::Incomplete(_)) || e.to_string().contains("Eof") {
+        "the DER bytes end before the certificate does: the value was cut short".into()
+    } else {
+        "the DER bytes are not a well-formed X.509 certificate: it was altered, or is not a certificate".into()
     }
 }
 

@@ -25,6 +25,44 @@ fn header_decoding() {
 }
 
 #[test]
+fn refusals_say_what_to_fix_not_what_the_parser_said() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let root = crate::pki::ca("m", crate::pki::KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let trust = store(&[&root]);
+    let leaf = crate::pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
+    let der = leaf.cert_der();
+    let rows: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"-----BEGIN CERTIFICATE-----MIIB".to_vec(),
+            "looks like PEM",
+        ),
+        (b"MIIB-_xx".to_vec(), "URL-safe alphabet"),
+        (b"MIIB!MIIB".to_vec(), "not a base64 character"),
+        (b"MIIB MIIB".to_vec(), "space or line break"),
+        (b"MIIBx".to_vec(), "cut short"),
+        (
+            b64(b"-----BEGIN CERTIFICATE-----\n").into_bytes(),
+            "base64 of PEM text",
+        ),
+        (b64(b"hello world").into_bytes(), "not DER"),
+        (b64(&der[..der.len() / 2]).into_bytes(), "cut short"),
+    ];
+    let now = OffsetDateTime::now_utc();
+    for (value, want) in rows {
+        let message = trust
+            .verify_header(&value, &name("ccsdemo"), now)
+            .err()
+            .map(|r| r.error.to_string())
+            .unwrap_or_default();
+        assert!(message.contains(want), "{want}: {message}");
+        for internal in ["Invalid", "NomError", "Eof", "offset"] {
+            assert!(!message.contains(internal), "{message}");
+        }
+    }
+}
+
+#[test]
 fn modulus_bit_lengths() {
     assert_eq!(modulus_bits(&[]), 0);
     assert_eq!(modulus_bits(&[0, 0]), 0);

@@ -17,6 +17,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cert::{self, CertError, CertIdentity, VerifiedCert};
+use crate::head_guard::Refused;
 use crate::keystore::{LookupError, Wrapped};
 use crate::peer::ConnInfo;
 use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KekPath, KeyId, PathError};
@@ -47,6 +48,10 @@ enum Failure {
     Key(LookupError),
     /// The detail goes to the log only.
     Internal(String),
+    /// A request head refused before routing (see `head_guard`).
+    Head(Refused),
+    /// No answer within `[limits] request_timeout`.
+    Timeout(Duration),
 }
 
 impl Failure {
@@ -56,7 +61,9 @@ impl Failure {
             Failure::Path(_) => StatusCode::BAD_REQUEST,
             Failure::Method => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Cert(_) => StatusCode::UNAUTHORIZED,
-            Failure::TrustInDoubt(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::TrustInDoubt(_) | Failure::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Head(Refused::TooLarge(_)) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Failure::Head(Refused::Malformed(_)) => StatusCode::BAD_REQUEST,
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => StatusCode::NOT_FOUND,
             Failure::Key(LookupError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
@@ -73,6 +80,9 @@ impl Failure {
             Failure::Method => "method_not_allowed",
             Failure::Cert(e) => e.reason(),
             Failure::TrustInDoubt(_) => "trust_state_unknown",
+            Failure::Head(Refused::TooLarge(_)) => "head_too_large",
+            Failure::Head(Refused::Malformed(_)) => "bad_request_head",
+            Failure::Timeout(_) => "request_timeout",
             Failure::Key(LookupError::NotFound) => "key_not_found",
             Failure::Key(LookupError::Disabled) => "key_disabled",
             Failure::Key(LookupError::Wrap(_)) => "wrap_failed",
@@ -90,6 +100,14 @@ impl Failure {
                 format!("Requests from {ip} are not allowed by this endpoint's allow-list")
             }
             Failure::Path(e) => format!("Bad request: {e}"),
+            Failure::Head(Refused::TooLarge(why)) => format!(
+                "Request header fields too large: {why}; a real X-DB-Certificate header is about 2 KiB"
+            ),
+            Failure::Head(Refused::Malformed(why)) => format!("Bad request: {why}"),
+            Failure::Timeout(limit) => format!(
+                "The request was not answered within {}; try again, quoting error id {request_id} if it persists",
+                humantime::format_duration(*limit)
+            ),
             Failure::Method => "Only GET is allowed on /kek/<instance>/<key_id>".into(),
             Failure::Cert(e) => e.to_string(),
             Failure::TrustInDoubt(_) => format!(
@@ -193,7 +211,8 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     log_request(
         &request_id,
         conn,
-        &request,
+        request.method().as_str(),
+        request.uri().path(),
         status,
         reason,
         &record,
@@ -468,7 +487,8 @@ fn new_request_id() -> String {
 fn log_request(
     request_id: &str,
     conn: Option<ConnInfo>,
-    request: &Request,
+    method: &str,
+    raw_path: &str,
     status: StatusCode,
     reason: &str,
     record: &Record,
@@ -479,13 +499,13 @@ fn log_request(
     // The client, when it is not the TCP peer (a trusted proxy named it).
     let client = record.client.filter(|ip| Some(*ip) != peer.map(|p| p.ip()));
     // A path that parsed is exactly /kek/<instance>/<key_id>, which the line already says.
-    let path = record.instance.is_none().then(|| {
-        let path = request.uri().path();
-        match path.char_indices().nth(200) {
-            Some((end, _)) => &path[..end],
-            None => path,
-        }
-    });
+    let path = record
+        .instance
+        .is_none()
+        .then(|| match raw_path.char_indices().nth(200) {
+            Some((end, _)) => &raw_path[..end],
+            None => raw_path,
+        });
     macro_rules! event {
         ($level:expr) => {
             tracing::event!(
@@ -494,7 +514,7 @@ fn log_request(
                 request_id,
                 peer = peer.map(tracing::field::display),
                 client = client.map(tracing::field::display),
-                method = %request.method(),
+                method,
                 path = path.map(tracing::field::debug),
                 instance = record.instance.as_ref().map(InstanceName::as_str),
                 key_id = record.key_id,
@@ -520,6 +540,9 @@ fn log_request(
         event!(tracing::Level::INFO);
     }
 }
+
+mod outside;
+pub use outside::{answer_outside, Outside};
 
 #[cfg(test)]
 mod tests;
