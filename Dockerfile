@@ -19,7 +19,7 @@ WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in wrap request_path hsm; do echo 'fn main() {}' > benches/$b.rs; done \
+    && for b in wrap request_path hsm attack; do echo 'fn main() {}' > benches/$b.rs; done \
     && cargo build --release --locked && rm -rf src benches
 COPY src ./src
 COPY benches ./benches

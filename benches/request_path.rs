@@ -1,5 +1,6 @@
 //! Criterion microbenchmarks of the request path's pieces: path parse, header decode,
-//! certificate verification (cold and through the cache), the wrap, and key-store loading.
+//! certificate verification (cold and through the cache), the wrap, the head guard's
+//! judgement of a request head, and key-store loading.
 //! `cargo bench --bench request_path`; BENCHMARKS.md has the figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -69,6 +70,14 @@ fn request_path(c: &mut Criterion) {
     let secret = Secret::generate().unwrap();
     c.bench_function("wrap RSA-2048 oaep-sha1 hex", |b| {
         b.iter(|| wrap(&secret, &recipient, WrapOptions::default()).unwrap())
+    });
+
+    // The head guard's judgement of a poll's request head (about 1.8 KiB with the header).
+    let head = format!(
+        "GET /kek/ccsdemo/1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Java/17\r\nAccept: */*\r\nX-DB-Certificate: {header}\r\n\r\n"
+    );
+    c.bench_function("head guard judge (poll head)", |b| {
+        b.iter(|| ccs_endpoint::head_guard::judge(black_box(head.as_bytes()), 16 * 1024))
     });
 
     let mut group = c.benchmark_group("key store load");

@@ -2,6 +2,7 @@
 # Load benchmark of ccs-endpoint against nginx, in one run on this machine, over loopback.
 #
 #   scripts/bench.sh                 # DURATION=10s CONNS=32 by default
+#   BIN=/tmp/old/ccs-endpoint scripts/bench.sh   # another build, same method
 #
 # nginx serves a static JSON file of the same size over TLS with the same server certificate:
 # no certificate check, no RSA, so it is the ceiling of the transport. Both get the same load
@@ -23,8 +24,11 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --locked -q
-BIN=$PWD/target/release/ccs-endpoint
+# BIN=path/to/ccs-endpoint measures another build (an earlier commit's, say) in the same way.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -q
+  BIN=$PWD/target/release/ccs-endpoint
+fi
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 pids=()

@@ -84,15 +84,16 @@ pub struct HeadGuard<IO> {
     inner: IO,
     max: usize,
     state: State,
-    /// Read from the client, not yet judged.
+    /// Read from the client; the first `judged` bytes may go to hyper.
     pending: Vec<u8>,
-    /// Judged, for hyper.
-    ready: Vec<u8>,
+    judged: usize,
     refusals: Arc<Refusals>,
     drain: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
 }
 
-enum Judged {
+/// The verdict on the bytes read so far (see [`judge`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Judged {
     /// A good head of this many bytes; `then_body` when a body follows it.
     Head {
         len: usize,
@@ -104,6 +105,40 @@ enum Judged {
     Refuse(Refused),
 }
 
+/// Judges the start of `pending` as an HTTP/1 request head of at most `max` bytes.
+pub fn judge(pending: &[u8], max: usize) -> Judged {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+    if pending.len() < PREFACE.len() && PREFACE.starts_with(pending) {
+        return Judged::NeedMore;
+    }
+    if pending.starts_with(PREFACE) {
+        return Judged::H2;
+    }
+    let too_large = || Refused::TooLarge(format!("the request head is longer than {max} bytes"));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(pending) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if pending.len() > max => {
+            return Judged::Refuse(too_large());
+        }
+        Ok(httparse::Status::Partial) => return Judged::NeedMore,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Judged::Refuse(Refused::TooLarge(format!(
+                "more than {MAX_HEADERS} header lines"
+            )))
+        }
+        Err(e) => return Judged::Refuse(Refused::Malformed(describe(e))),
+    };
+    if len > max {
+        return Judged::Refuse(too_large());
+    }
+    match judge_parsed(&request) {
+        Ok(then_body) => Judged::Head { len, then_body },
+        Err(why) => Judged::Refuse(Refused::Malformed(why)),
+    }
+}
+
 impl<IO> HeadGuard<IO> {
     /// Judges heads of at most `max` bytes read from `inner`.
     pub fn new(inner: IO, max: usize, refusals: Arc<Refusals>) -> Self {
@@ -112,7 +147,7 @@ impl<IO> HeadGuard<IO> {
             max,
             state: State::Heads,
             pending: Vec::new(),
-            ready: Vec::new(),
+            judged: 0,
             refusals,
             drain: None,
         }
@@ -125,64 +160,25 @@ impl<IO> HeadGuard<IO> {
         guard
     }
 
-    fn judge(&self) -> Judged {
-        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
-        if self.pending.len() < PREFACE.len() && PREFACE.starts_with(&self.pending) {
-            return Judged::NeedMore;
-        }
-        if self.pending.starts_with(PREFACE) {
-            return Judged::H2;
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let len = match request.parse(&self.pending) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if self.pending.len() > self.max => {
-                return Judged::Refuse(self.too_large());
-            }
-            Ok(httparse::Status::Partial) => return Judged::NeedMore,
-            Err(httparse::Error::TooManyHeaders) => {
-                return Judged::Refuse(Refused::TooLarge(format!(
-                    "more than {MAX_HEADERS} header lines"
-                )))
-            }
-            Err(e) => return Judged::Refuse(Refused::Malformed(describe(e))),
-        };
-        if len > self.max {
-            return Judged::Refuse(self.too_large());
-        }
-        match judge_parsed(&request) {
-            Ok(then_body) => Judged::Head { len, then_body },
-            Err(why) => Judged::Refuse(Refused::Malformed(why)),
-        }
-    }
-
-    fn too_large(&self) -> Refused {
-        Refused::TooLarge(format!(
-            "the request head is longer than {} bytes",
-            self.max
-        ))
-    }
-
     fn refuse(&mut self, refused: Refused) {
         *self
             .refusals
             .refused
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(refused);
-        self.pending.clear();
-        self.ready = format!(
+        self.pending = format!(
             "GET / HTTP/1.1\r\nhost: refused\r\nconnection: close\r\n{MARK}: {}\r\n\r\n",
             self.refusals.token
         )
         .into_bytes();
+        self.judged = self.pending.len();
         self.state = State::Refused;
     }
 }
 
 /// The checks hyper makes after httparse: a target that is a URI (and has no fragment, which
-/// the URI type would silently drop), header names and values it takes, one body framing.
-/// Whether a body follows.
+/// the URI type would silently drop), one body framing. (Header names and values httparse
+/// accepted are the ones the `http` types take.) Whether a body follows.
 fn judge_parsed(request: &httparse::Request<'_, '_>) -> Result<bool, String> {
     let target = request.path.unwrap_or_default();
     if target.contains('#') {
@@ -193,11 +189,6 @@ fn judge_parsed(request: &httparse::Request<'_, '_>) -> Result<bool, String> {
     }
     let (mut length, mut chunked) = (None::<u64>, false);
     for header in request.headers.iter() {
-        if http::HeaderName::from_bytes(header.name.as_bytes()).is_err()
-            || http::HeaderValue::from_bytes(header.value).is_err()
-        {
-            return Err("a header line holds characters HTTP does not allow".into());
-        }
         if header.name.eq_ignore_ascii_case("content-length") {
             let value = std::str::from_utf8(header.value)
                 .ok()
@@ -251,10 +242,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<IO> {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if !this.ready.is_empty() {
-                let n = this.ready.len().min(buf.remaining());
-                buf.put_slice(&this.ready[..n]);
-                this.ready.drain(..n);
+            if this.judged > 0 {
+                let n = this.judged.min(buf.remaining());
+                buf.put_slice(&this.pending[..n]);
+                this.pending.drain(..n);
+                this.judged -= n;
                 return Poll::Ready(Ok(()));
             }
             match this.state {
@@ -265,14 +257,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<IO> {
                     return Pin::new(&mut this.inner).poll_read(cx, buf)
                 }
                 State::Passthrough => {
-                    this.ready = std::mem::take(&mut this.pending);
+                    this.judged = this.pending.len();
                     continue;
                 }
                 State::Heads => {}
             }
-            match this.judge() {
+            match judge(&this.pending, this.max) {
                 Judged::Head { len, then_body } => {
-                    this.ready = this.pending.drain(..len).collect();
+                    this.judged = len;
                     if then_body {
                         this.state = State::Passthrough;
                     }

@@ -204,8 +204,7 @@ pub async fn run(
                             .headers()
                             .get(CONTENT_LENGTH)
                             .is_some_and(|v| v.as_bytes() != b"0");
-                    let (method, path) =
-                        (request.method().clone(), request.uri().path().to_owned());
+                    let (method, uri) = (request.method().clone(), request.uri().clone());
                     request.extensions_mut().insert(conn);
                     let app = app.clone();
                     let metrics = Arc::clone(&metrics);
@@ -230,7 +229,7 @@ pub async fn run(
                                     &metrics,
                                     conn,
                                     method.as_str(),
-                                    &path,
+                                    uri.path(),
                                     Outside::Timeout(request_timeout),
                                     started.elapsed(),
                                 ),

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../benches/support/attack.rs"]
 pub mod attack;
 pub mod process;
 

@@ -1,7 +1,7 @@
 //! A bounded connection-exhaustion attack from one loopback address, and a poller timing its
-//! polls from another. Used by tests/attack.rs (every poll must succeed) and by
-//! benches/attack.rs (p50/p99 against nginx under the same attack). Needs nothing else of the
-//! test support, so the bench can include it with `#[path]`.
+//! polls from another. Used by benches/attack.rs (p50/p99 against nginx under the same attack)
+//! and by tests/attack.rs (every poll must succeed), which includes it with `#[path]`; it lives
+//! here because the Docker build copies benches/ and not tests/.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -52,6 +52,7 @@ pub async fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result
         IpAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.bind(SocketAddr::new(source, 0))?;
+    socket.set_nodelay(true)?;
     socket.connect(target).await
 }
 
