@@ -70,6 +70,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "full",
         b"[server]\nlisten = \"127.0.0.1:8443\"\nallow = [\"saas\", \"10.0.0.0/8\"]\ntrusted_proxies = [\"10.0.0.1\"]\nproxy_protocol = true\n[tls]\ncert = \"c\"\nkey = \"k\"\n[trust]\nroots = [\"r\"]\nmin_rsa_bits = 3072\n[keys]\nfile = \"f\"\nvalidity = \"1d\"\n[wrap]\npadding = \"oaep-sha256\"\nplaintext = \"raw\"\n[limits]\nheader_timeout = \"5s\"\nmax_connections = 9\n[admin]\nenabled = false\n[log]\nformat = \"json\"\n",
     )?;
+    let heads: [&[u8]; 6] = [
+        b"GET /kek/ccsdemo/1 HTTP/1.1\r\nHost: x\r\nX-DB-Certificate: AAAA\r\n\r\n",
+        b"POST /kek/a/1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET /kek/a/1#x HTTP/1.1\r\n\r\n",
+        b"\r\nGET / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ];
+    for (i, head) in heads.iter().enumerate() {
+        write(out, "head", &format!("seed{i}"), head)?;
+    }
     println!("seed corpora written under {}", out.display());
     Ok(())
 }
