@@ -330,12 +330,17 @@ fn json_logs_audit_reloads_kill_switches_and_sighup() {
     server.wait_for("key_state_changed");
     assert_eq!(curl_status(&["-k", "-H", &h, &url], dir.path()), "404");
 
+    // SIGHUP re-reads the configuration: a changed [limits] is named as needing a restart.
+    let config = dir.path().join("ccs-endpoint.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[limits]\nmax_connections = 7\n")).unwrap();
     let hup = Command::new("kill")
         .args(["-HUP", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
     server.wait_for("\"sighup\"");
+    server.wait_for("take effect only after a restart");
     assert!(server.terminate().success());
 
     let lines: Vec<serde_json::Value> = server
@@ -368,6 +373,11 @@ fn json_logs_audit_reloads_kill_switches_and_sighup() {
     assert_eq!(change["kcv"], served["kcv"]);
     let sighup = find(&|l| l["trigger"] == "sighup" && l["component"] == "keys").unwrap();
     assert_eq!(sighup["result"], "ok");
+    let restart = find(&|l| l["sections"].is_string()).expect("the sections needing a restart");
+    assert!(
+        restart["sections"].as_str().unwrap().contains("[limits]"),
+        "{restart}"
+    );
     let text = server.output();
     for form in leak_forms(&secret) {
         assert!(

@@ -121,6 +121,8 @@ fn disables(name: &str, value: &Value) -> bool {
 /// The keys as served while the key store fails to load.
 pub struct Withheld {
     last_good: Arc<dyn KeyStore>,
+    /// The last good states, indexed (a poll must not walk the whole store).
+    states: BTreeMap<Id, KeyState>,
     withdrawals: Withdrawals,
     /// Why the file was refused (names the file, entry and field; never a secret).
     reason: String,
@@ -129,8 +131,14 @@ pub struct Withheld {
 impl Withheld {
     /// `last_good` is the last store that loaded; `withdrawals` what the refused file withdraws.
     pub fn new(last_good: Arc<dyn KeyStore>, withdrawals: Withdrawals, reason: String) -> Self {
+        let states = last_good
+            .list()
+            .into_iter()
+            .map(|k| ((k.instance.clone(), k.key_id), k))
+            .collect();
         Self {
             last_good,
+            states,
             withdrawals,
             reason,
         }
@@ -170,13 +178,8 @@ impl KeyStore for Withheld {
         if self.withdrawals.removed(&id) {
             return Err(LookupError::NotFound);
         }
-        let last = self
-            .last_good
-            .list()
-            .into_iter()
-            .find(|k| k.instance == *instance && k.key_id == key_id);
         // A key the last good store did not have: whether the refused file adds it is unknown.
-        let Some(state) = last.and_then(|last| self.state(&last)) else {
+        let Some(state) = self.states.get(&id).and_then(|last| self.state(last)) else {
             return Err(self.unavailable());
         };
         if state.disabled {
@@ -196,11 +199,7 @@ impl KeyStore for Withheld {
     }
 
     fn list(&self) -> Vec<KeyState> {
-        self.last_good
-            .list()
-            .iter()
-            .filter_map(|k| self.state(k))
-            .collect()
+        self.states.values().filter_map(|k| self.state(k)).collect()
     }
 
     fn blocking(&self) -> bool {
