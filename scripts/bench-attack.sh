@@ -17,6 +17,7 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q nginx
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. scripts/nginx-anchor.sh
 ulimit -n 65536 2>/dev/null || true
 
 cargo build --release --locked -q
@@ -35,31 +36,8 @@ pids+=($!)
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && break; sleep 0.05; done
 curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
 BODY=$(curl -s --cacert "$WORK/dev/ca.crt" -H "X-DB-Certificate: $(cat "$WORK/dev/client.b64")" "https://localhost:$SVC/kek/ccsdemo/1")
-mkdir -p "$WORK/www"; printf '%s' "$BODY" >"$WORK/www/kek.json"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-user root;
-events { worker_connections 512; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$NGX ssl http2;
-    ssl_certificate $WORK/dev/server.crt;
-    ssl_certificate_key $WORK/dev/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root $WORK/www;
-    location = /kek/ccsdemo/1 {
-      default_type application/json;
-      try_files /kek.json =404;
-    }
-  }
-}
-NGINX
-"$NGINX" -c "$WORK/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-sleep 0.5
+# 2 workers x 512 connections: the same 1,024 in all as ccs-endpoint's default.
+nginx_anchor "$WORK" "$NGX" "$BODY" 512 http2 ""
 
 echo "ccs-endpoint $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"
 cargo bench --locked --bench attack -q -- "$WORK/dev/ca.crt" "$WORK/dev/client.b64" \

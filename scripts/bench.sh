@@ -23,6 +23,7 @@ if ((${#need[@]})); then
   $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. scripts/nginx-anchor.sh
 
 # BIN=path/to/ccs-endpoint measures another build (an earlier commit's, say) in the same way.
 if [ -z "${BIN:-}" ]; then
@@ -100,33 +101,7 @@ PY
 start_ours info
 wait_ready
 BODY=$(curl -s --cacert "$WORK/dev/ca.crt" -H "X-DB-Certificate: $HEADER" "https://localhost:$SVC/kek/ccsdemo/1")
-mkdir -p "$WORK/www"; printf '%s' "$BODY" >"$WORK/www/kek.json"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-user root;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NGX ssl;
-    ssl_certificate $WORK/dev/server.crt;
-    ssl_certificate_key $WORK/dev/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root $WORK/www;
-    location = /kek/ccsdemo/1 {
-      default_type application/json;
-      add_header Cache-Control no-store;
-      try_files /kek.json =404;
-    }
-  }
-}
-NGINX
-"$NGINX" -c "$WORK/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-sleep 0.5
+nginx_anchor "$WORK" "$NGX" "$BODY" 4096 "" "keepalive_requests 1000000;"
 
 load() { # $1 port, $2 extra header or empty -> "rps p99"
   local args=(-t1 -c"$CONNS" -d"$DURATION" --latency -H "X-DB-Certificate: $HEADER")

@@ -12,11 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::cert::TrustStore;
 use crate::config::Config;
-use zeroize::Zeroizing;
-
 use crate::keystore::{
     Condition, KeySource, KeyState, KeyStore, Permissions, Withdrawals, Withheld,
 };
@@ -194,7 +193,7 @@ impl Reloader {
                 Err(error) => {
                     failed += 1;
                     self.state.metrics.reload(component, false);
-                    tracing::error!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "failed", %error, "reload failed; keeping the last good state");
+                    tracing::error!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "failed", %error, "reload failed: the TLS identity keeps its last good state; keys and roots that cannot be confirmed answer 503 (withdrawals that could be read are applied)");
                 }
             }
         }

@@ -25,9 +25,20 @@ async fn keys_gauge(server: &TestServer) -> Option<f64> {
     sample(&m, "ccs_last_reload_successful{component=\"keys\"}")
 }
 
-/// Status of a poll for `instance`'s key 1, waiting (up to 15 s) for it to become `want`.
+/// A poll for `instance`'s key 1 with a certificate from root A, waiting (up to 15 s) for the
+/// answer `want`.
 async fn becomes(server: &TestServer, instance: &str, want: u16) -> Reply {
-    let h = header(&db_cert(instance));
+    poll_until(server, &db_cert(instance), instance, want).await
+}
+
+/// A poll for `instance`'s key 1 with `cert`, repeated until it answers `want` (15 s at most).
+async fn poll_until(
+    server: &TestServer,
+    cert: &ccs_endpoint::pki::Issued,
+    instance: &str,
+    want: u16,
+) -> Reply {
+    let h = header(cert);
     let started = Instant::now();
     loop {
         let reply = server.get(&format!("/kek/{instance}/1"), Some(&h)).await;
@@ -178,25 +189,10 @@ async fn a_slow_non_atomic_rewrite_never_serves_a_disabled_key() {
     becomes(&server, "ccsdemo", 404).await;
 }
 
-/// A poll for ccsdemo/1 with a certificate from `root`: its status, waiting (up to 15 s) for
-/// `want`.
+/// A poll for ccsdemo/1 with a certificate from `root`, waiting for the answer `want`.
 async fn cert_becomes(server: &TestServer, root: &ccs_endpoint::pki::Issued, want: u16) -> Reply {
     let cert = ccs_endpoint::pki::database(root, "ccsdemo").unwrap();
-    let h = header(&cert);
-    let started = Instant::now();
-    loop {
-        let reply = server.get("/kek/ccsdemo/1", Some(&h)).await;
-        if reply.status == want {
-            return reply;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "still {} ({}) instead of {want}",
-            reply.status,
-            reply.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(server, &cert, "ccsdemo", want).await
 }
 
 async fn trust_gauge(server: &TestServer) -> Option<f64> {
