@@ -75,7 +75,7 @@ enum State {
     /// A request with a body went through: the rest of the connection passes untouched (the
     /// service closes it after the answer).
     Passthrough,
-    /// A head was refused: end-of-file for hyper after the guard's own request.
+    /// A head was refused: after the guard's own request, nothing more for hyper to read.
     Refused,
 }
 
