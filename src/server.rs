@@ -147,6 +147,7 @@ pub async fn run(
         .keep_alive_timeout(limits.header_timeout);
     let options = Arc::new(options);
     tokio::pin!(shutdown);
+    let (mut last_warning, mut refused_since_warning) = (None::<Instant>, 0u64);
     while let Some((stream, peer)) = next_connection(&listener, &mut shutdown).await {
         // Without the PROXY protocol the client is the TCP peer, judged before a byte is read.
         let client_slot = if options.proxy_protocol {
@@ -162,7 +163,13 @@ pub async fn run(
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             options.metrics.connection_refused("max_connections");
-            tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: too many open connections");
+            // At most one line a second: a flood must not flood the log too.
+            refused_since_warning += 1;
+            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(%peer, max_connections = limits.max_connections, refused = refused_since_warning, "connections refused: too many open connections");
+                last_warning = Some(Instant::now());
+                refused_since_warning = 0;
+            }
             continue;
         };
         let acceptor = acceptor.clone();
