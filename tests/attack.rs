@@ -21,8 +21,13 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The tests of this file run one at a time: an attack's load must not stretch another test's
+/// timing window.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_idle_connection_is_closed_at_the_header_timeout() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start(
         &[Key::new("ccsdemo", 1)],
         "[limits]\nheader_timeout = \"1s\"\nhandshake_timeout = \"1s\"",
@@ -116,6 +121,7 @@ async fn poll_during_attack(server: &TestServer) -> attack::Polls {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_host_cannot_take_every_connection_slot() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start(
         &[Key::new("ccsdemo", 1)],
         "[limits]\nheader_timeout = \"2s\"\nhandshake_timeout = \"2s\"",
@@ -142,6 +148,7 @@ async fn one_host_cannot_take_every_connection_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_excluded_host_never_holds_a_slot() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start(
         &[Key::new("ccsdemo", 1)],
         "[server]\nallow = [\"127.0.0.1/32\"]",
