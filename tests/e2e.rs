@@ -360,9 +360,9 @@ async fn the_published_database_certificate_is_refused_for_its_issuer() {
     let server = TestServer::start(&[Key::new("ccsdemo", 1)], "").await;
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/ccsdemo-db-certificate.b64"
+        "/tests/fixtures/ccsdemo-db-certificate.b64"
     ))
-    .expect("../shared/fixtures/ccsdemo-db-certificate.b64 (CI runs with shared/ beside the repo)");
+    .expect("tests/fixtures/ccsdemo-db-certificate.b64");
     let reply = server.get("/kek/ccsdemo/1", Some(fixture.trim())).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert!(

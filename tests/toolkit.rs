@@ -505,7 +505,7 @@ fn wrap_computes_the_answer_offline_and_inspect_explains_certificates() {
     }
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/ccsdemo-db-certificate.b64"
+        "/tests/fixtures/ccsdemo-db-certificate.b64"
     );
     let header_value = std::fs::read_to_string(fixture).unwrap();
     for input in [fixture, header_value.trim()] {

@@ -75,10 +75,10 @@ fn modulus_bit_lengths() {
 fn fixture_der() -> Vec<u8> {
     let b64 = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/ccsdemo-db-certificate.b64"
+        "/tests/fixtures/ccsdemo-db-certificate.b64"
     ));
     let Ok(b64) = b64 else {
-        panic!("../shared/fixtures/ccsdemo-db-certificate.b64 is missing: CI runs with shared/ beside the repo");
+        panic!("tests/fixtures/ccsdemo-db-certificate.b64 is missing from the checkout");
     };
     decode_header([b64.as_slice()].into_iter()).unwrap_or_else(|e| panic!("{e}"))
 }
