@@ -12,32 +12,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q nginx
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-. scripts/nginx-anchor.sh
 ulimit -n 65536 2>/dev/null || true
 
 cargo build --release --locked -q
 cargo bench --locked --bench attack --no-run -q 2>/dev/null
 BIN=$PWD/target/release/ccs-endpoint
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-lib.sh nginx
 
 SVC=$(port); ADM=$(port); NGX=$(port)
 "$BIN" serve --dev --dev-dir "$WORK/dev" --dev-listen 127.0.0.1:"$SVC" --dev-admin-listen 127.0.0.1:"$ADM" >"$WORK/server.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && break; sleep 0.05; done
-curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
+wait_ready
 BODY=$(curl -s --cacert "$WORK/dev/ca.crt" -H "X-DB-Certificate: $(cat "$WORK/dev/client.b64")" "https://localhost:$SVC/kek/ccsdemo/1")
 # 2 workers x 512 connections: the same 1,024 in all as ccs-endpoint's default.
-nginx_anchor "$WORK" "$NGX" "$BODY" 512 http2 ""
+nginx_anchor "$NGX" "$BODY" 512 http2 ""
 
 echo "ccs-endpoint $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores"
 cargo bench --locked --bench attack -q -- "$WORK/dev/ca.crt" "$WORK/dev/client.b64" \

@@ -15,30 +15,14 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-. scripts/nginx-anchor.sh
-
 # BIN=path/to/ccs-endpoint measures another build (an earlier commit's, say) in the same way.
 if [ -z "${BIN:-}" ]; then
   cargo build --release --locked -q
   BIN=$PWD/target/release/ccs-endpoint
 fi
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+. scripts/bench-lib.sh wrk nginx
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_log() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "timeout waiting for $2 in $1" >&2; cat "$1" >&2; exit 1; }
-wait_ready() { for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && return 0; sleep 0.05; done; echo "ccs-endpoint not ready" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
 # PKI and one key from the development default, then 999 more instances (1000 in all).
 DEVP=$(port)
@@ -101,7 +85,7 @@ PY
 start_ours info
 wait_ready
 BODY=$(curl -s --cacert "$WORK/dev/ca.crt" -H "X-DB-Certificate: $HEADER" "https://localhost:$SVC/kek/ccsdemo/1")
-nginx_anchor "$WORK" "$NGX" "$BODY" 4096 "" "keepalive_requests 1000000;"
+nginx_anchor "$NGX" "$BODY" 4096 "" "keepalive_requests 1000000;"
 
 load() { # $1 port, $2 extra header or empty -> "rps p99"
   local args=(-t1 -c"$CONNS" -d"$DURATION" --latency -H "X-DB-Certificate: $HEADER")

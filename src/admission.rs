@@ -103,7 +103,8 @@ impl Admission {
     }
 
     /// How many client addresses hold a connection now.
-    pub fn clients(&self) -> usize {
+    #[cfg(test)]
+    fn clients(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

@@ -154,8 +154,8 @@ impl<IO> HeadGuard<IO> {
     }
 
     /// Lets everything through (a connection that speaks HTTP/2 by ALPN).
-    pub fn passthrough(inner: IO) -> Self {
-        let mut guard = Self::new(inner, 0, Refusals::new());
+    pub fn passthrough(inner: IO, refusals: Arc<Refusals>) -> Self {
+        let mut guard = Self::new(inner, 0, refusals);
         guard.state = State::Passthrough;
         guard
     }

@@ -104,6 +104,9 @@ pub struct Reloader {
     stamps: Mutex<HashMap<PathBuf, Stamp>>,
     /// The last key store that loaded (a failed reload withholds on top of it).
     last_good_keys: Mutex<Arc<dyn KeyStore>>,
+    /// Held for a whole reload: two at once could finish in the wrong order (a reload that read
+    /// the configuration before a SIGHUP swapping in its roots after it).
+    one_at_a_time: Mutex<()>,
 }
 
 impl Reloader {
@@ -131,6 +134,7 @@ impl Reloader {
             cert,
             stamps: Mutex::new(stamps),
             last_good_keys,
+            one_at_a_time: Mutex::new(()),
         }
     }
 
@@ -165,6 +169,7 @@ impl Reloader {
     /// Reloads every part whose files changed, or every part when `force`d (SIGHUP).
     /// Returns how many parts failed.
     pub fn reload(&self, force: bool, trigger: &'static str) -> usize {
+        let _alone = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         if trigger == "sighup" {
             self.reread_config();
         }
@@ -226,7 +231,7 @@ impl Reloader {
         match part {
             Part::Keys => {
                 let path = &config.keys.file;
-                let loaded = self.load_keys(path);
+                let loaded = self.load_keys(path, config.keys.allow_insecure_permissions);
                 let old = self.state.snapshot.load().keys.list();
                 let (store, result): (Arc<dyn KeyStore>, _) = match loaded {
                     Ok(store) => {
@@ -294,11 +299,11 @@ impl Reloader {
 
 impl Reloader {
     /// The key-store file, judged and loaded with the configured backend.
-    fn load_keys(&self, path: &Path) -> Result<Arc<dyn KeyStore>, String> {
+    fn load_keys(&self, path: &Path, allow_open: bool) -> Result<Arc<dyn KeyStore>, String> {
         let permissions =
             Permissions::of(path).map_err(|e| format!("key store {}: {e}", path.display()))?;
         if let Some(warning) = permissions
-            .verdict(path, self.config().keys.allow_insecure_permissions)
+            .verdict(path, allow_open)
             .map_err(|e| e.to_string())?
         {
             tracing::warn!(%warning, "key store permissions");

@@ -194,7 +194,7 @@ pub async fn run(
             let refusals = Refusals::new();
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = if h2 {
-                HeadGuard::passthrough(tls)
+                HeadGuard::passthrough(tls, Arc::clone(&refusals))
             } else {
                 HeadGuard::new(tls, options.limits.max_header_bytes, Arc::clone(&refusals))
             };
@@ -204,13 +204,14 @@ pub async fn run(
                     let busy = busy.begin();
                     let started = Instant::now();
                     let refused = refusals.take(request.headers());
-                    // A request with a body is answered and the connection closed: no
+                    // An HTTP/1 request with a body is answered and the connection closed: no
                     // endpoint takes one, and the guard stops judging heads after it.
-                    let with_body = request.headers().contains_key(TRANSFER_ENCODING)
-                        || request
-                            .headers()
-                            .get(CONTENT_LENGTH)
-                            .is_some_and(|v| v.as_bytes() != b"0");
+                    let with_body = !h2
+                        && (request.headers().contains_key(TRANSFER_ENCODING)
+                            || request
+                                .headers()
+                                .get(CONTENT_LENGTH)
+                                .is_some_and(|v| v.as_bytes() != b"0"));
                     let (method, uri) = (request.method().clone(), request.uri().clone());
                     request.extensions_mut().insert(conn);
                     let app = app.clone();

@@ -211,7 +211,7 @@ impl TrustStore {
                     format!("trust root file {}: {message}", file.display())
                 }
             };
-            doubtful.extend(previous.roots_of(file, &failed));
+            doubtful.extend(previous.in_doubt_where(|root| root.file == *file, &failed));
             errors.push(format!(
                 "{failed}: certificates its previous roots issued answer 503 until it loads"
             ));
@@ -222,27 +222,18 @@ impl TrustStore {
 
     /// Every root of `previous` in doubt for `why` (the configuration itself failed to reload).
     pub fn in_doubt(previous: &TrustStore, why: &str) -> Self {
-        let roots = previous
-            .roots
-            .iter()
-            .zip(&previous.anchors)
-            .map(|(info, anchor)| Root {
-                anchor: anchor.clone(),
-                info: RootInfo {
-                    doubt: Some(why.to_owned()),
-                    ..info.clone()
-                },
-            })
-            .collect();
-        Self::assemble(roots, previous.min_rsa_bits)
+        Self::assemble(
+            previous.in_doubt_where(|_| true, why),
+            previous.min_rsa_bits,
+        )
     }
 
-    /// The roots loaded from `file`, marked in doubt for `why`.
-    fn roots_of(&self, file: &Path, why: &str) -> Vec<Root> {
+    /// The roots that `keep` selects, marked in doubt for `why`.
+    fn in_doubt_where(&self, keep: impl Fn(&RootInfo) -> bool, why: &str) -> Vec<Root> {
         self.roots
             .iter()
             .zip(&self.anchors)
-            .filter(|(info, _)| info.file == file)
+            .filter(|(info, _)| keep(info))
             .map(|(info, anchor)| Root {
                 anchor: anchor.clone(),
                 info: RootInfo {
