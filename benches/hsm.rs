@@ -13,9 +13,9 @@ use std::time::Instant;
 use ccs_endpoint::config::{PinSource, Pkcs11Config, TokenSelector};
 use ccs_endpoint::hsm::{self, Hsm, TokenKeyStore};
 use ccs_endpoint::keystore::{FileKeyStore, KeyStore};
-use ccs_endpoint::pki::{self, KeyKind};
 use ccs_endpoint::protocol::InstanceName;
 use ccs_endpoint::secret::Secret;
+use ccs_endpoint::tools::pki::{self, KeyKind};
 use ccs_endpoint::wrap::{RecipientKey, WrapOptions};
 
 /// Microseconds per call of `f` over `iterations` calls on each of `threads` threads.

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use ccs_endpoint::cert::{self, TrustStore};
 use ccs_endpoint::keystore::FileKeyStore;
-use ccs_endpoint::pki::{self, KeyKind};
 use ccs_endpoint::protocol::{parse_kek_path, InstanceName};
 use ccs_endpoint::secret::Secret;
+use ccs_endpoint::tools::pki::{self, KeyKind};
 use ccs_endpoint::wrap::{wrap, WrapOptions};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rustls_pki_types::CertificateDer;
@@ -34,7 +34,7 @@ fn key_store_text(entries: usize) -> String {
 fn request_path(c: &mut Criterion) {
     let root = pki::ca("bench root", KeyKind::Rsa4096).unwrap();
     let db = pki::database(&root, "ccsdemo").unwrap();
-    let header = ccs_endpoint::inspect::header_value(db.cert_der());
+    let header = ccs_endpoint::tools::inspect::header_value(db.cert_der());
     let trust = TrustStore::from_certs(
         vec![(
             PathBuf::from("root.pem"),
@@ -77,7 +77,7 @@ fn request_path(c: &mut Criterion) {
         "GET /kek/ccsdemo/1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Java/17\r\nAccept: */*\r\nX-DB-Certificate: {header}\r\n\r\n"
     );
     c.bench_function("head guard judge (poll head)", |b| {
-        b.iter(|| ccs_endpoint::head_guard::judge(black_box(head.as_bytes()), 16 * 1024))
+        b.iter(|| ccs_endpoint::server::head_guard::judge(black_box(head.as_bytes()), 16 * 1024))
     });
 
     let mut group = c.benchmark_group("key store load");

@@ -8,9 +8,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use ccs_endpoint::cert::TrustStore;
-use ccs_endpoint::pki::{self, KeyKind};
 use ccs_endpoint::protocol::InstanceName;
 use ccs_endpoint::secret::Secret;
+use ccs_endpoint::tools::pki::{self, KeyKind};
 use ccs_endpoint::wrap::{wrap, Padding, Plaintext, RecipientKey, WrapOptions};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;

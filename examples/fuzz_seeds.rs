@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use base64::Engine;
-use ccs_endpoint::pki::{self, KeyKind};
+use ccs_endpoint::tools::pki::{self, KeyKind};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let dir = dir.join(target);

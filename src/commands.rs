@@ -9,14 +9,14 @@ use anyhow::{bail, Context};
 use ccs_endpoint::cert::TrustStore;
 use ccs_endpoint::config::{self, Backend, Config};
 use ccs_endpoint::hsm::{self, Hsm};
-use ccs_endpoint::keyfile::KeyFile;
 use ccs_endpoint::keystore::{
     parse_entries, Condition, KeySource, KeyState, Permissions, SecretsIn,
 };
-use ccs_endpoint::probe::{self, ProbeOptions};
 use ccs_endpoint::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId};
+use ccs_endpoint::runtime::state::Snapshot;
 use ccs_endpoint::secret::Secret;
-use ccs_endpoint::state::Snapshot;
+use ccs_endpoint::tools::keyfile::KeyFile;
+use ccs_endpoint::tools::probe::{self, ProbeOptions};
 use ccs_endpoint::wrap::{Padding, Plaintext, WrapOptions};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
@@ -455,14 +455,14 @@ pub struct WrapArgs {
 
 pub fn wrap(args: WrapArgs) -> anyhow::Result<()> {
     let config = Config::load(&crate::config_path(args.config))?;
-    let der = ccs_endpoint::inspect::read_input(&args.cert)?;
+    let der = ccs_endpoint::tools::inspect::read_input(&args.cert)?;
     let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)?;
     let keys = KeySource::open(&config.keys, config.wrap)?.load(&config.keys.file)?;
     let path = parse_kek_path(&format!("/kek/{}/{}", args.key.instance, args.key.key_id))?;
     let snapshot = Snapshot::new(std::sync::Arc::new(trust), keys);
     let validity =
         time::Duration::try_from(config.keys.validity).unwrap_or(time::Duration::days(7));
-    let (status, body) = ccs_endpoint::http::offline_answer(
+    let (status, body) = ccs_endpoint::server::http::offline_answer(
         &snapshot,
         config.wrap,
         validity,
@@ -491,7 +491,7 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let der = ccs_endpoint::inspect::read_input(&args.input)?;
+    let der = ccs_endpoint::tools::inspect::read_input(&args.input)?;
     let instance = args
         .instance
         .as_deref()
@@ -504,7 +504,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         .and_then(|c| {
             TrustStore::load(&c.trust.roots, c.trust.min_rsa_bits).map_err(|e| e.to_string())
         });
-    let report = ccs_endpoint::inspect::report(
+    let report = ccs_endpoint::tools::inspect::report(
         &der,
         trust.as_ref().map_err(String::as_str),
         instance.as_ref(),
@@ -515,9 +515,9 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 }
 
 pub fn init(dir: &Path) -> anyhow::Result<()> {
-    for file in ccs_endpoint::init::init(dir)? {
+    for file in ccs_endpoint::tools::init::init(dir)? {
         println!("wrote {}", file.display());
     }
-    print!("{}", ccs_endpoint::init::next_steps(dir));
+    print!("{}", ccs_endpoint::tools::init::next_steps(dir));
     Ok(())
 }

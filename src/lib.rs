@@ -2,33 +2,28 @@
 //!
 //! A SaaS database polls `GET /kek/<instance>/<key_id>` with its certificate in a header; the
 //! endpoint verifies the certificate and answers the key-encryption key, RSA-OAEP-wrapped to it.
+//!
+//! The tree follows the layers:
+//! - the domain, which knows nothing of HTTP or of files changing: [`protocol`], [`cert`],
+//!   [`wrap`], [`secret`], [`keystore`], [`hsm`], [`config`];
+//! - [`runtime`]: loading the parts a server runs on, reloading them, the state requests share;
+//! - [`server`]: the listeners, TLS, the PROXY protocol, client policy, the HTTP handlers;
+//! - [`tools`]: what the operator commands use (key-store editing, probe, inspect, init, a
+//!   development PKI).
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod admission;
-pub mod app;
-pub mod cache;
 pub mod cert;
 pub mod config;
-pub mod dev;
-pub mod head_guard;
 pub mod hsm;
-pub mod http;
-pub mod init;
-pub mod inspect;
-pub mod keyfile;
 pub mod keystore;
-pub mod log_filter;
-pub mod metrics;
-pub mod peer;
-pub mod pki;
-pub mod probe;
 pub mod protocol;
-pub mod proxy;
-pub mod reload;
 pub mod secret;
-pub mod server;
-pub mod state;
-pub mod tls;
 pub mod wrap;
+
+/// A bounded cache, shared by the certificate and wrap caches.
+mod cache;
+
+pub mod runtime;
+pub mod server;
+pub mod tools;

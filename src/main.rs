@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ccs_endpoint::app::Loaded;
 use ccs_endpoint::config::{self, Config, LogFormat};
 use ccs_endpoint::protocol::InstanceName;
-use ccs_endpoint::{dev, server};
+use ccs_endpoint::runtime::Loaded;
+use ccs_endpoint::server;
+use ccs_endpoint::tools::dev;
 use clap::{Parser, Subcommand};
 
 mod commands;
@@ -149,8 +150,9 @@ fn main() -> ExitCode {
 /// was measured against this and lost: more wake-ups, lower throughput, a p99 five times worse
 /// (BENCHMARKS.md); and once its buffer fills it blocks the same way.
 fn init_logging(format: LogFormat) -> anyhow::Result<()> {
-    let filter = ccs_endpoint::log_filter::parse(std::env::var("RUST_LOG").ok().as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let filter =
+        ccs_endpoint::runtime::log_filter::parse(std::env::var("RUST_LOG").ok().as_deref())
+            .map_err(anyhow::Error::msg)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

@@ -241,7 +241,7 @@ fn check_fails_with_the_file_entry_and_field() {
     std::fs::write(&config, &text).unwrap();
     write_private(
         &dir.path().join("server.key"),
-        &ccs_endpoint::pki::KeyKind::EcP256
+        &ccs_endpoint::tools::pki::KeyKind::EcP256
             .generate()
             .unwrap()
             .serialize_pem(),

@@ -8,8 +8,8 @@ mod support;
 use std::sync::Arc;
 
 use ccs_endpoint::keystore::{KeyState, KeyStore, LookupError, Wrapped};
-use ccs_endpoint::pki::{self, KeyKind};
 use ccs_endpoint::protocol::{InstanceName, KeyId};
+use ccs_endpoint::tools::pki::{self, KeyKind};
 use ccs_endpoint::wrap::{RecipientKey, WrapError, WrapOptions};
 use rcgen::{DistinguishedName, DnType, ExtendedKeyUsagePurpose};
 use support::*;
@@ -474,7 +474,7 @@ async fn certificates_must_be_rsa_of_at_least_min_rsa_bits() {
         .unwrap()
         .replace("[keys]", "min_rsa_bits = 3072\n[keys]");
     std::fs::write(&config, text).unwrap();
-    let state = ccs_endpoint::app::Loaded::from_file(&config).unwrap();
+    let state = ccs_endpoint::runtime::Loaded::from_file(&config).unwrap();
     let instance = InstanceName::parse("ccsdemo").unwrap();
     let now = OffsetDateTime::now_utc();
     let small = db_cert("ccsdemo");

@@ -34,7 +34,7 @@ async fn becomes(server: &TestServer, instance: &str, want: u16) -> Reply {
 /// A poll for `instance`'s key 1 with `cert`, repeated until it answers `want` (15 s at most).
 async fn poll_until(
     server: &TestServer,
-    cert: &ccs_endpoint::pki::Issued,
+    cert: &ccs_endpoint::tools::pki::Issued,
     instance: &str,
     want: u16,
 ) -> Reply {
@@ -190,8 +190,12 @@ async fn a_slow_non_atomic_rewrite_never_serves_a_disabled_key() {
 }
 
 /// A poll for ccsdemo/1 with a certificate from `root`, waiting for the answer `want`.
-async fn cert_becomes(server: &TestServer, root: &ccs_endpoint::pki::Issued, want: u16) -> Reply {
-    let cert = ccs_endpoint::pki::database(root, "ccsdemo").unwrap();
+async fn cert_becomes(
+    server: &TestServer,
+    root: &ccs_endpoint::tools::pki::Issued,
+    want: u16,
+) -> Reply {
+    let cert = ccs_endpoint::tools::pki::database(root, "ccsdemo").unwrap();
     poll_until(server, &cert, "ccsdemo", want).await
 }
 
@@ -315,7 +319,7 @@ fn a_weak_rsa_root_is_refused_at_load() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let error = ccs_endpoint::app::Loaded::from_file(&config)
+    let error = ccs_endpoint::runtime::Loaded::from_file(&config)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

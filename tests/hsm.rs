@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ccs_endpoint::pki::Issued;
+use ccs_endpoint::tools::pki::Issued;
 use support::process::{bin, free_port, leak_forms, output_with_stdin, Running};
 use support::*;
 

@@ -35,7 +35,7 @@ impl Case {
 }
 
 /// Serves one key under each option combination and collects what the server answered.
-async fn wrapped_cases(cert: &ccs_endpoint::pki::Issued) -> Vec<Case> {
+async fn wrapped_cases(cert: &ccs_endpoint::tools::pki::Issued) -> Vec<Case> {
     let mut cases = Vec::new();
     for padding in ["oaep-sha1", "oaep-sha256"] {
         for plaintext in ["hex", "raw"] {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccs_endpoint::pki;
+use ccs_endpoint::tools::pki;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -220,7 +220,7 @@ struct Slow {
 }
 
 async fn start_slow(delay: Duration, extra_config: &str) -> Slow {
-    use ccs_endpoint::app::Loaded;
+    use ccs_endpoint::runtime::Loaded;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], extra_config);
     let daemon = Loaded::from_file(&config).unwrap().into_daemon().unwrap();

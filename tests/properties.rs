@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ccs_endpoint::cert::TrustStore;
-use ccs_endpoint::pki::{self, Issued, KeyKind};
 use ccs_endpoint::protocol::{parse_kek_path, InstanceName};
+use ccs_endpoint::tools::pki::{self, Issued, KeyKind};
 use proptest::prelude::*;
 use rustls::pki_types::CertificateDer;
 use support::pki as test_pki;
@@ -166,7 +166,7 @@ proptest! {
                 pki::database(&p.impostor, "ccsdemo").unwrap(),
             ]
             .iter()
-            .map(|c| ccs_endpoint::inspect::header_value(c.cert_der()))
+            .map(|c| ccs_endpoint::tools::inspect::header_value(c.cert_der()))
             .collect()
         });
         let instances = ["ccsdemo", "other", "third"].map(|i| InstanceName::parse(i).unwrap());

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use ccs_endpoint::cert::TrustStore;
-use ccs_endpoint::pki::{self, KeyKind};
+use ccs_endpoint::tools::pki::{self, KeyKind};
 use ccs_endpoint::protocol::InstanceName;
 use libfuzzer_sys::fuzz_target;
 use rustls_pki_types::CertificateDer;

@@ -3,7 +3,7 @@
 //! when cut out alone, and a target with a fragment never passes.
 #![no_main]
 
-use ccs_endpoint::head_guard::{judge, Judged};
+use ccs_endpoint::server::head_guard::{judge, Judged};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 4096;

@@ -28,9 +28,10 @@ fn header_decoding() {
 fn refusals_say_what_to_fix_not_what_the_parser_said() {
     use base64::Engine;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let root = crate::pki::ca("m", crate::pki::KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let root = crate::tools::pki::ca("m", crate::tools::pki::KeyKind::Rsa2048)
+        .unwrap_or_else(|e| panic!("{e}"));
     let trust = store(&[&root]);
-    let leaf = crate::pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
+    let leaf = crate::tools::pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
     let der = leaf.cert_der();
     let rows: Vec<(Vec<u8>, &str)> = vec![
         (
@@ -97,8 +98,8 @@ fn the_published_database_certificate_parses_and_is_refused_for_its_issuer() {
     };
     assert_eq!(modulus_bits(rsa.modulus), 2048);
 
-    let root =
-        crate::pki::ca("test root", crate::pki::KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
+    let root = crate::tools::pki::ca("test root", crate::tools::pki::KeyKind::Rsa2048)
+        .unwrap_or_else(|e| panic!("{e}"));
     let trust = store(&[&root]);
     let rejected = trust
         .verify(&der, &name("ccsdemo"), OffsetDateTime::now_utc())
@@ -127,7 +128,7 @@ fn the_published_database_certificate_parses_and_is_refused_for_its_issuer() {
     );
 }
 
-fn store(roots: &[&crate::pki::Issued]) -> TrustStore {
+fn store(roots: &[&crate::tools::pki::Issued]) -> TrustStore {
     let certs = roots
         .iter()
         .map(|r| {
@@ -142,7 +143,7 @@ fn store(roots: &[&crate::pki::Issued]) -> TrustStore {
 
 #[test]
 fn decisions() {
-    use crate::pki::{self, KeyKind};
+    use crate::tools::pki::{self, KeyKind};
     let ok = |r: Result<pki::Issued, pki::Error>| r.unwrap_or_else(|e| panic!("{e}"));
     let root = ok(pki::ca("decision root", KeyKind::Rsa2048));
     let other_root = ok(pki::ca("decision root", KeyKind::Rsa2048));
@@ -257,7 +258,7 @@ fn decisions() {
     assert!(both.verify(good.cert_der(), &name("ccsdemo"), now).is_ok());
 }
 
-fn good_not_before(cert: &crate::pki::Issued) -> OffsetDateTime {
+fn good_not_before(cert: &crate::tools::pki::Issued) -> OffsetDateTime {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert.cert_der()).unwrap_or_else(|e| panic!("{e}"));
     parsed.validity().not_before.to_datetime()
@@ -265,8 +266,9 @@ fn good_not_before(cert: &crate::pki::Issued) -> OffsetDateTime {
 
 #[test]
 fn roots_must_be_ca_certificates() {
-    let root = crate::pki::ca("r", crate::pki::KeyKind::EcP256).unwrap_or_else(|e| panic!("{e}"));
-    let leaf = crate::pki::database(&root, "x");
+    let root = crate::tools::pki::ca("r", crate::tools::pki::KeyKind::EcP256)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let leaf = crate::tools::pki::database(&root, "x");
     // A database certificate needs an RSA key; the issuer may be EC.
     let leaf = leaf.unwrap_or_else(|e| panic!("{e}"));
     let err = TrustStore::from_certs(
@@ -291,11 +293,11 @@ fn roots_must_be_ca_certificates() {
 
 #[test]
 fn the_cache_keeps_checking_the_clock_and_the_instance() {
-    use crate::pki::{self, KeyKind};
+    use crate::tools::pki::{self, KeyKind};
     let root = pki::ca("cache root", KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
     let trust = store(&[&root]);
     let db = pki::database(&root, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
-    let header = crate::inspect::header_value(db.cert_der());
+    let header = crate::tools::inspect::header_value(db.cert_der());
     let now = OffsetDateTime::now_utc();
     let ok = trust.verify_header(header.as_bytes(), &name("ccsdemo"), now);
     assert!(ok.is_ok());
@@ -325,7 +327,7 @@ fn the_cache_keeps_checking_the_clock_and_the_instance() {
     // What fails the chain is not cached.
     let foreign = pki::ca("cache root", KeyKind::Rsa2048).unwrap_or_else(|e| panic!("{e}"));
     let stranger = pki::database(&foreign, "ccsdemo").unwrap_or_else(|e| panic!("{e}"));
-    let h = crate::inspect::header_value(stranger.cert_der());
+    let h = crate::tools::inspect::header_value(stranger.cert_der());
     assert_eq!(
         reason(trust.verify_header(h.as_bytes(), &name("ccsdemo"), now)),
         Some("cert_unknown_issuer")
@@ -339,7 +341,7 @@ fn the_cache_keeps_checking_the_clock_and_the_instance() {
 
 #[test]
 fn a_roots_dns_name_constraints_bind_the_common_name() {
-    use crate::pki::{self, KeyKind};
+    use crate::tools::pki::{self, KeyKind};
     use rcgen::{GeneralSubtree, NameConstraints};
     let ok = |r: Result<pki::Issued, pki::Error>| r.unwrap_or_else(|e| panic!("{e}"));
     let constrained = |permitted: &[&str], excluded: &[&str]| {
@@ -402,7 +404,7 @@ fn a_roots_dns_name_constraints_bind_the_common_name() {
 
 #[test]
 fn a_leaf_of_an_expired_root_is_refused_naming_the_root() {
-    use crate::pki::{self, KeyKind};
+    use crate::tools::pki::{self, KeyKind};
     let now = OffsetDateTime::now_utc();
     let mut params = pki::ca_params("old root");
     params.not_before = now - time::Duration::days(30);

@@ -14,8 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ccs_endpoint::app::{Daemon, Loaded};
-use ccs_endpoint::pki::{self, Issued, KeyKind};
+use ccs_endpoint::runtime::{Daemon, Loaded};
+use ccs_endpoint::tools::pki::{self, Issued, KeyKind};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::SupportedProtocolVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -148,7 +148,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
-    pub reloader: Arc<ccs_endpoint::reload::Reloader>,
+    pub reloader: Arc<ccs_endpoint::runtime::reload::Reloader>,
 }
 
 impl TestServer {

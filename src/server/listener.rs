@@ -25,13 +25,13 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admission::{Admission, ClientSlot, Refusal};
 pub use crate::config::Limits;
-use crate::head_guard::{HeadGuard, Refusals};
-use crate::http::{answer_outside, Outside};
-use crate::metrics::Metrics;
-use crate::peer::{ConnInfo, PeerPolicy};
-use crate::proxy;
+use crate::runtime::metrics::Metrics;
+use crate::server::admission::{Admission, ClientSlot, Refusal};
+use crate::server::head_guard::{HeadGuard, Refusals};
+use crate::server::http::{answer_outside, Outside};
+use crate::server::peer::{ConnInfo, PeerPolicy};
+use crate::server::proxy;
 
 /// How the listener treats connections.
 #[derive(Clone)]

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use crate::pki;
 use crate::protocol::InstanceName;
 use crate::secret::Secret;
+use crate::tools::pki;
 
 /// The files of a development setup.
 #[derive(Debug, Clone)]

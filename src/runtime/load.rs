@@ -15,12 +15,12 @@ use crate::cert::{TrustError, TrustStore};
 use crate::config::{Backend, Config, ConfigError, PinSource, Pkcs11Config};
 use crate::hsm::HsmError;
 use crate::keystore::{Condition, KeySource, KeyStore, KeyStoreError, Permissions};
-use crate::metrics::Metrics;
-use crate::peer::PeerPolicy;
-use crate::reload::{self, Reloader};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::reload::{self, Reloader};
+use crate::runtime::state::AppState;
+use crate::server::peer::PeerPolicy;
+use crate::server::tls::{self, CertSwitch, Identity};
 use crate::server::{self, ServerOptions};
-use crate::state::AppState;
-use crate::tls::{self, CertSwitch, Identity};
 
 /// Why the server cannot start. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +258,7 @@ pub struct Daemon {
 impl Daemon {
     /// The service's routes over this daemon's state.
     pub fn router(&self) -> Router {
-        crate::http::router(Arc::clone(&self.state))
+        crate::server::http::router(Arc::clone(&self.state))
     }
 
     /// Serves on `service` (TLS) and `admin` (plain HTTP) and reloads on changes, until
@@ -285,7 +285,7 @@ impl Daemon {
         let watcher = tokio::spawn(reload::watch(Arc::clone(&self.reloader), stopped.clone()));
         let admin = admin.map(|listener| {
             let mut stopped = stopped.clone();
-            tokio::spawn(crate::admin::serve(
+            tokio::spawn(crate::server::admin::serve(
                 listener,
                 Arc::clone(&self.state),
                 self.options.limits.header_timeout,

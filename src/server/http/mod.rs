@@ -17,13 +17,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cert::{self, CertError, CertIdentity, VerifiedCert};
-use crate::head_guard::Refused;
 use crate::keystore::{LookupError, Wrapped};
-use crate::peer::ConnInfo;
 use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KekPath, KeyId, PathError};
+pub use crate::runtime::state::AppState;
+use crate::runtime::state::Snapshot;
 use crate::secret::Kcv;
-pub use crate::state::AppState;
-use crate::state::Snapshot;
+use crate::server::head_guard::Refused;
+use crate::server::peer::ConnInfo;
 use crate::wrap::WrapOptions;
 
 /// The response header carrying the request id (also in the log line).

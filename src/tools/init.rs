@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-const CONFIG: &str = include_str!("../config/ccs-endpoint.toml");
-const KEYS_EXAMPLE: &str = include_str!("../config/keys.example.toml");
-const CERTS_README: &str = include_str!("../certs/README.md");
+const CONFIG: &str = include_str!("../../config/ccs-endpoint.toml");
+const KEYS_EXAMPLE: &str = include_str!("../../config/keys.example.toml");
+const CERTS_README: &str = include_str!("../../certs/README.md");
 const KEYS: &str = "# ccs-endpoint key store: mode 600, never in version control.\n\
 # Add keys with `ccs-endpoint keys generate --instance <name> --key-id 1 --file config/keys.toml`.\n\
 # The fields are described in keys.example.toml beside this file.\n";
@@ -42,7 +42,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         if *private {
-            crate::keyfile::write_atomically(path, text.as_bytes()).map_err(io(path))?;
+            crate::tools::keyfile::write_atomically(path, text.as_bytes()).map_err(io(path))?;
         } else {
             std::fs::write(path, text).map_err(io(path))?;
         }

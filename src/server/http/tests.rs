@@ -3,7 +3,7 @@
 use super::*;
 use crate::cert::TrustStore;
 use crate::keystore::FileKeyStore;
-use crate::pki;
+use crate::tools::pki;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -30,8 +30,8 @@ fn app() -> (Router, String) {
         Arc::new(keys),
         crate::wrap::WrapOptions::default(),
         time::Duration::hours(1),
-        crate::peer::PeerPolicy::default(),
-        Arc::new(crate::metrics::Metrics::new()),
+        crate::server::peer::PeerPolicy::default(),
+        Arc::new(crate::runtime::metrics::Metrics::new()),
     );
     (router(Arc::new(state)), BASE64.encode(db.cert_der()))
 }

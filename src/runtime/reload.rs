@@ -19,9 +19,9 @@ use crate::config::Config;
 use crate::keystore::{
     Condition, KeySource, KeyState, KeyStore, Permissions, Withdrawals, Withheld,
 };
-use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::tls::{self, CertSwitch};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::state::AppState;
+use crate::server::tls::{self, CertSwitch};
 
 /// Changes in a watched directory are gathered for this long before a reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);

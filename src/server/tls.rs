@@ -15,7 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
-use crate::app::LoadError;
+use crate::runtime::LoadError;
 
 /// A loaded certificate chain and key, with what operators want to know about it.
 pub struct Identity {

@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::http::json;
-use crate::state::AppState;
+use crate::runtime::state::AppState;
+use crate::server::http::json;
 
 /// The admin routes.
 pub fn router(state: Arc<AppState>) -> Router {

@@ -10,9 +10,9 @@ use arc_swap::ArcSwap;
 use crate::cache::BoundedCache;
 use crate::cert::TrustStore;
 use crate::keystore::{KeyState, KeyStore, Wrapped};
-use crate::metrics::Metrics;
-use crate::peer::PeerPolicy;
 use crate::protocol::{InstanceName, KeyId};
+use crate::runtime::metrics::Metrics;
+use crate::server::peer::PeerPolicy;
 use crate::wrap::WrapOptions;
 
 /// Wrapped keys kept per snapshot (a few per instance is the steady state).

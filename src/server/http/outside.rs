@@ -8,9 +8,9 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 
 use super::{log_request, new_request_id, respond, Failure, Record};
-use crate::head_guard::Refused;
-use crate::metrics::Metrics;
-use crate::peer::ConnInfo;
+use crate::runtime::metrics::Metrics;
+use crate::server::head_guard::Refused;
+use crate::server::peer::ConnInfo;
 
 /// What was answered outside the router.
 #[derive(Debug)]
