@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ccs_endpoint::config::{PinSource, Pkcs11Config, TokenSelector};
-use ccs_endpoint::hsm::{self, Hsm, TokenKeyStore};
-use ccs_endpoint::keystore::{FileKeyStore, KeyStore};
+use ccs_endpoint::hsm::Hsm;
+use ccs_endpoint::keystore::{label, KeySource, KeyStore};
 use ccs_endpoint::protocol::InstanceName;
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::pki::{self, KeyKind};
@@ -90,8 +90,7 @@ fn main() {
     let hsm = Arc::new(Hsm::open(&config, options).unwrap());
     let secret = Secret::generate().unwrap();
     let instance = InstanceName::parse("bench").unwrap();
-    hsm.create(&hsm::label(&instance, 1), &secret, false)
-        .unwrap();
+    hsm.create(&label(&instance, 1), &secret, false).unwrap();
     let hex = String::from_utf8(secret.to_hex().to_vec()).unwrap();
     let states = dir.path().join("states.toml");
     std::fs::write(
@@ -102,12 +101,13 @@ fn main() {
         ),
     )
     .unwrap();
-    let token = TokenKeyStore::load(&states, Arc::clone(&hsm)).unwrap();
-    let file = FileKeyStore::parse(
-        Path::new("keys.toml"),
-        &format!("[[key]]\ninstance = \"bench\"\nkey_id = 1\nsecret = \"{hex}\"\n"),
-    )
-    .unwrap();
+    let token = KeySource::Token(Arc::clone(&hsm)).load(&states).unwrap();
+    let file = KeySource::File
+        .parse(
+            Path::new("keys.toml"),
+            &format!("[[key]]\ninstance = \"bench\"\nkey_id = 1\nsecret = \"{hex}\"\n"),
+        )
+        .unwrap();
 
     let root = pki::ca("bench root", KeyKind::Rsa4096).unwrap();
     let db = root
@@ -119,7 +119,7 @@ fn main() {
     let (_, parsed) = x509_parser::parse_x509_certificate(db.cert_der()).unwrap();
     let recipient = RecipientKey::from_spki_der(parsed.public_key().raw).unwrap();
 
-    let wrap = |store: &dyn KeyStore| {
+    let wrap = |store: &KeyStore| {
         std::hint::black_box(store.wrap_for(&instance, 1, &recipient, options).unwrap());
     };
     let f1 = time_it("wrap_for file, 1 thread", iterations * 10, 1, || {

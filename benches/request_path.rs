@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use ccs_endpoint::cert::{self, TrustStore};
-use ccs_endpoint::keystore::FileKeyStore;
+use ccs_endpoint::keystore::KeySource;
 use ccs_endpoint::protocol::{parse_kek_path, InstanceName};
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::pki::{self, KeyKind};
@@ -86,7 +86,9 @@ fn request_path(c: &mut Criterion) {
         let text = key_store_text(entries);
         group.bench_function(format!("{entries} entries"), |b| {
             b.iter(|| {
-                FileKeyStore::parse(std::path::Path::new("keys.toml"), black_box(&text)).unwrap()
+                KeySource::File
+                    .parse(std::path::Path::new("keys.toml"), black_box(&text))
+                    .unwrap()
             })
         });
     }

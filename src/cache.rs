@@ -69,11 +69,6 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
             .map
             .len()
     }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

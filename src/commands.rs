@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ccs_endpoint::cert::TrustStore;
 use ccs_endpoint::config::{self, Backend, Config};
-use ccs_endpoint::hsm::{self, Hsm};
+use ccs_endpoint::hsm::Hsm;
 use ccs_endpoint::keystore::{
-    parse_entries, Condition, KeySource, KeyState, Permissions, SecretsIn,
+    check_permissions, label, read_entries, KeySource, KeyState, SecretsIn, LABEL_PREFIX,
 };
-use ccs_endpoint::protocol::{format_timestamp, parse_kek_path, InstanceName, KeyId};
-use ccs_endpoint::runtime::state::Snapshot;
+use ccs_endpoint::protocol::{parse_kek_path, InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::keyfile::KeyFile;
+use ccs_endpoint::tools::keys::{listing, valid_until};
 use ccs_endpoint::tools::probe::{self, ProbeOptions};
 use ccs_endpoint::wrap::{Padding, Plaintext, WrapOptions};
 use clap::{Args, Subcommand};
@@ -182,79 +182,31 @@ fn list(
     secrets: SecretsIn,
     open_token: impl Fn() -> anyhow::Result<Option<Hsm>>,
     now: OffsetDateTime,
-    validity: Duration,
+    validity: time::Duration,
 ) -> anyhow::Result<()> {
-    let permissions = Permissions::of(path).with_context(|| path.display().to_string())?;
-    if let Some(warning) = permissions.verdict(path, true)? {
+    if let Some(warning) = check_permissions(path, true)? {
         eprintln!("warning: {warning}");
     }
-    let text = std::fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .with_context(|| format!("key store {}", path.display()))?;
-    let keys: Vec<KeyState> = parse_entries(path, &text, secrets)?
+    let keys: Vec<KeyState> = read_entries(path, secrets)?
         .into_iter()
         .map(|entry| entry.state)
         .collect();
     // With a token: every `ccs/` object, or why the token could not be read.
-    let objects = match secrets {
+    let token = match secrets {
         SecretsIn::File => None,
         SecretsIn::Token => Some(
             open_token()
-                .and_then(|hsm| Ok(hsm.context("no token is configured")?.objects()?))
+                .and_then(|hsm| {
+                    Ok(hsm
+                        .context("no token is configured")?
+                        .objects(LABEL_PREFIX)?)
+                })
                 .map_err(|e| e.to_string()),
         ),
     };
-    let token_column = |key: &KeyState| -> String {
-        let Some(objects) = &objects else {
-            return String::new();
-        };
-        let Ok(objects) = objects else {
-            return "  token: unreadable".into();
-        };
-        let label = hsm::label(&key.instance, key.key_id);
-        match objects.iter().find(|o| o.label == label) {
-            None => format!("  token: MISSING {label}"),
-            Some(o) if !o.sensitive => format!("  token: {label} NOT SENSITIVE"),
-            Some(o) if o.kcv.as_deref() != Some(key.kcv.to_string().as_str()) => format!(
-                "  token: {label} holds kcv {}",
-                o.kcv.as_deref().unwrap_or("(none)")
-            ),
-            Some(_) => format!("  token: {label} (sensitive)"),
-        }
-    };
-    println!(
-        "{:<20} {:>6}  {:<6}  {:<44}  valid until (answered now)",
-        "instance", "key_id", "kcv", "state"
-    );
-    for key in &keys {
-        println!(
-            "{:<20} {:>6}  {}  {:<44}  {}{}",
-            key.instance.as_str(),
-            key.key_id,
-            key.kcv,
-            state(key, now),
-            valid_until(key, now, validity),
-            token_column(key)
-        );
-    }
-    println!("{} key(s) in {}", keys.len(), path.display());
-    match &objects {
-        Some(Ok(objects)) => {
-            for object in objects {
-                if !keys
-                    .iter()
-                    .any(|k| hsm::label(&k.instance, k.key_id) == object.label)
-                {
-                    println!(
-                        "in the token but in no entry (not served): {} kcv {}",
-                        object.label,
-                        object.kcv.as_deref().unwrap_or("(none)")
-                    );
-                }
-            }
-        }
-        Some(Err(e)) => bail!("the token could not be read: {e}"),
-        None => {}
+    print!("{}", listing(path, &keys, &token, now, validity));
+    if let Some(Err(e)) = &token {
+        bail!("the token could not be read: {e}");
     }
     Ok(())
 }
@@ -277,7 +229,7 @@ fn add_to_token(
             key.key_id
         );
     }
-    let label = hsm::label(&instance, key.key_id);
+    let label = label(&instance, key.key_id);
     let replaced = hsm.create(&label, secret, force)?;
     file.add_token_key(&instance, key.key_id, secret.kcv(), force)?;
     file.save()?;
@@ -325,7 +277,7 @@ fn switch(
     key: &KeyArgs,
     disabled: bool,
     now: OffsetDateTime,
-    validity: Duration,
+    validity: time::Duration,
 ) -> anyhow::Result<()> {
     let instance = key.instance()?;
     let mut file = KeyFile::open_with(path, secrets)?;
@@ -357,25 +309,6 @@ fn find(states: &[KeyState], instance: &InstanceName, key_id: KeyId) -> anyhow::
         .context("the key vanished from the store it was just written to")
 }
 
-fn state(key: &KeyState, now: OffsetDateTime) -> String {
-    match key.condition(now) {
-        Condition::Disabled => "disabled (404)".into(),
-        Condition::ShutDown(t) => format!("expired at {} (shut down)", format_timestamp(t)),
-        Condition::Active { until: Some(t) } => format!("active until {}", format_timestamp(t)),
-        Condition::Active { until: None } => "active".into(),
-    }
-}
-
-/// The `validUntil` the server would answer now, by the server's own rule.
-fn valid_until(key: &KeyState, now: OffsetDateTime, validity: Duration) -> String {
-    if key.disabled {
-        return "- (404)".into();
-    }
-    let validity = time::Duration::try_from(validity).unwrap_or(time::Duration::days(7));
-    key.valid_until(now, validity)
-        .map_or_else(|| "-".into(), format_timestamp)
-}
-
 /// `probe` arguments.
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
@@ -397,11 +330,11 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "KCV")]
     expect_kcv: Option<String>,
     /// The padding the database expects.
-    #[arg(long, value_name = "PADDING", default_value = "oaep-sha1", value_parser = ["oaep-sha1", "oaep-sha256"])]
-    padding: String,
+    #[arg(long, value_name = "PADDING", value_enum, default_value_t = Padding::OaepSha1)]
+    padding: Padding,
     /// The plaintext form the database expects.
-    #[arg(long, value_name = "FORM", default_value = "hex", value_parser = ["hex", "raw"])]
-    plaintext: String,
+    #[arg(long, value_name = "FORM", value_enum, default_value_t = Plaintext::Hex)]
+    plaintext: Plaintext,
     /// Give up after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -416,16 +349,8 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         insecure: args.insecure,
         expect_kcv: args.expect_kcv,
         expect: WrapOptions {
-            padding: if args.padding == "oaep-sha256" {
-                Padding::OaepSha256
-            } else {
-                Padding::OaepSha1
-            },
-            plaintext: if args.plaintext == "raw" {
-                Plaintext::Raw
-            } else {
-                Plaintext::Hex
-            },
+            padding: args.padding,
+            plaintext: args.plaintext,
         },
         timeout: args.timeout,
     };
@@ -459,13 +384,11 @@ pub fn wrap(args: WrapArgs) -> anyhow::Result<()> {
     let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)?;
     let keys = KeySource::open(&config.keys, config.wrap)?.load(&config.keys.file)?;
     let path = parse_kek_path(&format!("/kek/{}/{}", args.key.instance, args.key.key_id))?;
-    let snapshot = Snapshot::new(std::sync::Arc::new(trust), keys);
-    let validity =
-        time::Duration::try_from(config.keys.validity).unwrap_or(time::Duration::days(7));
     let (status, body) = ccs_endpoint::server::http::offline_answer(
-        &snapshot,
+        &trust,
+        &keys,
         config.wrap,
-        validity,
+        config.keys.validity,
         &der,
         &path,
         OffsetDateTime::now_utc(),

@@ -17,6 +17,7 @@ pub mod cert;
 pub mod config;
 pub mod hsm;
 pub mod keystore;
+pub mod permissions;
 pub mod protocol;
 pub mod secret;
 pub mod wrap;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 /// The OAEP hash and mask generation function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Padding {
     /// OAEP with SHA-1 and MGF1-SHA-1: OpenSSL's PKCS1_OAEP_PADDING, Java's
@@ -23,7 +23,8 @@ pub enum Padding {
 }
 
 impl Padding {
-    fn algorithm(self) -> &'static OaepAlgorithm {
+    /// The algorithm that wraps and unwraps with this padding.
+    pub fn algorithm(self) -> &'static OaepAlgorithm {
         match self {
             Padding::OaepSha1 => &OAEP_SHA1_MGF1SHA1,
             Padding::OaepSha256 => &OAEP_SHA256_MGF1SHA256,
@@ -37,10 +38,18 @@ impl Padding {
             Padding::OaepSha256 => "oaep-sha256",
         }
     }
+
+    /// The hash and mask generation function, as tokens and vendors name them.
+    pub fn hashes(self) -> &'static str {
+        match self {
+            Padding::OaepSha1 => "SHA-1/MGF1-SHA-1",
+            Padding::OaepSha256 => "SHA-256/MGF1-SHA-256",
+        }
+    }
 }
 
 /// What is encrypted: the hex text of the secret or its raw bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Plaintext {
     /// The 64 lower-case ASCII hex characters, as the published Java reference wraps it.

@@ -7,8 +7,8 @@ mod support;
 
 use std::sync::Arc;
 
-use ccs_endpoint::keystore::{KeyState, KeyStore, LookupError, Wrapped};
-use ccs_endpoint::protocol::{InstanceName, KeyId};
+use ccs_endpoint::keystore::{KeyState, KeyStore, LookupError, Secrets};
+use ccs_endpoint::protocol::InstanceName;
 use ccs_endpoint::tools::pki::{self, KeyKind};
 use ccs_endpoint::wrap::{RecipientKey, WrapError, WrapOptions};
 use rcgen::{DistinguishedName, DnType, ExtendedKeyUsagePurpose};
@@ -424,29 +424,21 @@ async fn kill_switches_and_validity() {
     }
 }
 
-/// A key store whose wrapping always fails, to reach the 500 row.
-struct BrokenStore;
+/// A secrets backend whose wrapping always fails, to reach the 500 row.
+struct BrokenSecrets;
 
-impl KeyStore for BrokenStore {
-    fn wrap_for(
-        &self,
-        _: &InstanceName,
-        _: KeyId,
-        _: &RecipientKey,
-        _: WrapOptions,
-    ) -> Result<Wrapped, LookupError> {
+impl Secrets for BrokenSecrets {
+    fn wrap(&self, _: &KeyState, _: &RecipientKey, _: WrapOptions) -> Result<Vec<u8>, LookupError> {
         Err(LookupError::Wrap(WrapError::Encrypt))
-    }
-
-    fn list(&self) -> Vec<KeyState> {
-        Vec::new()
     }
 }
 
 #[tokio::test]
 async fn an_internal_failure_is_500_with_an_error_id_and_nothing_else() {
     let server = TestServer::start_with(&[Key::new("ccsdemo", 1)], "", |daemon| {
-        daemon.state.set_keys(Arc::new(BrokenStore));
+        let keys = daemon.state.keys.store().list();
+        let broken = KeyStore::new(keys, Arc::new(BrokenSecrets));
+        daemon.state.set_keys(Arc::new(broken));
     })
     .await;
     let reply = server

@@ -552,3 +552,42 @@ async fn a_trust_reload_flushes_the_certificate_cache() {
         reply.body
     );
 }
+
+/// Start-up and reload judge a part with the same loader: a reload gives the warnings start-up
+/// gave, and refuses a file with the very words start-up refuses it with.
+#[tokio::test]
+async fn start_up_and_reload_warn_and_refuse_alike() {
+    use ccs_endpoint::runtime::reload::Part;
+    use ccs_endpoint::runtime::Loaded;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[], "allow_insecure_permissions = true");
+    let keys = dir.path().join("keys.toml");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let loaded = Loaded::from_file(&config).unwrap();
+    let at_start = loaded.warnings.clone();
+    assert!(
+        at_start
+            .iter()
+            .any(|w| w.contains("allow_insecure_permissions"))
+            && at_start.iter().any(|w| w.contains("holds no key")),
+        "{at_start:?}"
+    );
+    let daemon = loaded.into_daemon().unwrap();
+    let report = daemon.reloader.reload(true, "test");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let on_reload: Vec<String> = report.warnings.into_iter().map(|(_, w)| w).collect();
+    assert_eq!(on_reload, at_start);
+
+    // A key store that does not parse: the same refusal both ways.
+    std::fs::write(
+        &keys,
+        "[[key]]\ninstance = \"ccsdemo\"\nkey_id = -1\nsecret = \"00\"\n",
+    )
+    .unwrap();
+    let refused = Loaded::from_file(&config).err().unwrap().to_string();
+    assert!(refused.contains("key_id"), "{refused}");
+    let report = daemon.reloader.reload(true, "test");
+    assert_eq!(report.failed, vec![(Part::Keys, refused)]);
+}

@@ -13,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use base64::Engine;
-use ccs_endpoint::keystore::{FileKeyStore, KeyStore};
+use ccs_endpoint::keystore::KeySource;
 use ccs_endpoint::secret::Secret;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
@@ -79,11 +79,12 @@ fn key_bytes_are_wiped_before_their_memory_is_freed_and_never_shown() {
     drop(std::hint::black_box(again.to_hex()));
     drop(again);
     // A key store holding it, used to wrap, dropped.
-    let store = FileKeyStore::parse(
-        std::path::Path::new("keys.toml"),
-        &format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{hex_text}\"\n"),
-    )
-    .unwrap();
+    let store = KeySource::File
+        .parse(
+            std::path::Path::new("keys.toml"),
+            &format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{hex_text}\"\n"),
+        )
+        .unwrap();
     let debug = format!("{store:?} {:?} {secret:?}", store.list());
     drop(store);
     let found = disarm();

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::digest::{digest, SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 
@@ -20,9 +19,11 @@ use crate::protocol::InstanceName;
 use crate::wrap::RecipientKey;
 
 mod error;
+mod fingerprint;
 mod header;
 mod roots;
 pub use error::CertError;
+pub use fingerprint::Fingerprint;
 pub use header::{decode_base64, decode_header, single_header};
 pub use roots::RootInfo;
 
@@ -46,8 +47,8 @@ pub const MAX_HEADER_LEN: usize = 16 * 1024;
 /// Who a certificate is, for logs: known as soon as it parses, even when it is then refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertIdentity {
-    /// SHA-256 of the DER bytes, lower-case hex.
-    pub sha256: String,
+    /// Fingerprint of the DER bytes.
+    pub sha256: Fingerprint,
     /// The serial number, colon-separated hex as OpenSSL prints it.
     pub serial: String,
 }
@@ -67,7 +68,8 @@ pub struct VerifiedCert {
 /// A refused certificate, with its identity when it parsed far enough to have one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
-    pub identity: Option<CertIdentity>,
+    /// Boxed: a refusal is the rare path, and the `Result` of every check stays small.
+    pub identity: Option<Box<CertIdentity>>,
     pub error: CertError,
 }
 
@@ -86,7 +88,7 @@ pub struct TrustStore {
     roots: Vec<RootInfo>,
     min_rsa_bits: usize,
     /// Verified certificates by the SHA-256 of their header bytes.
-    cache: BoundedCache<[u8; 32], Arc<Checked>>,
+    cache: BoundedCache<Fingerprint, Arc<Checked>>,
 }
 
 impl fmt::Debug for TrustStore {
@@ -132,7 +134,7 @@ impl TrustStore {
     }
 
     /// As `verify`, for the header value as sent. A certificate seen before is not parsed or
-    /// verified again: the cache, keyed by the SHA-256 of the header bytes, holds what passed
+    /// verified again: the cache, keyed by the fingerprint of the header bytes, holds what passed
     /// the checks that depend on neither the clock nor the instance; the validity window and the
     /// Common Name are checked at every request. The cache belongs to this set of roots, so a
     /// reload of the roots starts an empty one.
@@ -142,8 +144,7 @@ impl TrustStore {
         instance: &InstanceName,
         now: OffsetDateTime,
     ) -> Result<VerifiedCert, Rejected> {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, value).as_ref());
+        let key = Fingerprint::of(value);
         if let Some(checked) = self.cache.get(&key) {
             return checked.finish(instance, now);
         }
@@ -169,11 +170,11 @@ impl TrustStore {
             error: CertError::NotX509(der_problem(der, &e)),
         })?;
         let identity = CertIdentity {
-            sha256: sha256_hex(der),
+            sha256: Fingerprint::of(der),
             serial: cert.raw_serial_as_string(),
         };
         let reject = |error: CertError| Rejected {
-            identity: Some(identity.clone()),
+            identity: Some(Box::new(identity.clone())),
             error,
         };
         if !rest.is_empty() {
@@ -298,7 +299,7 @@ impl Checked {
         now: OffsetDateTime,
     ) -> Result<VerifiedCert, Rejected> {
         let reject = |error: CertError| Rejected {
-            identity: Some(self.identity.clone()),
+            identity: Some(Box::new(self.identity.clone())),
             error,
         };
         if now < self.not_before {
@@ -374,11 +375,6 @@ pub(crate) fn modulus_bits(modulus: &[u8]) -> usize {
 
 fn asn1_time(t: x509_parser::time::ASN1Time) -> OffsetDateTime {
     t.to_datetime()
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(digest(&SHA256, bytes))
 }
 
 /// Cuts caller-supplied text to a sane length for messages and logs (quoting it with `{:?}`

@@ -12,14 +12,14 @@ use rustls_pki_types::{CertificateDer, TrustAnchor};
 use x509_parser::extensions::GeneralName;
 use x509_parser::public_key::PublicKey;
 
-use super::{asn1_time, modulus_bits, sha256_hex, TrustError, TrustStore, MIN_RSA_BITS_FLOOR};
+use super::{asn1_time, modulus_bits, Fingerprint, TrustError, TrustStore, MIN_RSA_BITS_FLOOR};
 
 /// A configured root or intermediate, as `check`, the logs and the metrics describe it.
 #[derive(Debug, Clone)]
 pub struct RootInfo {
     pub subject: String,
     pub not_after: time::OffsetDateTime,
-    pub sha256: String,
+    pub sha256: Fingerprint,
     pub file: PathBuf,
     /// Why this root is in doubt (its file failed to reload), if it is.
     pub doubt: Option<String>,
@@ -139,7 +139,7 @@ pub(super) fn root_from_der(
         info: RootInfo {
             subject,
             not_after: asn1_time(parsed.validity().not_after),
-            sha256: sha256_hex(der),
+            sha256: Fingerprint::of(der),
             file: file.to_owned(),
             doubt: None,
             dns_permitted,

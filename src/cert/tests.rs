@@ -237,7 +237,7 @@ fn decisions() {
                     verified.verified_by,
                     "O=ccs-endpoint development, CN=decision root"
                 );
-                assert_eq!(verified.identity.sha256, sha256_hex(cert.cert_der()));
+                assert_eq!(verified.identity.sha256, Fingerprint::of(cert.cert_der()));
             }
             (Some(reason), Err(rejected)) => {
                 assert_eq!(

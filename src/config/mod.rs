@@ -21,7 +21,7 @@ pub const DEFAULT_PATH: &str = "config/ccs-endpoint.toml";
 /// The environment variable that overrides [`DEFAULT_PATH`].
 pub const ENV_VAR: &str = "CCS_ENDPOINT_CONFIG";
 /// How long a wrapped key stays valid unless `[keys] validity` says otherwise.
-pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_VALIDITY: time::Duration = time::Duration::days(7);
 /// The longest validity accepted: ten years.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
 
@@ -140,7 +140,9 @@ pub struct TrustConfig {
 pub struct KeysConfig {
     /// The key-store file: every key's state, and its secret unless the backend is PKCS#11.
     pub file: PathBuf,
-    pub validity: Duration,
+    /// How long an answer stays valid (`validUntil` = now + this, capped by a key's
+    /// `not_after`): more than 0, at most [`MAX_VALIDITY`].
+    pub validity: time::Duration,
     pub allow_insecure_permissions: bool,
     /// Where the secrets are.
     pub backend: Backend,
@@ -332,22 +334,27 @@ impl Config {
         }
         let validity = match raw.keys.validity.as_deref() {
             None => DEFAULT_VALIDITY,
-            Some(text) => humantime::parse_duration(text).map_err(|e| {
-                field(
-                    "keys.validity",
-                    format!("{text:?} is not a duration such as \"7d\" or \"36h\": {e}"),
-                )
-            })?,
+            Some(text) => {
+                let validity = humantime::parse_duration(text).map_err(|e| {
+                    field(
+                        "keys.validity",
+                        format!("{text:?} is not a duration such as \"7d\" or \"36h\": {e}"),
+                    )
+                })?;
+                let bounded = (!validity.is_zero() && validity <= MAX_VALIDITY)
+                    .then(|| time::Duration::try_from(validity).ok())
+                    .flatten();
+                bounded.ok_or_else(|| {
+                    field(
+                        "keys.validity",
+                        format!(
+                            "must be more than 0 and at most 3650d (found {})",
+                            humantime::format_duration(validity)
+                        ),
+                    )
+                })?
+            }
         };
-        if validity.is_zero() || validity > MAX_VALIDITY {
-            return Err(field(
-                "keys.validity",
-                format!(
-                    "must be more than 0 and at most 3650d (found {})",
-                    humantime::format_duration(validity)
-                ),
-            ));
-        }
         let backend = match (raw.keys.backend, &raw.keys.pkcs11) {
             (RawBackend::File, None) => Backend::File,
             (RawBackend::File, Some(_)) => {

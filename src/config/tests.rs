@@ -41,7 +41,7 @@ fn every_option() {
         "{MINIMAL}\nvalidity = \"36h\"\nallow_insecure_permissions = true\n[server]\nlisten = \"[::1]:9443\"\n[wrap]\npadding = \"oaep-sha256\"\nplaintext = \"raw\"\n"
     ))
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.keys.validity, Duration::from_secs(36 * 3600));
+    assert_eq!(c.keys.validity, time::Duration::hours(36));
     assert!(c.keys.allow_insecure_permissions);
     assert_eq!(c.server.listen.port(), 9443);
     assert_eq!(c.wrap.padding, Padding::OaepSha256);

@@ -1,12 +1,16 @@
 //! Unit tables for `keystore`.
 
+use std::path::Path;
+
 use super::*;
+use crate::keystore::format::shown_names;
+use crate::permissions::Permissions;
 
 const A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const B: &str = "FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100";
 
-fn parse(text: &str) -> Result<FileKeyStore, KeyStoreError> {
-    FileKeyStore::parse(Path::new("keys.toml"), text)
+fn parse(text: &str) -> Result<KeyStore, KeyStoreError> {
+    KeySource::File.parse(Path::new("keys.toml"), text)
 }
 
 #[test]
@@ -166,9 +170,9 @@ fn permissions() {
             .unwrap_or_else(|e| panic!("{e}"));
         let got = Permissions::of(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, want, "{mode:o}");
-        let verdict = got.verdict(&path, false);
+        let verdict = check_permissions(&path, false);
         assert_eq!(verdict.is_ok(), ok_by_default, "{mode:o}");
-        let allowed = got.verdict(&path, true).unwrap_or_else(|e| panic!("{e}"));
+        let allowed = check_permissions(&path, true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(allowed.is_some(), warns, "{mode:o}");
     }
 }
@@ -194,8 +198,8 @@ fn owner_and_directory_are_judged_too() {
         matches!(&open_dir, Permissions::Exposed(why) if why.contains("writable by others")),
         "{open_dir:?}"
     );
-    assert!(open_dir.verdict(&path, false).is_err());
-    assert!(matches!(open_dir.verdict(&path, true), Ok(Some(_))));
+    assert!(check_permissions(&path, false).is_err());
+    assert!(matches!(check_permissions(&path, true), Ok(Some(_))));
     set_dir(0o1777);
     assert_eq!(
         judged(),

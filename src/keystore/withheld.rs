@@ -1,19 +1,16 @@
-//! The key store after a reload that failed (PRODUCT.md §7: doubt answers 503, never 404, never
-//! a stale 200). What can be read of the refused file's withdrawals — a `disabled` flag however
-//! it was typed, a `not_after`, an entry removed — is applied at once; the last good state's own
-//! withdrawals stay; every other key answers 503 until a good file loads.
+//! What a refused key-store file still withdraws (PRODUCT.md §7: doubt answers 503, never 404,
+//! never a stale 200): read leniently, so that a `disabled` flag however it was typed, a
+//! `not_after` or an entry removed applies at once although the file as a whole is refused
+//! ([`KeyStore::withholding`](super::KeyStore::withholding)).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::path::Path;
 
 use time::OffsetDateTime;
 use toml::Value;
 
-use super::{parse_time, KeyState, KeyStore, LookupError, Wrapped};
+use super::{parse_time, KeyRef as Id, KeyState};
 use crate::protocol::{InstanceName, KeyId};
-use crate::wrap::{RecipientKey, WrapOptions};
-
-type Id = (InstanceName, KeyId);
 
 /// The withdrawals that can be read from a key-store file that was refused.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -71,8 +68,37 @@ impl Withdrawals {
         read
     }
 
-    fn removed(&self, id: &Id) -> bool {
+    /// Reads leniently what the file at `path` withdraws; a file that cannot be read withdraws
+    /// nothing. The text is wiped once read.
+    pub fn from_file(path: &Path) -> Self {
+        super::format::read_text(path)
+            .map(|text| Self::read(&text))
+            .unwrap_or_default()
+    }
+
+    /// Whether the file no longer names `id` (known only when every entry could be read).
+    pub(super) fn removed(&self, id: &Id) -> bool {
         self.present.as_ref().is_some_and(|p| !p.contains(id))
+    }
+
+    /// Whether the file disables `id`.
+    pub(super) fn disables(&self, id: &Id) -> bool {
+        self.disabled.contains(id)
+    }
+
+    /// `last` as the file leaves it: `None` when removed; disabled if the file says so; its
+    /// `not_after` the earlier of the two.
+    pub(super) fn apply(&self, last: &KeyState) -> Option<KeyState> {
+        let id = (last.instance.clone(), last.key_id);
+        if self.removed(&id) {
+            return None;
+        }
+        let mut state = last.clone();
+        state.disabled |= self.disables(&id);
+        if let Some(t) = self.not_after.get(&id) {
+            state.not_after = Some(state.not_after.map_or(*t, |old| old.min(*t)));
+        }
+        Some(state)
     }
 }
 
@@ -115,103 +141,6 @@ fn disables(name: &str, value: &Value) -> bool {
         "disabled" | "disable" => truthy == Some(true),
         "enabled" | "enable" => truthy == Some(false),
         _ => false,
-    }
-}
-
-/// The keys as served while the key store fails to load.
-pub struct Withheld {
-    last_good: Arc<dyn KeyStore>,
-    /// The last good states, indexed (a poll must not walk the whole store).
-    states: BTreeMap<Id, KeyState>,
-    withdrawals: Withdrawals,
-    /// Why the file was refused (names the file, entry and field; never a secret).
-    reason: String,
-}
-
-impl Withheld {
-    /// `last_good` is the last store that loaded; `withdrawals` what the refused file withdraws.
-    pub fn new(last_good: Arc<dyn KeyStore>, withdrawals: Withdrawals, reason: String) -> Self {
-        let states = last_good
-            .list()
-            .into_iter()
-            .map(|k| ((k.instance.clone(), k.key_id), k))
-            .collect();
-        Self {
-            last_good,
-            states,
-            withdrawals,
-            reason,
-        }
-    }
-
-    /// The state a key has here: `None` when it is withdrawn by removal.
-    fn state(&self, last: &KeyState) -> Option<KeyState> {
-        let id = (last.instance.clone(), last.key_id);
-        if self.withdrawals.removed(&id) {
-            return None;
-        }
-        let mut state = last.clone();
-        state.disabled |= self.withdrawals.disabled.contains(&id);
-        if let Some(t) = self.withdrawals.not_after.get(&id) {
-            state.not_after = Some(state.not_after.map_or(*t, |old| old.min(*t)));
-        }
-        Some(state)
-    }
-
-    fn unavailable(&self) -> LookupError {
-        LookupError::Unavailable(self.reason.clone())
-    }
-}
-
-impl KeyStore for Withheld {
-    fn wrap_for(
-        &self,
-        instance: &InstanceName,
-        key_id: KeyId,
-        recipient: &RecipientKey,
-        options: WrapOptions,
-    ) -> Result<Wrapped, LookupError> {
-        let id = (instance.clone(), key_id);
-        if self.withdrawals.disabled.contains(&id) {
-            return Err(LookupError::Disabled);
-        }
-        if self.withdrawals.removed(&id) {
-            return Err(LookupError::NotFound);
-        }
-        // A key the last good store did not have: whether the refused file adds it is unknown.
-        let Some(state) = self.states.get(&id).and_then(|last| self.state(last)) else {
-            return Err(self.unavailable());
-        };
-        if state.disabled {
-            return Err(LookupError::Disabled);
-        }
-        // Only the hard kill switch is answered: a `validUntil` that has passed.
-        match state.not_after {
-            Some(t) if t <= OffsetDateTime::now_utc() => {
-                let mut wrapped = self
-                    .last_good
-                    .wrap_for(instance, key_id, recipient, options)?;
-                wrapped.state = state;
-                Ok(wrapped)
-            }
-            _ => Err(self.unavailable()),
-        }
-    }
-
-    fn list(&self) -> Vec<KeyState> {
-        self.states.values().filter_map(|k| self.state(k)).collect()
-    }
-
-    fn blocking(&self) -> bool {
-        self.last_good.blocking()
-    }
-
-    fn health(&self) -> Result<(), String> {
-        self.last_good.health()
-    }
-
-    fn withheld(&self) -> Option<&str> {
-        Some(&self.reason)
     }
 }
 

@@ -1,50 +1,37 @@
-//! Hot reload of the key store, the trust roots and the server's TLS identity, on SIGHUP, on a
-//! change in their directories (so the symlink swap of a Kubernetes Secret is seen), and by a
-//! slow poll as a fallback. Each part is loaded whole and swapped atomically, once its files
-//! have stopped changing (a slow, non-atomic rewrite is never loaded half-written). A part that
-//! fails to load is logged and counted, and follows PRODUCT.md §7: the TLS identity keeps its
-//! last good state; a key store that fails answers 503 for its keys, except for the withdrawals
-//! that can be read (see `keystore::Withheld`).
+//! Hot reload of the key store, the trust roots and the server's TLS identity (when: see
+//! `watch`). Each part is loaded whole by the same loader as at start-up (`load`) and swapped
+//! atomically. A part that fails to load is logged and counted, and follows PRODUCT.md §7: the
+//! TLS identity keeps its last good state; a key store that fails answers 503 for its keys,
+//! except for the withdrawals that can be read (see [`KeyStore::withholding`]); roots whose file
+//! fails are in doubt (503).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
-use crate::cert::TrustStore;
+use super::audit::{audit_key_changes, record_key_states, record_roots};
+use super::load;
+use super::state::AppState;
+use super::watch::{settle, stamp, Stamp};
 use crate::config::Config;
-use crate::keystore::{
-    Condition, KeySource, KeyState, KeyStore, Permissions, Withdrawals, Withheld,
-};
-use crate::runtime::metrics::Metrics;
-use crate::runtime::state::AppState;
-use crate::server::tls::{self, CertSwitch};
+use crate::keystore::{KeySource, KeyStore, Withdrawals};
+use crate::server::tls::CertSwitch;
 
-/// Changes in a watched directory are gathered for this long before a reload.
-const DEBOUNCE: Duration = Duration::from_millis(200);
-/// Files are also checked this often, for file systems that send no events.
-const POLL: Duration = Duration::from_secs(30);
-/// A changed file is loaded once it has not changed for this long...
-const SETTLE: Duration = Duration::from_millis(500);
-/// ...checked this often...
-const SETTLE_STEP: Duration = Duration::from_millis(100);
-/// ...but a file that keeps changing is loaded after this anyway (and judged as it is).
-const SETTLE_MAX: Duration = Duration::from_secs(10);
-
+/// A part of the server that reloads on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+pub enum Part {
     Keys,
     Trust,
     Tls,
 }
 
 impl Part {
-    const ALL: [Part; 3] = [Part::Keys, Part::Trust, Part::Tls];
+    pub const ALL: [Part; 3] = [Part::Keys, Part::Trust, Part::Tls];
 
-    fn name(self) -> &'static str {
+    /// Its name in logs and metrics (`component`).
+    pub fn name(self) -> &'static str {
         match self {
             Part::Keys => "keys",
             Part::Trust => "trust",
@@ -61,34 +48,11 @@ impl Part {
     }
 }
 
-/// What identifies a version of a file without reading it: device, inode, size, mtime.
-type Stamp = Option<(u64, u64, u64, i64, i64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|m| {
-            let modified = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .unwrap_or_default();
-            (
-                0,
-                0,
-                m.len(),
-                modified.as_secs() as i64,
-                i64::from(modified.subsec_nanos()),
-            )
-        })
-    }
+/// What one reload did: the parts that failed and why, and the warnings of those that loaded.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub failed: Vec<(Part, String)>,
+    pub warnings: Vec<(Part, String)>,
 }
 
 /// Reloads the parts of a running server from the files its configuration names.
@@ -103,7 +67,7 @@ pub struct Reloader {
     cert: Arc<CertSwitch>,
     stamps: Mutex<HashMap<PathBuf, Stamp>>,
     /// The last key store that loaded (a failed reload withholds on top of it).
-    last_good_keys: Mutex<Arc<dyn KeyStore>>,
+    last_good_keys: Mutex<Arc<KeyStore>>,
     /// Held for a whole reload: two at once could finish in the wrong order (a reload that read
     /// the configuration before a SIGHUP swapping in its roots after it).
     one_at_a_time: Mutex<()>,
@@ -125,7 +89,7 @@ impl Reloader {
                 (f, s)
             })
             .collect();
-        let last_good_keys = Mutex::new(Arc::clone(&state.snapshot.load().keys));
+        let last_good_keys = Mutex::new(state.keys.store());
         Self {
             config: Mutex::new(config),
             config_doubt: Mutex::new(None),
@@ -167,14 +131,13 @@ impl Reloader {
     }
 
     /// Reloads every part whose files changed, or every part when `force`d (SIGHUP).
-    /// Returns how many parts failed.
-    pub fn reload(&self, force: bool, trigger: &'static str) -> usize {
+    pub fn reload(&self, force: bool, trigger: &'static str) -> Report {
         let _alone = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         if trigger == "sighup" {
             self.reread_config();
         }
         let config = self.config();
-        let mut failed = 0;
+        let mut report = Report::default();
         for part in Part::ALL {
             let files = part.files(&config);
             let changed = {
@@ -190,19 +153,24 @@ impl Reloader {
                 stamps.extend(settled);
             }
             let component = part.name();
-            match self.reload_part(part, &config) {
+            let (warnings, result) = self.reload_part(part, &config);
+            for warning in warnings {
+                tracing::warn!(component, %warning, "reload warning");
+                report.warnings.push((part, warning));
+            }
+            match result {
                 Ok(()) => {
                     self.state.metrics.reload(component, true);
                     tracing::info!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "ok", "reloaded");
                 }
                 Err(error) => {
-                    failed += 1;
                     self.state.metrics.reload(component, false);
                     tracing::error!(target: "ccs_endpoint::audit", event = "reload", component, trigger, result = "failed", %error, "reload failed: the TLS identity keeps its last good state; keys and roots that cannot be confirmed answer 503 (withdrawals that could be read are applied)");
+                    report.failed.push((part, error));
                 }
             }
         }
-        failed
+        report
     }
 
     /// Re-reads the configuration file (SIGHUP): `[trust]` takes effect; a change anywhere else
@@ -227,249 +195,65 @@ impl Reloader {
         }
     }
 
-    fn reload_part(&self, part: Part, config: &Config) -> Result<(), String> {
+    /// Loads `part` with its start-up loader and swaps it in (or, having failed, what §7
+    /// allows): its warnings, and whether it loaded.
+    pub fn reload_part(&self, part: Part, config: &Config) -> (Vec<String>, Result<(), String>) {
+        let now = OffsetDateTime::now_utc();
         match part {
             Part::Keys => {
-                let path = &config.keys.file;
-                let loaded = self.load_keys(path, config.keys.allow_insecure_permissions);
-                let old = self.state.snapshot.load().keys.list();
-                let (store, result): (Arc<dyn KeyStore>, _) = match loaded {
-                    Ok(store) => {
-                        *self
-                            .last_good_keys
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner()) = Arc::clone(&store);
-                        (store, Ok(()))
+                let old = self.state.keys.store().list();
+                let last_good = || {
+                    self.last_good_keys
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                };
+                let (store, warnings, result) = match load::keys(config, &self.source) {
+                    Ok(loaded) => {
+                        *last_good() = Arc::clone(&loaded.value);
+                        (loaded.value, loaded.warnings, Ok(()))
                     }
                     Err(error) => {
                         // What the refused file withdraws is applied; the rest answers 503.
-                        let withdrawals = std::fs::read_to_string(path)
-                            .map(Zeroizing::new)
-                            .map(|text| Withdrawals::read(&text))
-                            .unwrap_or_default();
-                        let last_good = Arc::clone(
-                            &self
-                                .last_good_keys
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner()),
-                        );
-                        let withheld = Withheld::new(last_good, withdrawals, error.clone());
-                        (Arc::new(withheld), Err(error))
+                        let error = error.to_string();
+                        let withdrawals = Withdrawals::from_file(&config.keys.file);
+                        let last_good = Arc::clone(&last_good());
+                        let withheld =
+                            KeyStore::withholding(&last_good, withdrawals, error.clone());
+                        (Arc::new(withheld), Vec::new(), Err(error))
                     }
                 };
                 let new = store.list();
                 audit_key_changes(&old, &new);
                 record_key_states(&self.state.metrics, &new);
                 self.state.set_keys(store);
-                return result;
+                (warnings, result)
             }
             Part::Trust => {
-                let previous = Arc::clone(&self.state.snapshot.load().trust);
                 let doubt = self
                     .config_doubt
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
-                let (trust, errors) = match doubt {
-                    Some(why) => (TrustStore::in_doubt(&previous, &why), vec![why]),
-                    None => TrustStore::reload(
-                        &config.trust.roots,
-                        config.trust.min_rsa_bits,
-                        &previous,
-                    ),
+                let previous = self.state.trust();
+                let (trust, errors) = load::trust_again(config, &previous, doubt.as_deref(), now);
+                record_roots(&self.state.metrics, &trust.value);
+                self.state.set_trust(Arc::new(trust.value));
+                let result = match errors.is_empty() {
+                    true => Ok(()),
+                    false => Err(errors.join("; ")),
                 };
-                record_roots(&self.state.metrics, &trust);
-                warn_expired_roots(&trust);
-                self.state.set_trust(Arc::new(trust));
-                if !errors.is_empty() {
-                    return Err(errors.join("; "));
-                }
+                (trust.warnings, result)
             }
-            Part::Tls => {
-                let identity = tls::load_identity(&config.tls.cert, &config.tls.key)
-                    .map_err(|e| e.to_string())?;
-                self.state.metrics.server_cert(identity.not_after);
-                tracing::info!(target: "ccs_endpoint::audit", subject = %identity.subject, not_after = %identity.not_after, "server certificate for new connections");
-                self.cert.store(&identity);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Reloader {
-    /// The key-store file, judged and loaded with the configured backend.
-    fn load_keys(&self, path: &Path, allow_open: bool) -> Result<Arc<dyn KeyStore>, String> {
-        let permissions =
-            Permissions::of(path).map_err(|e| format!("key store {}: {e}", path.display()))?;
-        if let Some(warning) = permissions
-            .verdict(path, allow_open)
-            .map_err(|e| e.to_string())?
-        {
-            tracing::warn!(%warning, "key store permissions");
-        }
-        self.source.load(path).map_err(|e| e.to_string())
-    }
-}
-
-/// Waits until none of `files` has changed for [`SETTLE`] (at most [`SETTLE_MAX`]); returns
-/// their stamps then.
-fn settle(files: &[PathBuf]) -> Vec<(PathBuf, Stamp)> {
-    let read =
-        || -> Vec<(PathBuf, Stamp)> { files.iter().map(|f| (f.clone(), stamp(f))).collect() };
-    let started = std::time::Instant::now();
-    let mut last = read();
-    let mut quiet_since = std::time::Instant::now();
-    while quiet_since.elapsed() < SETTLE {
-        if started.elapsed() >= SETTLE_MAX {
-            tracing::warn!(files = ?files, "files still changing after {SETTLE_MAX:?}; loading them as they are");
-            break;
-        }
-        std::thread::sleep(SETTLE_STEP);
-        let now = read();
-        if now != last {
-            last = now;
-            quiet_since = std::time::Instant::now();
-        }
-    }
-    last
-}
-
-/// Sets `ccs_keys{state}`.
-pub fn record_key_states(metrics: &Metrics, keys: &[KeyState]) {
-    let now = OffsetDateTime::now_utc();
-    let (mut active, mut disabled, mut expired) = (0, 0, 0);
-    for key in keys {
-        match key.condition(now) {
-            Condition::Disabled => disabled += 1,
-            Condition::ShutDown(_) => expired += 1,
-            Condition::Active { .. } => active += 1,
-        }
-    }
-    metrics.key_states(active, disabled, expired);
-}
-
-/// Logs every configured root whose validity has ended (the certificates it issued are refused).
-pub fn warn_expired_roots(trust: &TrustStore) {
-    let now = OffsetDateTime::now_utc();
-    for root in trust.roots().iter().filter(|r| r.not_after < now) {
-        tracing::warn!(root = %root.subject, file = %root.file.display(), not_after = %root.not_after, "trust root has expired: the certificates it issued are refused");
-    }
-}
-
-/// Sets the earliest root expiry.
-pub fn record_roots(metrics: &Metrics, trust: &TrustStore) {
-    metrics.roots(trust.roots().iter().map(|r| r.not_after).min());
-}
-
-/// One audit event per kill-switch or key change between two versions of the key store.
-fn audit_key_changes(old: &[KeyState], new: &[KeyState]) {
-    let index = |keys: &[KeyState]| -> BTreeMap<(String, u64), KeyState> {
-        keys.iter()
-            .map(|k| ((k.instance.as_str().to_owned(), k.key_id), k.clone()))
-            .collect()
-    };
-    let (old, new) = (index(old), index(new));
-    let now = OffsetDateTime::now_utc();
-    let event = |key: &KeyState, change: &str| {
-        tracing::warn!(
-            target: "ccs_endpoint::audit",
-            event = "key_state_changed",
-            instance = %key.instance,
-            key_id = key.key_id,
-            change,
-            kcv = %key.kcv,
-            disabled = key.disabled,
-            not_after = key.not_after.map(crate::protocol::format_timestamp),
-            "key state changed"
-        );
-    };
-    for (id, key) in &new {
-        match old.get(id) {
-            None => event(key, "added"),
-            Some(before) => {
-                if before.kcv != key.kcv {
-                    event(key, "secret_replaced");
+            Part::Tls => match load::tls(config, now) {
+                Ok(identity) => {
+                    let (warnings, identity) = (identity.warnings, identity.value);
+                    self.state.metrics.server_cert(identity.not_after);
+                    tracing::info!(target: "ccs_endpoint::audit", subject = %identity.subject, not_after = %identity.not_after, "server certificate for new connections");
+                    self.cert.store(&identity);
+                    (warnings, Ok(()))
                 }
-                if before.disabled != key.disabled {
-                    event(key, if key.disabled { "disabled" } else { "enabled" });
-                }
-                if before.not_after != key.not_after {
-                    let shut = key.not_after.is_some_and(|t| t <= now);
-                    event(
-                        key,
-                        if shut {
-                            "shut_down"
-                        } else {
-                            "not_after_changed"
-                        },
-                    );
-                }
-            }
+                Err(error) => (Vec::new(), Err(error.to_string())),
+            },
         }
-    }
-    for (id, key) in &old {
-        if !new.contains_key(id) {
-            event(key, "removed");
-        }
-    }
-}
-
-/// Reloads on SIGHUP, on changes in the watched directories and every 30 s, until `stop`.
-pub async fn watch(reloader: Arc<Reloader>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
-        }
-    });
-    let _watcher = match watcher {
-        Ok(mut watcher) => {
-            use notify::Watcher as _;
-            for dir in reloader.watched_dirs() {
-                if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; changes are seen by SIGHUP and the 30 s poll");
-                }
-            }
-            Some(watcher)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no file watcher; changes are seen by SIGHUP and the 30 s poll");
-            None
-        }
-    };
-    // What changed between the first load and the watches being set.
-    {
-        let reloader = Arc::clone(&reloader);
-        let _ = tokio::task::spawn_blocking(move || reloader.reload(false, "startup")).await;
-    }
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut poll = tokio::time::interval(POLL);
-    poll.tick().await;
-    loop {
-        #[cfg(unix)]
-        let sighup = async {
-            match hangup.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let sighup = std::future::pending::<()>();
-        let (force, trigger) = tokio::select! {
-            Some(()) = events.recv() => {
-                tokio::time::sleep(DEBOUNCE).await;
-                while events.try_recv().is_ok() {}
-                (false, "file_change")
-            }
-            () = sighup => (true, "sighup"),
-            _ = poll.tick() => (false, "poll"),
-            _ = stop.changed() => break,
-        };
-        let reloader = Arc::clone(&reloader);
-        let _ = tokio::task::spawn_blocking(move || reloader.reload(force, trigger)).await;
     }
 }

@@ -42,8 +42,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             &serde_json::json!({"status": "not ready"}),
         );
     }
-    let snapshot = state.snapshot.load_full();
-    if let Some(why) = snapshot.trust.roots().iter().find_map(|r| r.doubt.as_ref()) {
+    if let Some(why) = state.trust().roots().iter().find_map(|r| r.doubt.as_ref()) {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({
@@ -52,8 +51,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             }),
         );
     }
-    let keys = Arc::clone(&snapshot.keys);
-    if let Some(why) = keys.withheld() {
+    if let Some(why) = state.keys.store().withheld() {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({
@@ -62,15 +60,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             }),
         );
     }
-    let health = if keys.blocking() {
-        tokio::task::spawn_blocking(move || keys.health())
-            .await
-            .unwrap_or_else(|e| Err(format!("the health check failed: {e}")))
-    } else {
-        keys.health()
-    };
-    state.metrics.set_backend_up(health.is_ok());
-    match health {
+    match state.keys.health().await {
         Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
         Err(error) => {
             tracing::warn!(target: "ccs_endpoint::hsm", %error, "readiness: the key backend failed its check");

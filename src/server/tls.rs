@@ -2,7 +2,7 @@
 //! run time so that a renewed certificate is presented to the next handshake.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -15,7 +15,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
-use crate::runtime::LoadError;
+/// The server's certificate or key cannot be used; names the file at fault.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("TLS {file}: {message}")]
+pub struct TlsError {
+    pub file: PathBuf,
+    pub message: String,
+}
 
 /// A loaded certificate chain and key, with what operators want to know about it.
 pub struct Identity {
@@ -27,8 +33,8 @@ pub struct Identity {
 }
 
 /// Reads the PEM chain (leaf first) and private key; fails when the key is not the leaf's.
-pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, LoadError> {
-    let cert_err = |message: String| LoadError::Tls {
+pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+    let cert_err = |message: String| TlsError {
         file: cert.to_owned(),
         message,
     };
@@ -44,13 +50,13 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, LoadError> {
     let subject = parsed.subject().to_string();
     let not_after = parsed.validity().not_after.to_datetime();
     // rustls' key errors never carry key material.
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| LoadError::Tls {
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError {
         file: key.to_owned(),
         message: format!("cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
     })?;
     let provider = aws_lc_rs::default_provider();
     let certified =
-        CertifiedKey::from_der(chain, private_key, &provider).map_err(|e| LoadError::Tls {
+        CertifiedKey::from_der(chain, private_key, &provider).map_err(|e| TlsError {
             file: key.to_owned(),
             message: format!(
                 "the private key cannot serve the certificate {} ({e}): is it the matching key?",

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
 use x509_parser::public_key::PublicKey;
 
-use crate::cert::{self, sha256_hex, TrustStore};
+use crate::cert::{self, Fingerprint, TrustStore};
 use crate::protocol::{format_timestamp, InstanceName};
 
 /// Why the input could not be read as a certificate.
@@ -79,7 +79,7 @@ pub fn report(
     );
     line("issuer", c.issuer().to_string());
     line("serial", c.raw_serial_as_string());
-    line("sha256", sha256_hex(der));
+    line("sha256", Fingerprint::of(der).to_string());
     let (from, until) = (
         c.validity().not_before.to_datetime(),
         c.validity().not_after.to_datetime(),

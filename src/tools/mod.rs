@@ -5,5 +5,6 @@ pub mod dev;
 pub mod init;
 pub mod inspect;
 pub mod keyfile;
+pub mod keys;
 pub mod pki;
 pub mod probe;

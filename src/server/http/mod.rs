@@ -16,11 +16,10 @@ use base64::Engine;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::cert::{self, CertError, CertIdentity, VerifiedCert};
-use crate::keystore::{LookupError, Wrapped};
+use crate::cert::{self, CertError, CertIdentity, TrustStore, VerifiedCert};
+use crate::keystore::{KeyStore, LookupError, Wrapped};
 use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KekPath, KeyId, PathError};
 pub use crate::runtime::state::AppState;
-use crate::runtime::state::Snapshot;
 use crate::secret::Kcv;
 use crate::server::head_guard::Refused;
 use crate::server::peer::ConnInfo;
@@ -315,37 +314,19 @@ async fn decide(
     let values = headers.get_all(cert::HEADER);
     let value =
         cert::single_header(values.iter().map(HeaderValue::as_bytes)).map_err(Failure::Cert)?;
-    let snapshot = state.snapshot.load_full();
     let now = OffsetDateTime::now_utc();
-    let verified = verify(&snapshot, Presented::Header(value), &path, now, record)?;
-    let cached = (verified.identity.sha256.clone(), path.key_id);
-    let wrapped = match snapshot.wrapped.get(&cached) {
-        Some(wrapped) => wrapped,
-        None => {
-            let keys = Arc::clone(&snapshot.keys);
-            let (instance, key_id, wrap) = (path.instance.clone(), path.key_id, state.wrap);
-            let recipient = Arc::clone(&verified.recipient);
-            let wrapped = if keys.blocking() {
-                // A token call: off the async workers.
-                let wrapped = tokio::task::spawn_blocking(move || {
-                    keys.wrap_for(&instance, key_id, &recipient, wrap)
-                })
-                .await
-                .map_err(|e| Failure::Internal(format!("the wrap task failed: {e}")))?;
-                match &wrapped {
-                    Ok(_) => state.metrics.set_backend_up(true),
-                    Err(LookupError::Backend(_)) => state.metrics.set_backend_up(false),
-                    Err(_) => {}
-                }
-                wrapped
-            } else {
-                keys.wrap_for(&instance, key_id, &recipient, wrap)
-            };
-            let wrapped = Arc::new(wrapped.map_err(Failure::Key)?);
-            snapshot.wrapped.insert(cached, Arc::clone(&wrapped));
-            wrapped
-        }
-    };
+    let verified = verify(&state.trust(), Presented::Header(value), &path, now, record)?;
+    let wrapped = state
+        .keys
+        .wrap_for(
+            verified.identity.sha256,
+            &path.instance,
+            path.key_id,
+            &verified.recipient,
+            state.wrap,
+        )
+        .await
+        .map_err(Failure::Key)?;
     finish(&wrapped, state.validity, &path, now, record)
 }
 
@@ -357,18 +338,18 @@ enum Presented<'a> {
 
 /// The certificate step (401) for a parsed request.
 fn verify(
-    snapshot: &Snapshot,
+    trust: &TrustStore,
     presented: Presented<'_>,
     path: &KekPath,
     now: OffsetDateTime,
     record: &mut Record,
 ) -> Result<VerifiedCert, Failure> {
     let verified = match presented {
-        Presented::Header(value) => snapshot.trust.verify_header(value, &path.instance, now),
-        Presented::Der(der) => snapshot.trust.verify(der, &path.instance, now),
+        Presented::Header(value) => trust.verify_header(value, &path.instance, now),
+        Presented::Der(der) => trust.verify(der, &path.instance, now),
     };
     let verified = verified.map_err(|rejected| {
-        record.cert = rejected.identity;
+        record.cert = rejected.identity.map(|identity| *identity);
         Failure::Cert(rejected.error)
     })?;
     record.cert = Some(verified.identity.clone());
@@ -403,10 +384,12 @@ fn finish(
     })
 }
 
-/// What the server would answer for `der` on `path` at `now`: the status and the JSON body.
-/// For `ccs-endpoint wrap`, which computes it offline.
+/// What the server would answer for `der` on `path` at `now` with these roots and keys: the
+/// status and the JSON body, by the handler's own steps. For `ccs-endpoint wrap`, which computes
+/// it offline (a token's wrap blocks here).
 pub fn offline_answer(
-    snapshot: &Snapshot,
+    trust: &TrustStore,
+    keys: &KeyStore,
     wrap: WrapOptions,
     validity: time::Duration,
     der: &[u8],
@@ -418,9 +401,8 @@ pub fn offline_answer(
         key_id: Some(path.key_id),
         ..Record::default()
     };
-    let answer = verify(snapshot, Presented::Der(der), path, now, &mut record).and_then(|cert| {
-        let wrapped = snapshot
-            .keys
+    let answer = verify(trust, Presented::Der(der), path, now, &mut record).and_then(|cert| {
+        let wrapped = keys
             .wrap_for(&path.instance, path.key_id, &cert.recipient, wrap)
             .map_err(Failure::Key)?;
         finish(&wrapped, validity, path, now, &mut record)
@@ -520,7 +502,7 @@ fn log_request(
                 key_id = record.key_id,
                 status = status.as_u16(),
                 reason,
-                cert_sha256 = record.cert.as_ref().map(|c| c.sha256.as_str()),
+                cert_sha256 = record.cert.as_ref().map(|c| tracing::field::display(c.sha256)),
                 cert_serial = record.cert.as_ref().map(|c| c.serial.as_str()),
                 root = record.verified_by.as_deref(),
                 kcv = record.kcv.map(tracing::field::display),

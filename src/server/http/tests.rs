@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::cert::TrustStore;
-use crate::keystore::FileKeyStore;
+use crate::keystore::KeySource;
 use crate::tools::pki;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -20,11 +20,12 @@ fn app() -> (Router, String) {
         2048,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let keys = FileKeyStore::parse(
-        std::path::Path::new("keys.toml"),
-        &format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{SECRET}\"\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let keys = KeySource::File
+        .parse(
+            std::path::Path::new("keys.toml"),
+            &format!("[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{SECRET}\"\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     let state = AppState::new(
         Arc::new(trust),
         Arc::new(keys),

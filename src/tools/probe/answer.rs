@@ -77,11 +77,11 @@ pub(super) fn unwrap(
         Padding::OaepSha256 => Padding::OaepSha1,
     };
     let mut out = Zeroizing::new(vec![0u8; wrapped.len().max(key.key_size_bytes())]);
-    let len = match key.decrypt(algorithm(expected), wrapped, &mut out, None) {
+    let len = match key.decrypt(expected.algorithm(), wrapped, &mut out, None) {
         Ok(plain) => plain.len(),
         Err(_) => {
             return Err(
-                match key.decrypt(algorithm(other), wrapped, &mut out, None) {
+                match key.decrypt(other.algorithm(), wrapped, &mut out, None) {
                     Ok(_) => ProbeError::Padding {
                         expected: expected.name(),
                         actual: other.name(),
@@ -114,11 +114,4 @@ pub(super) fn unwrap(
     }
     let secret = secret.map_err(|e| ProbeError::Shape(format!("the unwrapped key: {e}")))?;
     Ok((secret, expected, form))
-}
-
-fn algorithm(padding: Padding) -> &'static aws_lc_rs::rsa::OaepAlgorithm {
-    match padding {
-        Padding::OaepSha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
-        Padding::OaepSha256 => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
-    }
 }

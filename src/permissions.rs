@@ -1,9 +1,7 @@
-//! Who else can read, write or replace the key-store file (and the PIN file): its mode, its
+//! Who else can read, write or replace a file holding secrets (the key store, the PIN file): its mode, its
 //! owner, and the directory it sits in.
 
 use std::path::Path;
-
-use super::KeyStoreError;
 
 /// How the key-store file's permissions were judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +43,6 @@ impl Permissions {
     #[cfg(not(unix))]
     pub fn of(_path: &Path) -> std::io::Result<Self> {
         Ok(Permissions::Private)
-    }
-
-    /// A warning to log, or an error when the key store is open and that is not allowed.
-    pub fn verdict(&self, path: &Path, allow_open: bool) -> Result<Option<String>, KeyStoreError> {
-        self.judge("key store", "the secrets", path, allow_open)
-            .map_err(|message| KeyStoreError::Permissions {
-                path: path.to_owned(),
-                message,
-            })
     }
 
     /// The verdict for a file of kind `what` (e.g. "PIN file") that holds `holds`: a warning to

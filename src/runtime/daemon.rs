@@ -1,0 +1,133 @@
+//! A loaded configuration wired into a running server: shared state, metrics, the swappable TLS
+//! identity, the listeners and the reloader that keeps the parts current.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+
+use super::audit::{record_key_states, record_roots};
+use super::metrics::Metrics;
+use super::reload::Reloader;
+use super::state::AppState;
+use super::watch::watch;
+use super::{LoadError, Loaded};
+use crate::server::peer::PeerPolicy;
+use crate::server::tls::{self, CertSwitch, TlsError};
+use crate::server::{self, ServerOptions};
+
+impl Loaded {
+    /// Wires the loaded parts into a server: shared state, metrics, a swappable TLS identity and
+    /// the reloader that keeps them current.
+    pub fn into_daemon(self) -> Result<Daemon, LoadError> {
+        let config = self.config;
+        let metrics = Arc::new(Metrics::new());
+        metrics.server_cert(self.tls.not_after);
+        record_roots(&metrics, &self.trust);
+        record_key_states(&metrics, &self.keys.list());
+        let policy = PeerPolicy::new(
+            config.server.allow.clone(),
+            config.server.trusted_proxies.clone(),
+        )
+        .with_proxy_protocol(config.server.proxy_protocol);
+        let state = Arc::new(AppState::new(
+            Arc::new(self.trust),
+            self.keys,
+            config.wrap,
+            config.keys.validity,
+            policy.clone(),
+            Arc::clone(&metrics),
+        ));
+        let switch = Arc::new(CertSwitch::new(&self.tls));
+        let tls = tls::server_config(Arc::clone(&switch)).map_err(|e| TlsError {
+            file: config.tls.cert.clone(),
+            message: e.to_string(),
+        })?;
+        let admin_connections = config.admin.max_connections;
+        let options = ServerOptions {
+            limits: config.limits,
+            proxy_protocol: config.server.proxy_protocol,
+            policy,
+            metrics,
+        };
+        let reloader = Arc::new(Reloader::new(
+            config,
+            self.source,
+            Arc::clone(&state),
+            switch,
+        ));
+        Ok(Daemon {
+            state,
+            reloader,
+            tls,
+            options,
+            admin_connections,
+        })
+    }
+}
+
+/// A server ready to run: the state requests share, and what keeps it current.
+pub struct Daemon {
+    pub state: Arc<AppState>,
+    pub reloader: Arc<Reloader>,
+    tls: Arc<ServerConfig>,
+    options: ServerOptions,
+    admin_connections: usize,
+}
+
+impl Daemon {
+    /// The service's routes over this daemon's state.
+    pub fn router(&self) -> Router {
+        crate::server::http::router(Arc::clone(&self.state))
+    }
+
+    /// Serves on `service` (TLS) and `admin` (plain HTTP) and reloads on changes, until
+    /// `shutdown` completes; then reports not ready, drains, and returns.
+    pub async fn run(
+        self,
+        service: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let router = self.router();
+        self.run_with(router, service, admin, shutdown).await;
+    }
+
+    /// As `run`, serving `router` (the daemon's own, perhaps with layers added) on `service`.
+    pub async fn run_with(
+        self,
+        router: Router,
+        service: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(watch(Arc::clone(&self.reloader), stopped.clone()));
+        let admin = admin.map(|listener| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(crate::server::admin::serve(
+                listener,
+                Arc::clone(&self.state),
+                self.options.limits.header_timeout,
+                self.admin_connections,
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ))
+        });
+        self.state.set_ready(true);
+        let state = Arc::clone(&self.state);
+        server::run(service, self.tls, router, self.options, async move {
+            shutdown.await;
+            state.set_ready(false);
+        })
+        .await;
+        let _ = stop.send(true);
+        let _ = watcher.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+    }
+}
