@@ -8,11 +8,11 @@
 #     -v "$PWD/certs:/etc/ccs-endpoint/certs:ro" \
 #     ccs-endpoint
 #
-# The key store must be readable by uid 65532 and by nobody else but its owner (see README).
+# The key store must be readable by uid 65532 and by nobody else but its owner (see docs/operations.md, "Deploying").
 # Liveness: GET https://<pod>:8443/healthz; readiness: GET http://<pod>:9090/readyz (no HEALTHCHECK:
 # the image has no shell or client to run one, and orchestrators probe over HTTP).
 # With [keys] backend = "pkcs11", the HSM vendor's PKCS#11 library (and its client configuration)
-# must be in the image: build FROM this one and COPY them in, or mount them; see the README.
+# must be in the image: build FROM this one and COPY them in, or mount them; see docs/hsm.md.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times the per-request crypto of ccs-endpoint and, in the same run on the same machine,
-# OpenSSL's RSA public-key operation, and prints the ratios (the README quotes them).
+# OpenSSL's RSA public-key operation, and prints the ratios (CONTRIBUTING.md quotes them).
 # A wrap is one public-key operation with the database key; a verification is one with the
 # root's key (4096 bits here, as in production) plus parsing.
 # Usage: scripts/bench-wrap.sh   (BENCH_ITERATIONS=N to change the loop count)

@@ -214,7 +214,8 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
         .trim()
         .to_owned();
     let args: Vec<&str> = probe_line.split_whitespace().collect();
-    assert_eq!(args[0], "ccs-endpoint");
+    // The binary as it was started (here the test build's path), so the command runs as pasted.
+    assert_eq!(args[0], env!("CARGO_BIN_EXE_ccs-endpoint"));
     let out = run(&args[1..], d);
     assert!(out.status.success(), "{}", text(&out));
     let keys = d.join("dev/keys.toml");

@@ -12,6 +12,7 @@ use base64::Engine;
 use crate::protocol::InstanceName;
 use crate::secret::Secret;
 use crate::tools::pki;
+use crate::tools::shell_quote;
 
 /// The files of a development setup.
 #[derive(Debug, Clone)]
@@ -141,7 +142,8 @@ impl DevSetup {
     /// A command that polls the development server as the SaaS would and unwraps the answer.
     pub fn probe(&self) -> String {
         format!(
-            "ccs-endpoint probe {} --cert {} --key {} --cacert {}",
+            "{} probe {} --cert {} --key {} --cacert {}",
+            super::invoked_as(),
             self.url,
             shell_quote(&self.client_cert),
             shell_quote(&self.client_key),
@@ -164,17 +166,6 @@ impl DevSetup {
             cert = self.client_cert.display(),
             key = self.client_key.display(),
         )
-    }
-}
-
-fn shell_quote(path: &Path) -> String {
-    let s = path.display().to_string();
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-    {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

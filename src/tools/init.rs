@@ -53,11 +53,12 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
 /// What to do after `init`.
 pub fn next_steps(dir: &Path) -> String {
     let d = dir.display();
+    let me = super::invoked_as();
     format!(
         "Next steps:\n\
          1. Put the server certificate chain and key, and the SaaS's two roots, in {d}/certs/\n   (see {d}/certs/README.md).\n\
-         2. Generate a key for each instance (printed by KCV only):\n   ccs-endpoint keys generate --instance <name> --key-id 1 --file {d}/config/keys.toml\n\
-         3. Validate everything:\n   ccs-endpoint check --config {d}/config/ccs-endpoint.toml\n\
-         4. Serve, then poll it as the SaaS would:\n   ccs-endpoint serve --config {d}/config/ccs-endpoint.toml\n   ccs-endpoint probe https://<host>:8443/kek/<name>/1 --cert db.crt --key db.key\n"
+         2. Generate a key for each instance (printed by KCV only):\n   {me} keys generate --instance <name> --key-id 1 --file {d}/config/keys.toml\n\
+         3. Validate everything:\n   {me} check --config {d}/config/ccs-endpoint.toml\n\
+         4. Serve, then poll it as the SaaS would:\n   {me} serve --config {d}/config/ccs-endpoint.toml\n   {me} probe https://<host>:8443/kek/<name>/1 --cert db.crt --key db.key\n"
     )
 }
