@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::identity::{self, Identity, TlsError};
 use crate::cert::{TrustError, TrustStore};
 use crate::config::{Backend, Config, ConfigError, PinSource, Pkcs11Config};
 use crate::hsm::HsmError;
 use crate::keystore::{check_permissions, KeySource, KeyStore, KeyStoreError};
-use crate::server::tls::{self, Identity, TlsError};
 
 /// Why the server cannot start. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub struct Part<T> {
 
 /// The server's certificate chain and key (`[tls]`); warns when the certificate has expired.
 pub fn tls(config: &Config, now: OffsetDateTime) -> Result<Part<Identity>, TlsError> {
-    let identity = tls::load_identity(&config.tls.cert, &config.tls.key)?;
+    let identity = identity::load_identity(&config.tls.cert, &config.tls.key)?;
     let mut warnings = Vec::new();
     if identity.not_after < now {
         warnings.push(format!(

@@ -2,17 +2,18 @@
 //! ([`reload`]), and shared by every request ([`state`]).
 
 mod audit;
-mod daemon;
+pub mod identity;
 pub mod keys;
 pub mod load;
 pub mod log_filter;
 pub mod metrics;
 pub mod reload;
+mod settle;
 pub mod state;
 mod summary;
 mod watch;
 
-pub use daemon::Daemon;
+pub(crate) use audit::{record_key_states, record_roots};
 pub use load::{LoadError, Loaded};
 pub use reload::Reloader;
 pub use watch::watch;

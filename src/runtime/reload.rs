@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
 use super::audit::{audit_key_changes, record_key_states, record_roots};
+use super::identity::CertSwitch;
 use super::load;
+use super::settle::{settle, stamp, Stamp};
 use super::state::AppState;
-use super::watch::{settle, stamp, Stamp};
 use crate::config::Config;
 use crate::keystore::{KeySource, KeyStore, Withdrawals};
-use crate::server::tls::CertSwitch;
 
 /// A part of the server that reloads on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! What request handlers share: the trust roots and the keys in force (each swapped whole on
-//! reload), the wrap settings, the client policy, metrics and readiness.
+//! reload), the wrap settings, metrics and readiness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use super::keys::Keys;
 use super::metrics::Metrics;
 use crate::cert::TrustStore;
 use crate::keystore::KeyStore;
-use crate::server::peer::PeerPolicy;
 use crate::wrap::WrapOptions;
 
 /// Shared by every request handler.
@@ -20,7 +19,6 @@ pub struct AppState {
     pub wrap: WrapOptions,
     /// How long an answer stays valid (capped by each key's `not_after`).
     pub validity: time::Duration,
-    pub policy: PeerPolicy,
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
 }
@@ -32,7 +30,6 @@ impl AppState {
         keys: Arc<KeyStore>,
         wrap: WrapOptions,
         validity: time::Duration,
-        policy: PeerPolicy,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -40,7 +37,6 @@ impl AppState {
             keys: Keys::new(keys, Arc::clone(&metrics)),
             wrap,
             validity,
-            policy,
             metrics,
             ready: AtomicBool::new(false),
         }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admission;
+mod daemon;
 pub mod head_guard;
 pub mod http;
 mod listener;
@@ -10,5 +11,6 @@ pub mod peer;
 mod proxy;
 pub mod tls;
 
+pub use daemon::Daemon;
 pub(crate) use listener::next_connection;
 pub use listener::{run, shutdown_signal, ServerOptions};

@@ -1,105 +1,13 @@
-//! The server's own TLS identity: loaded from PEM, checked against its key, and swappable at
-//! run time so that a renewed certificate is presented to the next handshake.
+//! The service's TLS settings: versions, suites, ALPN, and the identity from the runtime's
+//! [`CertSwitch`].
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rustls::crypto::aws_lc_rs;
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use rustls::version::{TLS12, TLS13};
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use time::OffsetDateTime;
 
-/// The server's certificate or key cannot be used; names the file at fault.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("TLS {file}: {message}")]
-pub struct TlsError {
-    pub file: PathBuf,
-    pub message: String,
-}
-
-/// A loaded certificate chain and key, with what operators want to know about it.
-pub struct Identity {
-    pub certified: Arc<CertifiedKey>,
-    /// Subject of the leaf certificate.
-    pub subject: String,
-    /// Expiry of the leaf certificate.
-    pub not_after: OffsetDateTime,
-}
-
-/// Reads the PEM chain (leaf first) and private key; fails when the key is not the leaf's.
-pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
-    let cert_err = |message: String| TlsError {
-        file: cert.to_owned(),
-        message,
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(format!("cannot read the certificate chain: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_err(format!("cannot read the certificate chain: {e}")))?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| cert_err("holds no PEM CERTIFICATE block".into()))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| cert_err(format!("the first certificate does not parse: {e}")))?;
-    let subject = parsed.subject().to_string();
-    let not_after = parsed.validity().not_after.to_datetime();
-    // rustls' key errors never carry key material.
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError {
-        file: key.to_owned(),
-        message: format!("cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
-    })?;
-    let provider = aws_lc_rs::default_provider();
-    let certified =
-        CertifiedKey::from_der(chain, private_key, &provider).map_err(|e| TlsError {
-            file: key.to_owned(),
-            message: format!(
-                "the private key cannot serve the certificate {} ({e}): is it the matching key?",
-                cert.display()
-            ),
-        })?;
-    Ok(Identity {
-        certified: Arc::new(certified),
-        subject,
-        not_after,
-    })
-}
-
-/// Presents whichever identity was stored last.
-pub struct CertSwitch {
-    current: ArcSwap<CertifiedKey>,
-}
-
-impl CertSwitch {
-    /// Starts with `identity`.
-    pub fn new(identity: &Identity) -> Self {
-        Self {
-            current: ArcSwap::new(Arc::clone(&identity.certified)),
-        }
-    }
-
-    /// Presents `identity` from the next handshake on.
-    pub fn store(&self, identity: &Identity) {
-        self.current.store(Arc::clone(&identity.certified));
-    }
-}
-
-impl fmt::Debug for CertSwitch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertSwitch").finish_non_exhaustive()
-    }
-}
-
-impl ResolvesServerCert for CertSwitch {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
-    }
-}
+use crate::runtime::identity::CertSwitch;
 
 /// rustls' default suites, with the SHA-256 ones first: the key schedule of every handshake is
 /// HKDF with the suite's hash, and SHA-384 made it a fifth of a handshake's CPU here

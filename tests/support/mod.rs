@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ccs_endpoint::runtime::{Daemon, Loaded};
+use ccs_endpoint::runtime::Loaded;
+use ccs_endpoint::server::Daemon;
 use ccs_endpoint::tools::pki::{self, Issued, KeyKind};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::SupportedProtocolVersion;

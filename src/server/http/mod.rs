@@ -22,7 +22,7 @@ use crate::protocol::{format_timestamp, parse_kek_path, InstanceName, KekPath, K
 pub use crate::runtime::state::AppState;
 use crate::secret::Kcv;
 use crate::server::head_guard::Refused;
-use crate::server::peer::ConnInfo;
+use crate::server::peer::{ConnInfo, PeerPolicy};
 use crate::wrap::WrapOptions;
 
 /// The response header carrying the request id (also in the log line).
@@ -30,8 +30,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The service: every path reaches one handler, which parses the path itself so that nothing is
 /// normalised before the checks see it.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(kek).with_state(state)
+pub fn router(state: Arc<AppState>, policy: PeerPolicy) -> Router {
+    Router::new()
+        .fallback(kek)
+        .with_state(Service { state, policy })
+}
+
+/// What the handler runs on: the shared state, and who may ask.
+#[derive(Clone)]
+struct Service {
+    state: Arc<AppState>,
+    policy: PeerPolicy,
 }
 
 /// Why a request did not get a key. `status` is the one mapping to HTTP.
@@ -172,7 +181,7 @@ struct ErrorBody<'a> {
     error_id: Option<&'a str>,
 }
 
-async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
+async fn kek(State(Service { state, policy }): State<Service>, request: Request) -> Response {
     if request.uri().path() == "/healthz" {
         return healthz(&request);
     }
@@ -180,10 +189,10 @@ async fn kek(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let request_id = new_request_id();
     let conn = request.extensions().get::<ConnInfo>().copied();
     let mut record = Record::default();
-    let client = conn.map(|conn| state.policy.client(&conn, request.headers()));
+    let client = conn.map(|conn| policy.client(&conn, request.headers()));
     record.client = client;
     let outcome = match client {
-        Some(client) if !state.policy.allows(client) => Err(Failure::Forbidden(client)),
+        Some(client) if !policy.allows(client) => Err(Failure::Forbidden(client)),
         _ => {
             decide(
                 &state,

@@ -31,10 +31,12 @@ fn app() -> (Router, String) {
         Arc::new(keys),
         crate::wrap::WrapOptions::default(),
         time::Duration::hours(1),
-        crate::server::peer::PeerPolicy::default(),
         Arc::new(crate::runtime::metrics::Metrics::new()),
     );
-    (router(Arc::new(state)), BASE64.encode(db.cert_der()))
+    (
+        router(Arc::new(state), crate::server::peer::PeerPolicy::default()),
+        BASE64.encode(db.cert_der()),
+    )
 }
 
 async fn call(

@@ -8,15 +8,12 @@ use axum::Router;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
-use super::audit::{record_key_states, record_roots};
-use super::metrics::Metrics;
-use super::reload::Reloader;
-use super::state::AppState;
-use super::watch::watch;
-use super::{LoadError, Loaded};
-use crate::server::peer::PeerPolicy;
-use crate::server::tls::{self, CertSwitch, TlsError};
-use crate::server::{self, ServerOptions};
+use super::peer::PeerPolicy;
+use super::{admin, http, listener, tls, ServerOptions};
+use crate::runtime::identity::{CertSwitch, TlsError};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::state::AppState;
+use crate::runtime::{record_key_states, record_roots, watch, LoadError, Loaded, Reloader};
 
 impl Loaded {
     /// Wires the loaded parts into a server: shared state, metrics, a swappable TLS identity and
@@ -37,7 +34,6 @@ impl Loaded {
             self.keys,
             config.wrap,
             config.keys.validity,
-            policy.clone(),
             Arc::clone(&metrics),
         ));
         let switch = Arc::new(CertSwitch::new(&self.tls));
@@ -80,7 +76,7 @@ pub struct Daemon {
 impl Daemon {
     /// The service's routes over this daemon's state.
     pub fn router(&self) -> Router {
-        crate::server::http::router(Arc::clone(&self.state))
+        http::router(Arc::clone(&self.state), self.options.policy.clone())
     }
 
     /// Serves on `service` (TLS) and `admin` (plain HTTP) and reloads on changes, until
@@ -107,7 +103,7 @@ impl Daemon {
         let watcher = tokio::spawn(watch(Arc::clone(&self.reloader), stopped.clone()));
         let admin = admin.map(|listener| {
             let mut stopped = stopped.clone();
-            tokio::spawn(crate::server::admin::serve(
+            tokio::spawn(admin::serve(
                 listener,
                 Arc::clone(&self.state),
                 self.options.limits.header_timeout,
@@ -119,7 +115,7 @@ impl Daemon {
         });
         self.state.set_ready(true);
         let state = Arc::clone(&self.state);
-        server::run(service, self.tls, router, self.options, async move {
+        listener::run(service, self.tls, router, self.options, async move {
             shutdown.await;
             state.set_ready(false);
         })
