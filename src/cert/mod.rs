@@ -15,19 +15,20 @@ use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::public_key::PublicKey;
 
+use crate::cache::BoundedCache;
 use crate::protocol::InstanceName;
 use crate::wrap::RecipientKey;
 
+mod checked;
 mod error;
 mod fingerprint;
 mod header;
 mod roots;
+use checked::Checked;
 pub use error::CertError;
 pub use fingerprint::Fingerprint;
 pub use header::{decode_base64, decode_header, single_header};
 pub use roots::RootInfo;
-
-use crate::cache::BoundedCache;
 
 /// The header the SaaS sends its database certificate in.
 pub const HEADER: &str = "x-db-certificate";
@@ -274,65 +275,6 @@ impl TrustStore {
             return Err(CertError::RsaTooLong(bits));
         }
         RecipientKey::from_spki_der(spki.raw).map_err(|_| CertError::UnusableKey)
-    }
-}
-
-/// A certificate that passed the checks that depend on neither the clock nor the instance.
-#[derive(Debug)]
-struct Checked {
-    identity: CertIdentity,
-    recipient: Arc<RecipientKey>,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    /// The one Common Name, or why there is none to compare.
-    common_name: Result<String, String>,
-    verified_by: String,
-    root_not_after: OffsetDateTime,
-    trust_doubt: Option<String>,
-}
-
-impl Checked {
-    /// The checks that depend on the clock and the instance: the validity window, the CN.
-    fn finish(
-        &self,
-        instance: &InstanceName,
-        now: OffsetDateTime,
-    ) -> Result<VerifiedCert, Rejected> {
-        let reject = |error: CertError| Rejected {
-            identity: Some(Box::new(self.identity.clone())),
-            error,
-        };
-        if now < self.not_before {
-            return Err(reject(CertError::NotYetValid(self.not_before)));
-        }
-        if now > self.not_after {
-            return Err(reject(CertError::Expired(self.not_after)));
-        }
-        if now > self.root_not_after {
-            return Err(reject(CertError::RootExpired {
-                root: self.verified_by.clone(),
-                not_after: self.root_not_after,
-            }));
-        }
-        let expected = instance.expected_common_name();
-        let found = match &self.common_name {
-            Ok(cn) if *cn == expected => {
-                return Ok(VerifiedCert {
-                    identity: self.identity.clone(),
-                    recipient: Arc::clone(&self.recipient),
-                    not_after: self.not_after,
-                    verified_by: self.verified_by.clone(),
-                    trust_doubt: self.trust_doubt.clone(),
-                })
-            }
-            Ok(cn) => format!("{:?}", printable(cn)),
-            Err(why) => why.clone(),
-        };
-        Err(reject(CertError::CommonName {
-            found,
-            expected,
-            instance: instance.as_str().to_owned(),
-        }))
     }
 }
 

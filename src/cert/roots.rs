@@ -260,3 +260,6 @@ impl TrustStore {
         Ok(Self::assemble(roots, min_rsa_bits))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,7 @@
 //! Tables of configuration parsing: defaults, every option, and errors naming the field.
 
+use std::path::Path;
+
 use super::*;
 use crate::wrap::{Padding, Plaintext};
 

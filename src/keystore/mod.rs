@@ -18,7 +18,7 @@ mod secrets;
 mod source;
 mod store;
 mod token;
-pub mod withheld;
+mod withheld;
 
 pub use format::{parse_entries, parse_time, read_entries, KeyEntry, KeyStoreError, SecretsIn};
 pub use secrets::{FileSecrets, Secrets};

@@ -32,13 +32,13 @@ pub enum LoadError {
 
 /// A loaded part, with what an operator should fix that does not stop it from serving.
 #[derive(Debug)]
-pub struct Part<T> {
+pub struct WithWarnings<T> {
     pub value: T,
     pub warnings: Vec<String>,
 }
 
 /// The server's certificate chain and key (`[tls]`); warns when the certificate has expired.
-pub fn tls(config: &Config, now: OffsetDateTime) -> Result<Part<Identity>, TlsError> {
+pub fn tls(config: &Config, now: OffsetDateTime) -> Result<WithWarnings<Identity>, TlsError> {
     let identity = identity::load_identity(&config.tls.cert, &config.tls.key)?;
     let mut warnings = Vec::new();
     if identity.not_after < now {
@@ -48,16 +48,16 @@ pub fn tls(config: &Config, now: OffsetDateTime) -> Result<Part<Identity>, TlsEr
             identity.not_after
         ));
     }
-    Ok(Part {
+    Ok(WithWarnings {
         value: identity,
         warnings,
     })
 }
 
 /// The trust roots (`[trust]`) at start-up: every file must load. Warns of expired roots.
-pub fn trust(config: &Config, now: OffsetDateTime) -> Result<Part<TrustStore>, TrustError> {
+pub fn trust(config: &Config, now: OffsetDateTime) -> Result<WithWarnings<TrustStore>, TrustError> {
     let trust = TrustStore::load(&config.trust.roots, config.trust.min_rsa_bits)?;
-    Ok(Part {
+    Ok(WithWarnings {
         warnings: expired_roots(&trust, now),
         value: trust,
     })
@@ -72,12 +72,12 @@ pub fn trust_again(
     previous: &TrustStore,
     doubt: Option<&str>,
     now: OffsetDateTime,
-) -> (Part<TrustStore>, Vec<String>) {
+) -> (WithWarnings<TrustStore>, Vec<String>) {
     let (trust, errors) = match doubt {
         Some(why) => (TrustStore::in_doubt(previous, why), vec![why.to_owned()]),
         None => TrustStore::reload(&config.trust.roots, config.trust.min_rsa_bits, previous),
     };
-    let part = Part {
+    let part = WithWarnings {
         warnings: expired_roots(&trust, now),
         value: trust,
     };
@@ -103,7 +103,7 @@ fn expired_roots(trust: &TrustStore, now: OffsetDateTime) -> Vec<String> {
 
 /// The secrets' backend `[keys]` names, opened once per process: for a token, its PIN file is
 /// judged, the module loaded, the token logged in and test-wrapped.
-pub fn key_source(config: &Config) -> Result<Part<KeySource>, LoadError> {
+pub fn key_source(config: &Config) -> Result<WithWarnings<KeySource>, LoadError> {
     let mut warnings = Vec::new();
     if let Backend::Pkcs11(Pkcs11Config {
         pin: PinSource::File(pin),
@@ -115,7 +115,7 @@ pub fn key_source(config: &Config) -> Result<Part<KeySource>, LoadError> {
             config.keys.allow_insecure_permissions,
         )?);
     }
-    Ok(Part {
+    Ok(WithWarnings {
         value: KeySource::open(&config.keys, config.wrap)?,
         warnings,
     })
@@ -123,7 +123,10 @@ pub fn key_source(config: &Config) -> Result<Part<KeySource>, LoadError> {
 
 /// The key-store file (`[keys] file`) with `source`: its permissions judged, then every entry
 /// read. Warns of group-readable (or allowed open) permissions and of a store with no key.
-pub fn keys(config: &Config, source: &KeySource) -> Result<Part<Arc<KeyStore>>, KeyStoreError> {
+pub fn keys(
+    config: &Config,
+    source: &KeySource,
+) -> Result<WithWarnings<Arc<KeyStore>>, KeyStoreError> {
     let path: &Path = &config.keys.file;
     let mut warnings = Vec::new();
     warnings.extend(check_permissions(
@@ -137,7 +140,7 @@ pub fn keys(config: &Config, source: &KeySource) -> Result<Part<Arc<KeyStore>>, 
             path.display()
         ));
     }
-    Ok(Part {
+    Ok(WithWarnings {
         value: Arc::new(keys),
         warnings,
     })

@@ -1,19 +1,21 @@
-//! The running server's parts: loaded from the configuration ([`load`]), kept current
-//! ([`reload`]), and shared by every request ([`state`]).
+//! The running server's parts: loaded from the configuration (`load`), kept current
+//! ([`reload`], `watch`), and shared by every request (`state`, with the keys facade `keys`).
 
 mod audit;
-pub mod identity;
-pub mod keys;
-pub mod load;
+pub(crate) mod identity;
+mod keys;
+mod load;
 pub mod log_filter;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod reload;
 mod settle;
-pub mod state;
+pub(crate) mod state;
 mod summary;
 mod watch;
 
 pub(crate) use audit::{record_key_states, record_roots};
-pub use load::{LoadError, Loaded};
+pub use keys::Keys;
+pub use load::{LoadError, Loaded, WithWarnings};
 pub use reload::Reloader;
-pub use watch::watch;
+pub use state::AppState;
+pub(crate) use watch::watch;

@@ -1,16 +1,17 @@
 //! The network side: the service listener ([`listener`]) with its admission control, PROXY
 //! header, TLS and request-head guard; the HTTP handlers ([`http`]); the admin listener.
 
-pub mod admin;
+mod admin;
 mod admission;
 mod daemon;
 pub mod head_guard;
 pub mod http;
 mod listener;
-pub mod peer;
+pub(crate) mod peer;
 mod proxy;
-pub mod tls;
+mod tls;
 
 pub use daemon::Daemon;
 pub(crate) use listener::next_connection;
-pub use listener::{run, shutdown_signal, ServerOptions};
+pub use listener::shutdown_signal;
+pub(crate) use listener::ServerOptions;

@@ -1,14 +1,17 @@
-//! What the `keys` commands show: each key's state and the `validUntil` the server would answer
-//! now, by the server's own rules, and with a token what it holds under each label.
+//! What the `keys` commands do beyond editing the file: a key created in a token with its entry,
+//! and what they show — each key's state and the `validUntil` the server would answer now, by
+//! the server's own rules, and with a token what it holds under each label.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use time::OffsetDateTime;
 
-use crate::hsm::TokenObject;
-use crate::keystore::{label, Condition, KeyState};
-use crate::protocol::format_timestamp;
+use crate::hsm::{Hsm, HsmError, TokenObject};
+use crate::keystore::{label, Condition, KeyState, SecretsIn};
+use crate::protocol::{format_timestamp, InstanceName, KeyId};
+use crate::secret::Secret;
+use crate::tools::keyfile::{KeyFile, KeyFileError};
 
 /// What the token holds under the keys' labels: every `ccs/` object, or why it could not be
 /// read. `None` when the secrets are in the file.
@@ -97,4 +100,40 @@ pub fn listing(
         }
     }
     out
+}
+
+/// Why a key could not be added to a token and its key-store file.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error(transparent)]
+    File(#[from] KeyFileError),
+    #[error(transparent)]
+    Token(#[from] HsmError),
+}
+
+/// `keys generate|import` with a token: the object first (an existing entry or object is
+/// replaced only with `force`: replacing a live key makes the database's data unreadable), then
+/// the entry that names its KCV. Returns the object it replaced.
+pub fn add_to_token(
+    hsm: &Hsm,
+    path: &Path,
+    instance: &InstanceName,
+    key_id: KeyId,
+    secret: &Secret,
+    force: bool,
+) -> Result<Option<TokenObject>, AddError> {
+    let mut file = KeyFile::open_with(path, SecretsIn::Token)?;
+    if file.contains(instance, key_id)? && !force {
+        return Err(KeyFileError::Edit {
+            path: path.to_owned(),
+            message: format!(
+                "instance {instance:?} already has key_id {key_id}: replacing a live key makes the database's data unreadable; pass --force if that is really meant"
+            ),
+        }
+        .into());
+    }
+    let replaced = hsm.create(&label(instance, key_id), secret, force)?;
+    file.add_token_key(instance, key_id, secret.kcv(), force)?;
+    file.save()?;
+    Ok(replaced)
 }

@@ -4,6 +4,8 @@ use super::*;
 use crate::cert::TrustStore;
 use crate::keystore::KeySource;
 use crate::tools::pki;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
