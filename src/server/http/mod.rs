@@ -26,17 +26,18 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: Arc<AppState>, policy: PeerPolicy) -> Router {
     Router::new()
         .fallback(kek)
-        .with_state(Service { state, policy })
+        .with_state(Arc::new(Service { state, policy }))
 }
 
-/// What the handler runs on: the shared state, and who may ask.
-#[derive(Clone)]
+/// What the handler runs on: the shared state, and who may ask (shared: axum clones the state
+/// for every request).
 struct Service {
     state: Arc<AppState>,
     policy: PeerPolicy,
 }
 
-async fn kek(State(Service { state, policy }): State<Service>, request: Request) -> Response {
+async fn kek(State(service): State<Arc<Service>>, request: Request) -> Response {
+    let Service { state, policy } = &*service;
     if request.uri().path() == "/healthz" {
         return healthz(&request);
     }
@@ -50,7 +51,7 @@ async fn kek(State(Service { state, policy }): State<Service>, request: Request)
         Some(client) if !policy.allows(client) => Err(Failure::Forbidden(client)),
         _ => {
             decide(
-                &state,
+                state,
                 request.uri(),
                 request.method(),
                 request.headers(),
@@ -70,7 +71,7 @@ async fn kek(State(Service { state, policy }): State<Service>, request: Request)
     };
     let detail = outcome.as_ref().err().and_then(Failure::detail);
     let latency = started.elapsed();
-    observe(&state, &outcome, &record, status, reason, latency);
+    observe(state, &outcome, &record, status, reason, latency);
     log_request(
         &request_id,
         conn,
