@@ -566,7 +566,8 @@ async fn start_up_and_reload_warn_and_refuse_alike() {
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     let loaded = Loaded::from_file(&config).unwrap();
-    let at_start = loaded.warnings.clone();
+    let mut at_start = loaded.warnings.clone();
+    at_start.sort();
     assert!(
         at_start
             .iter()
@@ -577,7 +578,8 @@ async fn start_up_and_reload_warn_and_refuse_alike() {
     let daemon = loaded.into_daemon().unwrap();
     let report = daemon.reloader.reload(true, "test");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let on_reload: Vec<String> = report.warnings.into_iter().map(|(_, w)| w).collect();
+    let mut on_reload: Vec<String> = report.warnings.into_iter().map(|(_, w)| w).collect();
+    on_reload.sort();
     assert_eq!(on_reload, at_start);
 
     // A key store that does not parse: the same refusal both ways.

@@ -1,10 +1,10 @@
 //! Key stores: which keys exist, what state each is in, and wrapping them.
 //!
 //! A key has two things, kept apart here: its **state** — enabled or disabled, `not_after`, the
-//! KCV of its secret — read from the key-store file ([`format`]); and its **secret**, held in the
+//! KCV of its secret — read from the key-store file (`format`); and its **secret**, held in the
 //! file or in a PKCS#11 token ([`Secrets`]), which can only be asked to wrap. A [`KeyStore`]
 //! pairs them, and its one lookup decides every answer's state (absent or disabled: 404; in
-//! doubt after a failed reload: 503, see [`withheld`]). [`KeySource`] is the backend the
+//! doubt after a failed reload: 503, see `withheld`). [`KeySource`] is the backend the
 //! configuration chose.
 
 use time::OffsetDateTime;

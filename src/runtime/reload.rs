@@ -197,7 +197,7 @@ impl Reloader {
 
     /// Loads `part` with its start-up loader and swaps it in (or, having failed, what §7
     /// allows): its warnings, and whether it loaded.
-    pub fn reload_part(&self, part: Part, config: &Config) -> (Vec<String>, Result<(), String>) {
+    fn reload_part(&self, part: Part, config: &Config) -> (Vec<String>, Result<(), String>) {
         let now = OffsetDateTime::now_utc();
         match part {
             Part::Keys => {

@@ -1,4 +1,4 @@
-//! The network side: the service listener ([`listener`]) with its admission control, PROXY
+//! The network side: the service listener (`listener`) with its admission control, PROXY
 //! header, TLS and request-head guard; the HTTP handlers ([`http`]); the admin listener.
 
 mod admin;

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::cert;
 use crate::protocol::{parse_kek_path, PathError};
-pub use crate::runtime::state::AppState;
+use crate::runtime::AppState;
 use crate::server::peer::{ConnInfo, PeerPolicy};
 
 /// The response header carrying the request id (also in the log line).
