@@ -72,7 +72,7 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Manage the key store: generate, import, list, disable, enable, shutdown.
+    /// Manage the key store: generate, import, list, disable, enable, shutdown, restore.
     ///
     /// Every change is validated and written atomically (mode 600), comments kept; keys are
     /// shown by KCV only. Exit codes: 0 done, 1 refused or failed (the message says why).
@@ -85,8 +85,11 @@ enum Command {
     /// Poll an endpoint as the SaaS does (TLS 1.2), unwrap the answer with the certificate's
     /// private key and print keyId, validUntil, time left and the key's KCV.
     ///
-    /// Exit codes: 0 when the key unwrapped as the database would; 1 with the precise reason
-    /// (connection, TLS, status, shape, padding, plaintext, KCV).
+    /// Exit codes, one per outcome (`--json` names it): 0 the key unwrapped as the database
+    /// would and validUntil is ahead; 1 the probe could not run (URL, files); 3 killed: 200 with
+    /// a past validUntil; 4 withdrawn: 404; 5 refused: another 4xx; 6 unavailable: 5xx; 7 a 200
+    /// the database could not use (shape, padding, plaintext, unwrap, KCV); 8 unreachable
+    /// (connection, TLS, timeout). The message says precisely what is wrong.
     Probe(commands::ProbeArgs),
     /// Print the JSON the server would return for a certificate, computed offline.
     ///
@@ -117,7 +120,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(config_path(config)),
         Command::Keys { command, store } => commands::keys(command, store),
-        Command::Probe(args) => commands::probe(args),
+        Command::Probe(args) => match commands::probe(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Wrap(args) => commands::wrap(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Init { dir } => commands::init(&dir),

@@ -302,6 +302,75 @@ fn the_dockerfile_command_serves_and_stops_cleanly() {
     assert!(status.success(), "{status}\n{}", server.output());
 }
 
+/// `Key=value` settings of a systemd unit, in order.
+fn unit_settings(unit: &str, key: &str) -> Vec<String> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_serves_reloads_and_stops_cleanly() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/systemd/ccs-endpoint.service"
+    ))
+    .unwrap();
+    let start = unit_settings(&unit, "ExecStart");
+    let args: Vec<&str> = start[0].split_whitespace().collect();
+    assert_eq!(
+        args[..3],
+        ["/usr/local/bin/ccs-endpoint", "serve", "--config"]
+    );
+    // The configuration where `init --dir <the read-only directory>` writes it.
+    let read_only = unit_settings(&unit, "ReadOnlyPaths");
+    let config_dir = args[3]
+        .strip_suffix("/config/ccs-endpoint.toml")
+        .unwrap_or_else(|| panic!("{}", args[3]));
+    assert_eq!(read_only, [config_dir]);
+    let skeleton = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["init", "--dir"])
+        .arg(skeleton.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(skeleton.path().join("config/ccs-endpoint.toml").is_file());
+    assert_eq!(
+        unit_settings(&unit, "ExecReload"),
+        ["/bin/kill -HUP $MAINPID"]
+    );
+    assert_eq!(unit_settings(&unit, "KillSignal"), ["SIGTERM"]);
+    assert_eq!(unit_settings(&unit, "User"), ["ccs-endpoint"]);
+
+    // The unit's command with a test configuration in place of its path: serves, reloads on
+    // the unit's reload signal, drains and exits 0 on its stop signal.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut command = bin();
+    command.args(&args[1..3]).arg(&config);
+    let mut server = Running::spawn(command);
+    server.wait_for("listening");
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    server.wait_for("trigger=\"sighup\"");
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    assert_eq!(curl_status(&["-k", &url], dir.path()), "200");
+    let status = server.terminate();
+    assert!(status.success(), "{status}\n{}", server.output());
+}
+
 #[test]
 fn json_logs_audit_reloads_kill_switches_and_sighup() {
     use std::os::unix::fs::PermissionsExt;

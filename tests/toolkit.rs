@@ -178,6 +178,48 @@ fn init_then_every_keys_command() {
         text(&out)
     );
     assert!(text(&keys(&["list"], d)).contains("expired at"));
+    // Each kill switch has its undo: `enable` on a shut-down key says it is still down...
+    let out = keys(&["enable", "--instance", "ccsdemo", "--key-id", "1"], d);
+    assert!(
+        text(&out).contains("SHUT DOWN") && text(&out).contains("keys restore"),
+        "{}",
+        text(&out)
+    );
+    // ... `restore` brings validUntil back, and refuses a not_after that has passed.
+    let past = keys(
+        &[
+            "restore",
+            "--instance",
+            "ccsdemo",
+            "--not-after",
+            "2020-01-01T00:00:00Z",
+        ],
+        d,
+    );
+    assert_eq!(past.status.code(), Some(1), "{}", text(&past));
+    assert!(text(&past).contains("not a restore"), "{}", text(&past));
+    let out = keys(&["restore", "--instance", "ccsdemo"], d);
+    assert!(
+        text(&out).contains("RESTORED") && text(&out).contains("Next poll: 200"),
+        "{}",
+        text(&out)
+    );
+    let listed = text(&keys(&["list"], d));
+    assert!(!listed.contains("expired at"), "{listed}");
+    let later = keys(
+        &[
+            "restore",
+            "--instance",
+            "ccsdemo",
+            "--key-id",
+            "1",
+            "--not-after",
+            "2999-01-01T00:00:00Z",
+        ],
+        d,
+    );
+    assert!(later.status.success(), "{}", text(&later));
+    assert!(text(&keys(&["list"], d)).contains("active until 2999-01-01"));
     let missing = keys(&["disable", "--instance", "nobody", "--key-id", "1"], d);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
@@ -253,18 +295,22 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
     let unreachable = format!("https://localhost:{}/kek/ccsdemo/1", free_port());
     let wrong_instance = format!("https://localhost:{port}/kek/nosuch/1");
     let bad_path = format!("https://localhost:{port}/kek/a/");
-    let rows: Vec<(Vec<&str>, &str)> = vec![
+    // Each way a probe fails: its message, and its outcome's exit code.
+    let rows: Vec<(Vec<&str>, &str, i32)> = vec![
         (
             [&base[..], &["--expect-kcv", "000000"]].concat(),
             "KCV mismatch",
+            7,
         ),
         (
             [&base[..], &["--padding", "oaep-sha256"]].concat(),
             "padding mismatch",
+            7,
         ),
         (
             [&base[..], &["--plaintext", "raw"]].concat(),
             "plaintext mismatch",
+            7,
         ),
         (
             vec![
@@ -278,6 +324,7 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
                 "dev/ca.crt",
             ],
             "answered 401",
+            5,
         ),
         (
             vec![
@@ -290,6 +337,7 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
                 "--insecure",
             ],
             "cannot connect",
+            8,
         ),
         (
             vec![
@@ -303,6 +351,7 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
                 "dev/ca.crt",
             ],
             "is not the private key of dev/client.crt",
+            1,
         ),
         (
             vec![
@@ -314,6 +363,7 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
                 "dev/client.key",
             ],
             "--cacert",
+            8,
         ),
         (
             vec![
@@ -325,6 +375,7 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
                 "dev/client.key",
             ],
             "https://",
+            1,
         ),
         (
             vec![
@@ -336,18 +387,63 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
                 "dev/client.key",
             ],
             "/kek/<instance>/<key_id>",
+            1,
         ),
     ];
-    for (args, want) in rows {
+    for (args, want, code) in rows {
         let out = run(&args, d);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
         assert!(
             text(&out).contains(want),
             "{args:?}: want {want:?} in {}",
             text(&out)
         );
     }
-    // A disabled key: 404, said plainly.
+    // --json: one object naming the outcome.
+    let out = run(&[&base[..], &["--json"]].concat(), d);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["kcv"], kcv.as_str());
+    assert!(report["secondsLeft"].as_i64().unwrap() > 0);
+    // The hard kill switch: the key still unwraps, but probe says KILLED and exits 3.
+    let shutdown = [
+        "keys",
+        "shutdown",
+        "--instance",
+        "ccsdemo",
+        "--file",
+        "dev/keys.toml",
+    ];
+    assert!(run(&shutdown, d).status.success());
+    let start = std::time::Instant::now();
+    let killed = loop {
+        let out = run(&[&base[..], &["--json"]].concat(), d);
+        if out.status.code() == Some(3) {
+            break out;
+        }
+        assert!(
+            start.elapsed().as_secs() < 15,
+            "the shut-down key is still served as ok: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let report: serde_json::Value = serde_json::from_slice(&killed.stdout).unwrap();
+    assert_eq!(report["outcome"], "killed");
+    assert!(report["secondsLeft"].as_i64().unwrap() <= 0);
+    let out = run(&base, d);
+    assert!(text(&out).contains("KILLED"), "{}", text(&out));
+    let restore = [
+        "keys",
+        "restore",
+        "--instance",
+        "ccsdemo",
+        "--file",
+        "dev/keys.toml",
+    ];
+    assert!(run(&restore, d).status.success());
+    // A disabled key: 404, said plainly, exit 4.
     let out = run(
         &[&[
             "keys",
@@ -367,6 +463,7 @@ fn probe_against_the_dev_server_and_every_way_it_fails() {
     loop {
         let out = run(&base, d);
         if text(&out).contains("answered 404") {
+            assert_eq!(out.status.code(), Some(4), "{}", text(&out));
             break;
         }
         assert!(
@@ -401,7 +498,11 @@ fn probe_names_padding_against_a_server_configured_for_sha256() {
         "probe", &url, "--cert", &cert, "--key", &key, "--cacert", &ca,
     ];
     let out = run(&probe, d);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "a 200 the database could not use"
+    );
     let said = text(&out);
     assert!(
         said.contains("padding mismatch")

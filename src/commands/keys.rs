@@ -101,6 +101,24 @@ pub enum KeysCommand {
         #[arg(long, value_name = "N")]
         key_id: Option<KeyId>,
     },
+    /// Undo `shutdown`: removes not_after (or sets a later one), so the next poll's validUntil
+    /// is ahead again. Every key of the instance unless --key-id is given.
+    Restore {
+        /// The instance.
+        #[arg(long, value_name = "NAME")]
+        instance: String,
+        /// Only this key.
+        #[arg(long, value_name = "N")]
+        key_id: Option<KeyId>,
+        /// A new not_after (RFC 3339, such as 2027-01-01T00:00:00Z) instead of none; it must be
+        /// ahead.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        not_after: Option<OffsetDateTime>,
+    },
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    ccs_endpoint::keystore::parse_time(text)
 }
 
 const RELOAD_NOTE: &str = "A running server reloads the key store within a second of the file changing (or at once on SIGHUP): no restart is needed.";
@@ -164,6 +182,39 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                     state.kcv,
                     valid_until(&state, now, validity)
                 );
+            }
+            println!("{RELOAD_NOTE}");
+            Ok(())
+        }
+        KeysCommand::Restore {
+            instance,
+            key_id,
+            not_after,
+        } => {
+            let instance = InstanceName::parse(&instance).context("--instance")?;
+            if let Some(t) = not_after.filter(|t| *t <= now) {
+                bail!(
+                    "--not-after {} has passed: that is a shutdown (`keys shutdown`), not a restore",
+                    ccs_endpoint::protocol::format_timestamp(t)
+                );
+            }
+            let mut file = KeyFile::open_with(&path, secrets)?;
+            let changed = file.set_not_after(&instance, key_id, not_after)?;
+            let states = file.save()?;
+            for id in changed {
+                let state = find(&states, &instance, id)?;
+                if state.disabled {
+                    println!(
+                        "instance {instance} key_id {id} kcv {}: restored, but DISABLED: next poll 404 until `keys enable`.",
+                        state.kcv
+                    );
+                } else {
+                    println!(
+                        "instance {instance} key_id {id} kcv {}: RESTORED. Next poll: 200 with validUntil {}; a database that shut down resumes at its next poll.",
+                        state.kcv,
+                        valid_until(&state, now, validity)
+                    );
+                }
             }
             println!("{RELOAD_NOTE}");
             Ok(())
@@ -273,6 +324,13 @@ fn switch(
         println!(
             "instance {instance} key_id {} kcv {}: DISABLED. Next poll: 404; the database stops when its cached key's validUntil passes.",
             key.key_id, state.kcv
+        );
+    } else if state.not_after.is_some_and(|t| t <= now) {
+        println!(
+            "instance {instance} key_id {} kcv {}: enabled, but SHUT DOWN: its not_after has passed, so the next poll still answers the past validUntil {} and the database stays down; `keys restore` undoes that.",
+            key.key_id,
+            state.kcv,
+            valid_until(&state, now, validity)
         );
     } else {
         println!(

@@ -2,6 +2,7 @@
 //! its arguments, calls the library and prints; errors reach `main` and exit 1.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -46,9 +47,14 @@ pub struct ProbeArgs {
     /// Give up after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Print one JSON object (outcome, status, keyId, validUntil, secondsLeft, kcv or error).
+    #[arg(long)]
+    json: bool,
 }
 
-pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+/// `probe`: prints the report (or why it failed) and exits with the outcome's code.
+pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let json = args.json;
     let options = ProbeOptions {
         url: args.url,
         cert: args.cert,
@@ -66,11 +72,18 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime
-        .block_on(probe::probe(&options))
-        .map_err(|e| anyhow::anyhow!("probe failed: {e}"))?;
-    println!("{report}");
-    Ok(())
+    let result = runtime.block_on(probe::probe(&options));
+    let outcome = match &result {
+        Ok(report) => report.outcome(),
+        Err(e) => e.outcome(),
+    };
+    match (&result, json) {
+        (Ok(report), false) => println!("{report}"),
+        (Err(e), false) => eprintln!("ccs-endpoint: error: probe failed: {e}"),
+        (Ok(report), true) => println!("{}", report.to_json()),
+        (Err(e), true) => println!("{}", e.to_json()),
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
 }
 
 /// `wrap` arguments.

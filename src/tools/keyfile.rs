@@ -224,11 +224,23 @@ impl KeyFile {
         key_id: Option<KeyId>,
         at: OffsetDateTime,
     ) -> Result<Vec<KeyId>, KeyFileError> {
-        let stamp = at
-            .replace_nanosecond(0)
-            .unwrap_or(at)
-            .format(&Rfc3339)
-            .unwrap_or_default();
+        self.set_not_after(instance, key_id, Some(at))
+    }
+
+    /// Sets `not_after` to `at`, or removes it (`None`), on one key or on every key of the
+    /// instance; returns the key ids changed. `keys shutdown` and `keys restore` write it.
+    pub fn set_not_after(
+        &mut self,
+        instance: &InstanceName,
+        key_id: Option<KeyId>,
+        at: Option<OffsetDateTime>,
+    ) -> Result<Vec<KeyId>, KeyFileError> {
+        let stamp = at.map(|at| {
+            at.replace_nanosecond(0)
+                .unwrap_or(at)
+                .format(&Rfc3339)
+                .unwrap_or_default()
+        });
         let mut changed = Vec::new();
         for entry in self.entries()?.iter_mut() {
             let id = entry
@@ -239,7 +251,12 @@ impl KeyFile {
                 entry.get("instance").and_then(Item::as_str) == Some(instance.as_str());
             if let (true, Some(id)) = (same_instance, id) {
                 if key_id.is_none_or(|k| k == id) {
-                    entry["not_after"] = value(stamp.as_str());
+                    match &stamp {
+                        Some(stamp) => entry["not_after"] = value(stamp.as_str()),
+                        None => {
+                            entry.remove("not_after");
+                        }
+                    }
                     changed.push(id);
                 }
             }
@@ -272,6 +289,10 @@ const HEADER: &str = "# ccs-endpoint key store: keep it mode 600 and out of vers
 # Each [[key]] is one key-encryption key; see config/keys.example.toml for the fields.\n";
 
 /// Temporary file beside `path` (mode 600), fsync, rename over `path`, fsync the directory.
+///
+/// The new file keeps the owner and group of the one it replaces, and its group-read bit unless
+/// others could read it too: an edit run as root must leave a store the service can still read,
+/// or the kill switch it throws would answer 503 (a refused store) instead of taking effect.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -283,9 +304,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .tempfile_in(&dir)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let replaced = std::fs::metadata(path).ok();
+        // A deliberate 640 (a group the service reads through) stays; anything open to others
+        // is tightened to 600.
+        let group_read = replaced.as_ref().map_or(0, |m| match m.mode() & 0o007 {
+            0 => m.mode() & 0o040,
+            _ => 0,
+        });
+        let mode = 0o600 | group_read;
         tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        if let Some(old) = replaced {
+            let new = tmp.as_file().metadata()?;
+            if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+                std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()))
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot give the new file the owner {}:{} of the one it replaces ({e}): run this as that user or as root",
+                                old.uid(),
+                                old.gid()
+                            ),
+                        )
+                    })?;
+            }
+        }
     }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -294,78 +339,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn name(s: &str) -> InstanceName {
-        InstanceName::parse(s).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn edits_keep_comments_and_validate() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("keys.toml");
-        std::fs::write(&path, "# keep me\n\n[[key]]\n# and me\ninstance = \"a\"\nkey_id = 1\nsecret = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut file = KeyFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        let secret = Secret::generate().unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            file.add(&name("a"), 1, &secret, false).is_err(),
-            "no silent replacement"
-        );
-        assert!(file
-            .add(&name("b"), 2, &secret, false)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none());
-        file.set_disabled(&name("a"), 1, true)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(file.set_disabled(&name("a"), 9, true).is_err());
-        let at =
-            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            file.shut_down(&name("b"), None, at)
-                .unwrap_or_else(|e| panic!("{e}")),
-            [2]
-        );
-        let store = file.save().unwrap_or_else(|e| panic!("{e}"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            text.contains("# keep me") && text.contains("# and me"),
-            "{text}"
-        );
-        let states = store;
-        assert!(states[0].disabled);
-        assert_eq!(states[1].kcv, secret.kcv());
-        assert_eq!(states[1].not_after, Some(at));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0);
-            assert_eq!(mode, 0o600);
-        }
-        // Replacing with --force returns the old KCV and clears the kill switches.
-        let mut file = KeyFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        let old = file
-            .add(&name("a"), 1, &secret, true)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(old.is_some() && old != Some(secret.kcv()));
-        let store = file.save().unwrap_or_else(|e| panic!("{e}"));
-        assert!(!store[0].disabled);
-    }
-
-    #[test]
-    fn a_broken_store_is_not_edited() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("keys.toml");
-        std::fs::write(&path, "[[key]]\ninstance = \"a\"\n").unwrap_or_else(|e| panic!("{e}"));
-        let err = KeyFile::open(&path)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("field `key_id`: missing"), "{err}");
-        let fresh = KeyFile::open(&dir.path().join("new.toml")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(fresh.path(), dir.path().join("new.toml"));
-    }
-}
+mod tests;

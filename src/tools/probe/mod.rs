@@ -22,8 +22,10 @@ use crate::wrap::{Padding, Plaintext, WrapOptions};
 
 mod answer;
 mod client;
+mod outcome;
 use answer::{check_shape, unwrap};
 use client::{check_pair, read_cert, read_key, tls_config};
+pub use outcome::Outcome;
 
 /// What to probe and what to expect.
 #[derive(Debug, Clone)]
@@ -55,17 +57,20 @@ pub struct ProbeReport {
 
 impl fmt::Display for ProbeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let left = if self.seconds_left >= 0 {
-            let d = Duration::from_secs(self.seconds_left.unsigned_abs());
+        let d = Duration::from_secs(self.seconds_left.unsigned_abs());
+        let left = if self.seconds_left > 0 {
             format!("{} left", humantime::format_duration(d))
         } else {
-            let d = Duration::from_secs(self.seconds_left.unsigned_abs());
-            format!(
-                "PASSED {} ago: the database shuts down at this poll (hard kill switch)",
-                humantime::format_duration(d)
-            )
+            format!("PASSED {} ago", humantime::format_duration(d))
         };
-        writeln!(f, "ok: the key unwrapped")?;
+        if self.seconds_left > 0 {
+            writeln!(f, "ok: the key unwrapped")?;
+        } else {
+            writeln!(
+                f,
+                "KILLED: the key unwrapped, but validUntil has passed: the database shuts down at this poll (hard kill switch)"
+            )?;
+        }
         writeln!(f, "keyId       {}", self.key_id)?;
         writeln!(f, "validUntil  {} ({left})", self.valid_until)?;
         writeln!(f, "kcv         {}", self.kcv)?;
