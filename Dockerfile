@@ -21,6 +21,8 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && for b in wrap request_path hsm attack; do echo 'fn main() {}' > benches/$b.rs; done \
     && cargo build --release --locked && rm -rf src benches
+# The commit `ccs_build_info` reports: docker build --build-arg CCS_ENDPOINT_COMMIT=$(git rev-parse --short HEAD)
+ARG CCS_ENDPOINT_COMMIT=unknown
 COPY src ./src
 COPY benches ./benches
 # `init` embeds the example configuration and certs/README.md.
@@ -33,6 +35,9 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/ccs-endpoint /usr/local/bin/ccs-endpoint
 ENV CCS_ENDPOINT_CONFIG=/etc/ccs-endpoint/config/ccs-endpoint.toml
+# The admin listener (/healthz /readyz /metrics) where a configuration leaves [admin] listen
+# unset: reachable through the container's network for probes and Prometheus.
+ENV CCS_ENDPOINT_ADMIN_LISTEN=0.0.0.0:9090
 USER 65532:65532
 # 8443: the service (TLS). 9090: the admin listener, when [admin] listen = "0.0.0.0:9090"
 # (inside a container 127.0.0.1 is unreachable to probes); never publish it to the internet.

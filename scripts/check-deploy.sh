@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the deployment files with the tools that read them, as .ci/run does:
 #   deploy/prometheus   promtool check rules, and promtool test rules against synthetic series
+#   deploy/grafana      every query of the dashboard parsed by promtool
 #   deploy/systemd      systemd-analyze verify (its ExecStart pointed at this build's binary)
 #   deploy/kubernetes   kubectl kustomize renders the base; scripts/check-deploy.py checks it
 #                       against the Dockerfile and the configuration it carries
@@ -15,6 +16,19 @@ binary=$(realpath "${1:-target/debug/ccs-endpoint}")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The dashboard's queries, as recording rules, so that promtool parses every one of them.
+python3 - deploy/grafana/ccs-endpoint.json >"$work/dashboard-rules.yml" <<'PY'
+import json, sys
+dashboard = json.load(open(sys.argv[1]))
+print("groups:\n  - name: dashboard\n    rules:")
+for panel in dashboard["panels"]:
+    for target in panel["targets"]:
+        expr = target["expr"].replace("$job", ".*")
+        print(f"      - record: dashboard:panel_{panel['id']}_{target['refId']}")
+        print(f"        expr: {json.dumps(expr)}")
+PY
+promtool check rules "$work/dashboard-rules.yml"
+echo "deploy/grafana: every query of the dashboard parses"
 sed "s#^ExecStart=/usr/local/bin/ccs-endpoint #ExecStart=$binary #" \
   deploy/systemd/ccs-endpoint.service >"$work/ccs-endpoint.service"
 grep -q "^ExecStart=$binary " "$work/ccs-endpoint.service" || {

@@ -62,6 +62,15 @@ enum Command {
         /// The instance --dev issues its database certificate and key for.
         #[arg(long, value_name = "NAME", default_value = "ccsdemo", requires = "dev")]
         dev_instance: String,
+        /// How log lines are written, over the configuration's [log] format (containers set
+        /// it in the environment). Start-up errors follow it too.
+        #[arg(
+            long,
+            value_name = "FORMAT",
+            value_enum,
+            env = "CCS_ENDPOINT_LOG_FORMAT"
+        )]
+        log_format: Option<LogFormat>,
     },
     /// Validate the configuration, TLS material, roots and key store without serving; print a
     /// summary (keys by KCV only).
@@ -134,13 +143,14 @@ fn main() -> ExitCode {
             dev_listen,
             dev_admin_listen,
             dev_instance,
+            log_format,
         } => {
             let path = if dev {
                 prepare_dev(&dev_dir, dev_listen, dev_admin_listen, &dev_instance)
             } else {
                 Ok(config_path(config))
             };
-            path.and_then(serve)
+            path.and_then(|path| serve(path, log_format))
         }
     };
     match result {
@@ -211,9 +221,22 @@ fn prepare_dev(
     Ok(setup.config)
 }
 
-fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
-    init_logging(config.log.format)?;
+/// Serves until SIGTERM. Logging starts first, in `log_format` or the configuration's format, so
+/// that a start-up failure is logged in that format too (and printed by `main` as well).
+fn serve(path: PathBuf, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let config = Config::load(&path);
+    let format = log_format
+        .or_else(|| config.as_ref().ok().map(|c| c.log.format))
+        .unwrap_or_default();
+    init_logging(format)?;
+    let result = config.map_err(anyhow::Error::from).and_then(run_server);
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "ccs-endpoint cannot serve");
+    }
+    result
+}
+
+fn run_server(config: Config) -> anyhow::Result<()> {
     let loaded = Loaded::from_config(config)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");

@@ -81,7 +81,7 @@ impl fmt::Debug for Secret {
 
 /// Key check value: the first 3 bytes of AES-256-ECB of a zero block under the secret.
 /// Shown as 6 upper-case hex digits, the convention of key ceremonies.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kcv([u8; 3]);
 
 impl Kcv {

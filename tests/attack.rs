@@ -141,7 +141,7 @@ async fn one_host_cannot_take_every_connection_slot() {
             &m,
             "ccs_connections_refused_total{reason=\"max_connections\"}"
         ),
-        None,
+        Some(0.0),
         "the global cap was reached"
     );
 }

@@ -285,19 +285,53 @@ fn the_dockerfile_command_serves_and_stops_cleanly() {
         .unwrap();
     assert!(env.starts_with("/etc/ccs-endpoint/"));
 
-    // The image's command, with its configuration variable pointed at a test configuration.
+    // The admin port is reachable from outside the container: the image sets the address a
+    // configuration without [admin] listen gets, and the example configuration leaves it unset.
+    let admin_env = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV CCS_ENDPOINT_ADMIN_LISTEN="))
+        .unwrap();
+    assert_eq!(admin_env, "0.0.0.0:9090");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/ccs-endpoint.toml"
+    ))
+    .unwrap();
+    assert!(
+        !example.contains("\n[admin]"),
+        "the example configuration sets [admin]: the image's address would not apply"
+    );
+
+    // The image's command, with its configuration variable pointed at a test configuration
+    // without [admin] (tests bind loopback only: the admin address comes from the variable).
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, admin_port) = (free_port(), free_port());
     let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
-    let text = std::fs::read_to_string(&config).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[admin]\nlisten = \"127.0.0.1:0\"\n", "");
+    assert!(!text.contains("[admin]"), "{text}");
     let text = format!("{text}[server]\nlisten = \"127.0.0.1:{port}\"\n");
     std::fs::write(&config, text).unwrap();
     let mut command = bin();
-    command.args(&cmd).env("CCS_ENDPOINT_CONFIG", &config);
+    command.args(&cmd).env("CCS_ENDPOINT_CONFIG", &config).env(
+        "CCS_ENDPOINT_ADMIN_LISTEN",
+        format!("127.0.0.1:{admin_port}"),
+    );
     let mut server = Running::spawn(command);
     server.wait_for("listening");
     let url = format!("https://127.0.0.1:{port}/healthz");
     assert_eq!(curl_status(&["-k", &url], dir.path()), "200");
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+    let started = std::time::Instant::now();
+    while curl_status(&[&readyz], dir.path()) != "200" {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the admin listener from CCS_ENDPOINT_ADMIN_LISTEN never got ready:\n{}",
+            server.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let status = server.terminate();
     assert!(status.success(), "{status}\n{}", server.output());
 }
@@ -554,4 +588,37 @@ fn a_rust_log_that_would_hide_every_line_stops_the_start() {
         stderr.contains("RUST_LOG: `verbose` is neither a level"),
         "{stderr}"
     );
+}
+
+#[test]
+fn start_up_errors_follow_the_log_format_of_the_flag_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[Key::new("ccsdemo", 1)], "");
+    // A key store that does not parse: the start fails, naming the file and the field.
+    std::fs::write(
+        dir.path().join("keys.toml"),
+        "[[key]]\ninstance = \"ccsdemo\"\nkey_id = \"one\"\n",
+    )
+    .unwrap();
+    for json_by in ["flag", "environment"] {
+        let mut command = bin();
+        command.args(["serve", "--config"]).arg(&config);
+        match json_by {
+            "flag" => command.args(["--log-format", "json"]),
+            _ => command.env("CCS_ENDPOINT_LOG_FORMAT", "json"),
+        };
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{json_by}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line: serde_json::Value = stdout
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("{json_by}: no JSON line in {stdout:?}"));
+        assert_eq!(line["level"], "ERROR", "{line}");
+        let error = line["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("keys.toml") && error.contains("key_id"),
+            "{json_by}: {line}"
+        );
+    }
 }

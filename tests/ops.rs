@@ -154,6 +154,11 @@ async fn metrics_health_and_readiness_after_traffic() {
         c.validity().not_after.timestamp() as f64
     };
     type Check = Box<dyn Fn(f64) -> bool>;
+    let build_info = format!(
+        "ccs_build_info{{version=\"{}\",commit=\"{}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("CCS_ENDPOINT_COMMIT").unwrap_or("unknown")
+    );
     let expect: Vec<(&str, Check)> = vec![
         (
             "ccs_requests_total{status=\"200\",reason=\"ok\"}",
@@ -185,6 +190,10 @@ async fn metrics_health_and_readiness_after_traffic() {
             Box::new(|v| v == 1.0),
         ),
         (
+            "ccs_polls_total{instance=\"ccsdemo\"}",
+            Box::new(|v| v == 1.0),
+        ),
+        (
             "ccs_last_successful_poll_timestamp_seconds{instance=\"ccsdemo\"}",
             Box::new(move |v| (v - now).abs() < 30.0),
         ),
@@ -203,10 +212,49 @@ async fn metrics_health_and_readiness_after_traffic() {
         ("ccs_keys{state=\"active\"}", Box::new(|v| v == 1.0)),
         ("ccs_keys{state=\"disabled\"}", Box::new(|v| v == 1.0)),
         ("ccs_ready", Box::new(|v| v == 1.0)),
+        (build_info.as_str(), Box::new(|v| v == 1.0)),
+        // This test process's own figures (the daemon runs in it).
+        (
+            "process_resident_memory_bytes",
+            Box::new(|v| v > 1_000_000.0),
+        ),
+        ("process_open_fds", Box::new(|v| v >= 3.0)),
+        ("process_cpu_seconds_total", Box::new(|v| v > 0.0)),
+        (
+            "process_start_time_seconds",
+            Box::new(move |v| v <= now + 1.0 && v > now - 3600.0),
+        ),
     ];
     for (series, ok) in expect {
         let value = sample(&m, series).unwrap_or_else(|| panic!("no {series} in:\n{m}"));
         assert!(ok(value), "{series} = {value}");
+    }
+
+    // Every metric the shipped alert rules and dashboard query is one this server exports.
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/ccs-endpoint.json",
+    ] {
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap();
+        let mut names: Vec<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("ccs_") || w.starts_with("process_"))
+            .collect();
+        names.sort();
+        names.dedup();
+        assert!(names.len() > 5, "{file}: {names:?}");
+        for name in names {
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                m.contains(&format!("# TYPE {family} ")),
+                "{file} queries {name}, which /metrics does not export:\n{m}"
+            );
+        }
     }
 }
 

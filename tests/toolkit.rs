@@ -84,6 +84,25 @@ fn init_then_every_keys_command() {
     assert_eq!(check.status.code(), Some(1));
     assert!(text(&check).contains("server.crt"), "{}", text(&check));
 
+    // A --file that does not exist (a typo) is refused unless --create says to start one.
+    let typo = [
+        "keys",
+        "generate",
+        "--instance",
+        "ccsdemo",
+        "--key-id",
+        "1",
+        "--file",
+        "config/key.toml",
+    ];
+    let refused = run(&typo, d);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("--create"), "{}", text(&refused));
+    assert!(!d.join("config/key.toml").exists());
+    let created = run(&[&typo[..], &["--create"]].concat(), d);
+    assert!(created.status.success(), "{}", text(&created));
+    assert_eq!(mode(&d.join("config/key.toml")), 0o600);
+
     // generate: KCV printed, secret not; file mode 600; header comments kept.
     let out = keys(&["generate", "--instance", "ccsdemo", "--key-id", "1"], d);
     assert!(out.status.success(), "{}", text(&out));
@@ -153,6 +172,23 @@ fn init_then_every_keys_command() {
     );
     assert_eq!(argv.status.code(), Some(2), "no secret on the command line");
     assert_eq!(secrets(&store).len(), 2);
+
+    // The same secret under a second instance: stored, with a warning naming both.
+    let twice = keys_with_stdin(
+        &["import", "--instance", "twin", "--key-id", "1"],
+        d,
+        &format!("{imported}\n"),
+    );
+    assert!(twice.status.success(), "{}", text(&twice));
+    assert!(
+        text(&twice).contains("warning:") && text(&twice).contains("other key_id 2, twin key_id 1"),
+        "{}",
+        text(&twice)
+    );
+    let removed = std::fs::read_to_string(&store).unwrap();
+    let mut doc: Vec<&str> = removed.split("[[key]]").collect();
+    doc.retain(|entry| !entry.contains("\"twin\""));
+    write_private(&store, &doc.join("[[key]]"));
 
     // list, disable, enable, shutdown: each says what the next poll gets.
     let list = keys(&["list"], d);

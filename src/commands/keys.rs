@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use ccs_endpoint::config::{self, Backend, Config};
 use ccs_endpoint::hsm::Hsm;
 use ccs_endpoint::keystore::{
-    check_permissions, label, read_entries, KeyState, SecretsIn, LABEL_PREFIX,
+    check_permissions, label, read_entries, shared_secrets, KeyState, SecretsIn, LABEL_PREFIX,
 };
 use ccs_endpoint::protocol::{InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
@@ -70,6 +70,9 @@ pub enum KeysCommand {
         /// Replace an existing key (this makes data encrypted under the old one unreadable).
         #[arg(long)]
         force: bool,
+        /// Start a new key store when --file names one that does not exist.
+        #[arg(long)]
+        create: bool,
     },
     /// Import a key: 64 hex characters on standard input (never on the command line).
     Import {
@@ -78,6 +81,9 @@ pub enum KeysCommand {
         /// Replace an existing key (this makes data encrypted under the old one unreadable).
         #[arg(long)]
         force: bool,
+        /// Start a new key store when --file names one that does not exist.
+        #[arg(long)]
+        create: bool,
     },
     /// List the keys: instance, key id, KCV, state, and the validUntil the server gives now.
     List,
@@ -125,6 +131,17 @@ const RELOAD_NOTE: &str = "A running server reloads the key store within a secon
 
 pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     let (path, config) = store.resolve()?;
+    // A mistyped --file must not quietly start a store that no server reads.
+    if let KeysCommand::Generate { create: false, .. } | KeysCommand::Import { create: false, .. } =
+        &command
+    {
+        if store.file.is_some() && !path.exists() {
+            bail!(
+                "key store {} does not exist: check --file, or pass --create to start a new store there",
+                path.display()
+            );
+        }
+    }
     let validity = config
         .as_ref()
         .map_or(config::DEFAULT_VALIDITY, |c| c.keys.validity);
@@ -145,7 +162,7 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     };
     let now = OffsetDateTime::now_utc();
     match command {
-        KeysCommand::Generate { key, force } => match open_token()? {
+        KeysCommand::Generate { key, force, .. } => match open_token()? {
             Some(hsm) => {
                 let secret = hsm.random_secret()?;
                 add_to_token(&hsm, &path, &key, &secret, force)
@@ -155,7 +172,7 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                 add(&path, &key, &secret, force)
             }
         },
-        KeysCommand::Import { key, force } => {
+        KeysCommand::Import { key, force, .. } => {
             let mut input = Zeroizing::new(String::new());
             std::io::stdin()
                 .read_to_string(&mut input)
@@ -268,6 +285,13 @@ fn add_to_token(
 ) -> anyhow::Result<()> {
     let instance = key.instance()?;
     let replaced = keys::add_to_token(hsm, path, &instance, key.key_id, secret, force)?;
+    let states: Vec<KeyState> = read_entries(path, SecretsIn::Token)?
+        .into_iter()
+        .map(|entry| entry.state)
+        .collect();
+    for warning in shared_secrets(&states) {
+        eprintln!("warning: {warning}");
+    }
     let label = label(&instance, key.key_id);
     if let Some(old) = replaced {
         println!(
@@ -290,7 +314,10 @@ fn add(path: &Path, key: &KeyArgs, secret: &Secret, force: bool) -> anyhow::Resu
     let instance = key.instance()?;
     let mut file = KeyFile::open(path)?;
     let replaced = file.add(&instance, key.key_id, secret, force)?;
-    file.save()?;
+    let states = file.save()?;
+    for warning in shared_secrets(&states) {
+        eprintln!("warning: {warning}");
+    }
     if let Some(old) = replaced {
         println!(
             "replaced instance {instance} key_id {} (old kcv {old})",

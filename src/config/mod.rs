@@ -20,6 +20,8 @@ use crate::wrap::WrapOptions;
 pub const DEFAULT_PATH: &str = "config/ccs-endpoint.toml";
 /// The environment variable that overrides [`DEFAULT_PATH`].
 pub const ENV_VAR: &str = "CCS_ENDPOINT_CONFIG";
+/// `[admin] listen` when the configuration file does not set it (see `Config::load`).
+pub const ADMIN_LISTEN_VAR: &str = "CCS_ENDPOINT_ADMIN_LISTEN";
 /// How long a wrapped key stays valid unless `[keys] validity` says otherwise.
 pub const DEFAULT_VALIDITY: time::Duration = time::Duration::days(7);
 /// The longest validity accepted: ten years.
@@ -111,7 +113,7 @@ pub struct LogConfig {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `key=value` text, for people.

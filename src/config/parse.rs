@@ -6,18 +6,33 @@ use std::path::Path;
 use super::raw::{parse_limits, RawBackend, RawConfig, RawPkcs11};
 use super::*;
 
+/// The admin listener's address when `[admin] listen` is not set.
+const ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file. `[admin] listen`, when the file does not set
+    /// it, comes from the environment's [`ADMIN_LISTEN_VAR`] (the container image sets it to
+    /// `0.0.0.0:9090` so that probes reach the admin port), else loopback.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(path, &text)
+        let admin_default = std::env::var(ADMIN_LISTEN_VAR).ok();
+        Self::parse_with(path, &text, admin_default.as_deref())
     }
 
     /// Parses configuration text; `path` names the file in errors and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(path, text, None)
+    }
+
+    /// As `parse`, with `admin_default` as `[admin] listen` when the text does not set it.
+    fn parse_with(
+        path: &Path,
+        text: &str,
+        admin_default: Option<&str>,
+    ) -> Result<Self, ConfigError> {
         // toml's own Display quotes the offending line, which could be a PIN or a secret pasted
         // into the wrong place: only the line number and the message are shown.
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -91,7 +106,12 @@ impl Config {
         let limits = parse_limits(&raw.limits).map_err(|(name, message)| field(name, message))?;
         let admin = AdminConfig {
             listen: if raw.admin.enabled {
-                Some(address("admin.listen", &raw.admin.listen)?)
+                let (name, text) = match (&raw.admin.listen, admin_default) {
+                    (Some(text), _) => ("admin.listen", text.as_str()),
+                    (None, Some(text)) => (ADMIN_LISTEN_VAR, text),
+                    (None, None) => ("admin.listen", ADMIN_LISTEN),
+                };
+                Some(address(name, text)?)
             } else {
                 None
             },

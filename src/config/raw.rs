@@ -53,8 +53,10 @@ pub(super) struct RawLimits {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
-    #[serde(default = "default_admin_listen")]
-    pub(super) listen: String,
+    /// Unset: the environment's `CCS_ENDPOINT_ADMIN_LISTEN` when loaded from a file, else
+    /// loopback (see `Config::load`).
+    #[serde(default)]
+    pub(super) listen: Option<String>,
     #[serde(default = "default_true")]
     pub(super) enabled: bool,
     #[serde(default = "default_admin_connections")]
@@ -64,15 +66,11 @@ pub(super) struct RawAdmin {
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
-            listen: default_admin_listen(),
+            listen: None,
             enabled: true,
             max_connections: default_admin_connections(),
         }
     }
-}
-
-fn default_admin_listen() -> String {
-    "127.0.0.1:9090".into()
 }
 
 fn default_admin_connections() -> usize {

@@ -100,5 +100,32 @@ pub enum LookupError {
     Unavailable(String),
 }
 
+/// One warning per secret that seems to serve more than one instance (two entries with one
+/// KCV, a 24-bit check value: the same secret, barring a 1-in-16-million coincidence). One
+/// database's key would then open another's data.
+pub fn shared_secrets(keys: &[KeyState]) -> Vec<String> {
+    let mut by_kcv: std::collections::BTreeMap<Kcv, Vec<&KeyState>> = Default::default();
+    for key in keys {
+        by_kcv.entry(key.kcv).or_default().push(key);
+    }
+    by_kcv
+        .into_iter()
+        .filter(|(_, keys)| {
+            keys.iter()
+                .any(|k| k.instance != keys[0].instance)
+        })
+        .map(|(kcv, keys)| {
+            let named: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{} key_id {}", k.instance, k.key_id))
+                .collect();
+            format!(
+                "{} hold keys with the same KCV {kcv}: probably one secret under several instances, so one database's key opens another's data; give each instance its own key",
+                named.join(", ")
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use super::identity::{self, Identity, TlsError};
 use crate::cert::{TrustError, TrustStore};
 use crate::config::{Backend, Config, ConfigError, PinSource, Pkcs11Config};
 use crate::hsm::HsmError;
-use crate::keystore::{check_permissions, KeySource, KeyStore, KeyStoreError};
+use crate::keystore::{check_permissions, shared_secrets, KeySource, KeyStore, KeyStoreError};
 
 /// Why the server cannot start. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,8 @@ pub fn key_source(config: &Config) -> Result<WithWarnings<KeySource>, LoadError>
 }
 
 /// The key-store file (`[keys] file`) with `source`: its permissions judged, then every entry
-/// read. Warns of group-readable (or allowed open) permissions and of a store with no key.
+/// read. Warns of group-readable (or allowed open) permissions, of one secret under several
+/// instances, and of a store with no key.
 pub fn keys(
     config: &Config,
     source: &KeySource,
@@ -134,6 +135,7 @@ pub fn keys(
         config.keys.allow_insecure_permissions,
     )?);
     let keys = source.load(path)?;
+    warnings.extend(shared_secrets(&keys.list()));
     if keys.is_empty() {
         warnings.push(format!(
             "key store {} holds no key: every request will answer 404",

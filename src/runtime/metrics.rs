@@ -27,6 +27,19 @@ struct ComponentLabel {
     component: &'static str,
 }
 
+/// Every `reason` of `ccs_connections_refused_total`: each series exists from 0 at start.
+pub const REFUSAL_REASONS: [&str; 9] = [
+    "not_allowed",
+    "max_connections_per_client",
+    "max_connections",
+    "handshake_timeout",
+    "tls_handshake",
+    "proxy_header",
+    "untrusted_proxy",
+    "admin_max_connections",
+    "idle_timeout",
+];
+
 /// The reloadable parts, as `ccs_reloads_total` and `ccs_last_reload_successful` name them.
 pub const COMPONENTS: [&str; 3] = ["keys", "trust", "tls"];
 
@@ -47,6 +60,12 @@ struct StateLabel {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
 type TimeGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric the server exports.
@@ -58,6 +77,7 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     reload_ok: Family<ComponentLabel, Gauge<i64, AtomicI64>>,
     last_poll: Family<InstanceLabel, TimeGauge>,
+    polls: Family<InstanceLabel, Counter>,
     db_cert_not_after: Family<InstanceLabel, TimeGauge>,
     server_cert_not_after: TimeGauge,
     roots_not_after: TimeGauge,
@@ -129,6 +149,12 @@ impl Metrics {
             "When each instance last got its key (alert when the SaaS stops polling)",
             last_poll.clone(),
         );
+        let polls = Family::<InstanceLabel, Counter>::default();
+        registry.register(
+            "ccs_polls",
+            "Successful polls (200, the hard kill switch's included) of each instance",
+            polls.clone(),
+        );
         let db_cert_not_after = Family::<InstanceLabel, TimeGauge>::default();
         registry.register(
             "ccs_database_certificate_not_after_timestamp_seconds",
@@ -159,6 +185,9 @@ impl Metrics {
             "Connections closed before HTTP, by reason",
             connections_refused.clone(),
         );
+        for reason in REFUSAL_REASONS {
+            let _ = connections_refused.get_or_create(&ReasonLabel { reason });
+        }
         let open_connections = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "ccs_open_connections",
@@ -171,6 +200,19 @@ impl Metrics {
             "1 while serving, 0 while starting or draining",
             ready.clone(),
         );
+        let build = Family::<BuildLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "ccs_build_info",
+            "The version and commit of this binary (always 1)",
+            build.clone(),
+        );
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: super::process::COMMIT,
+            })
+            .set(1);
+        registry.register_collector(Box::new(super::process::ProcessCollector));
         let backend_up = Gauge::<i64, AtomicI64>::default();
         backend_up.set(1);
         registry.register(
@@ -186,6 +228,7 @@ impl Metrics {
             reloads,
             reload_ok,
             last_poll,
+            polls,
             db_cert_not_after,
             server_cert_not_after,
             roots_not_after,
@@ -226,6 +269,7 @@ impl Metrics {
             instance: instance.to_owned(),
         };
         self.last_poll.get_or_create(&label).set(unix(at));
+        self.polls.get_or_create(&label).inc();
         self.db_cert_not_after
             .get_or_create(&label)
             .set(unix(cert_not_after));

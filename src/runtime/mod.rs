@@ -7,6 +7,7 @@ mod keys;
 mod load;
 pub mod log_filter;
 pub(crate) mod metrics;
+mod process;
 pub mod reload;
 mod settle;
 pub(crate) mod state;
