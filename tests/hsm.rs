@@ -387,6 +387,57 @@ fn with_plaintext_raw_the_object_holds_the_32_bytes() {
 }
 
 #[test]
+fn escrow_from_a_token_is_the_tokens_own_wrap_or_a_clear_refusal() {
+    // Escrow records are RSA-OAEP-SHA-256, wrapped by the token itself (C_WrapKey): the secret
+    // never leaves it. SoftHSM2 2.6 wraps with OAEP-SHA-1 only, so here the export must be
+    // refused, saying why, with nothing written and nothing leaked.
+    use ccs_endpoint::tools::pki::{self, KeyKind};
+    let token = Token::new(&module(), "");
+    let secret = random_secret_hex();
+    token.import("ccsdemo", 1, &secret);
+    let d = token.path();
+    let escrow = pki::ca("escrow", KeyKind::Rsa2048).unwrap();
+    std::fs::write(d.join("escrow.crt"), escrow.cert_pem()).unwrap();
+    let export = [
+        "export",
+        "--instance",
+        "ccsdemo",
+        "--key-id",
+        "1",
+        "--to",
+        "escrow.crt",
+        "--out",
+        "escrow.json",
+    ];
+    let out = token.keys(&export, "");
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("does not wrap with RSA-OAEP-SHA-256")
+            && said.contains("C_WrapKey failed: ArgumentsBad"),
+        "{said}"
+    );
+    assert!(!d.join("escrow.json").exists());
+    // Cloud Encryption needs the raw bytes, which the default hex objects cannot give.
+    let cloud = token.keys(
+        &[&export[..], &["--format", "cloud-encryption"]].concat(),
+        "",
+    );
+    assert_eq!(cloud.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cloud.stderr).contains("raw 32 bytes"));
+    for output in [&out, &cloud] {
+        assert_quiet(
+            &format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            &secret,
+        );
+    }
+}
+
+#[test]
 fn the_kill_switches_work_as_with_the_file_backend_even_while_the_token_is_down() {
     let token = Token::new(&build_fault_module(), "");
     for id in [1, 2, 3] {

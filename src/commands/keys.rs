@@ -2,10 +2,10 @@
 //! the library and prints what the next poll will get.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
-use ccs_endpoint::config::{self, Backend, Config};
+use ccs_endpoint::config::{self, Backend};
 use ccs_endpoint::hsm::Hsm;
 use ccs_endpoint::keystore::{
     check_permissions, label, read_entries, shared_secrets, KeyState, SecretsIn, LABEL_PREFIX,
@@ -14,118 +14,10 @@ use ccs_endpoint::protocol::{InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::keyfile::KeyFile;
 use ccs_endpoint::tools::keys::{self, listing, valid_until};
-use clap::{Args, Subcommand};
+
+use super::keys_args::{KeyArgs, KeysCommand, StoreArgs};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
-
-/// Where the key store is: `--file`, else the `[keys] file` of the configuration.
-#[derive(Args, Debug, Clone)]
-pub struct StoreArgs {
-    /// The key-store file [default: the [keys] file of --config].
-    #[arg(long, value_name = "FILE", global = true)]
-    file: Option<PathBuf>,
-    /// The configuration naming the key store [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
-    #[arg(long, short, value_name = "FILE", global = true)]
-    config: Option<PathBuf>,
-}
-
-impl StoreArgs {
-    fn resolve(&self) -> anyhow::Result<(PathBuf, Option<Config>)> {
-        if let Some(file) = &self.file {
-            let config = match &self.config {
-                Some(path) => Some(Config::load(path)?),
-                None => None,
-            };
-            return Ok((file.clone(), config));
-        }
-        let config = Config::load(&crate::config_path(self.config.clone()))
-            .context("no --file given, so the key store is the [keys] file of the configuration")?;
-        Ok((config.keys.file.clone(), Some(config)))
-    }
-}
-
-/// One key.
-#[derive(Args, Debug, Clone)]
-pub struct KeyArgs {
-    /// The instance (the first label of the SaaS host).
-    #[arg(long, value_name = "NAME")]
-    pub(super) instance: String,
-    /// The key id the SaaS asks for (today always 1).
-    #[arg(long, value_name = "N")]
-    pub(super) key_id: KeyId,
-}
-
-impl KeyArgs {
-    fn instance(&self) -> anyhow::Result<InstanceName> {
-        InstanceName::parse(&self.instance).context("--instance")
-    }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeysCommand {
-    /// Generate a key from the OS CSPRNG into the key store; prints its KCV, never the secret.
-    Generate {
-        #[command(flatten)]
-        key: KeyArgs,
-        /// Replace an existing key (this makes data encrypted under the old one unreadable).
-        #[arg(long)]
-        force: bool,
-        /// Start a new key store when --file names one that does not exist.
-        #[arg(long)]
-        create: bool,
-    },
-    /// Import a key: 64 hex characters on standard input (never on the command line).
-    Import {
-        #[command(flatten)]
-        key: KeyArgs,
-        /// Replace an existing key (this makes data encrypted under the old one unreadable).
-        #[arg(long)]
-        force: bool,
-        /// Start a new key store when --file names one that does not exist.
-        #[arg(long)]
-        create: bool,
-    },
-    /// List the keys: instance, key id, KCV, state, and the validUntil the server gives now.
-    List,
-    /// Soft kill switch: the key answers 404 from the next reload.
-    Disable {
-        #[command(flatten)]
-        key: KeyArgs,
-    },
-    /// Undo `disable`.
-    Enable {
-        #[command(flatten)]
-        key: KeyArgs,
-    },
-    /// Hard kill switch: not_after = now, so the next poll's validUntil is past and the
-    /// database shuts down. Every key of the instance unless --key-id is given.
-    Shutdown {
-        /// The instance.
-        #[arg(long, value_name = "NAME")]
-        instance: String,
-        /// Only this key.
-        #[arg(long, value_name = "N")]
-        key_id: Option<KeyId>,
-    },
-    /// Undo `shutdown`: removes not_after (or sets a later one), so the next poll's validUntil
-    /// is ahead again. Every key of the instance unless --key-id is given.
-    Restore {
-        /// The instance.
-        #[arg(long, value_name = "NAME")]
-        instance: String,
-        /// Only this key.
-        #[arg(long, value_name = "N")]
-        key_id: Option<KeyId>,
-        /// A new not_after (RFC 3339, such as 2027-01-01T00:00:00Z) instead of none; it must be
-        /// ahead.
-        #[arg(long, value_name = "TIME", value_parser = parse_time)]
-        not_after: Option<OffsetDateTime>,
-    },
-}
-
-fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    ccs_endpoint::keystore::parse_time(text)
-}
 
 const RELOAD_NOTE: &str = "A running server reloads the key store within a second of the file changing (or at once on SIGHUP): no restart is needed.";
 
@@ -172,17 +64,47 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                 add(&path, &key, &secret, force)
             }
         },
-        KeysCommand::Import { key, force, .. } => {
-            let mut input = Zeroizing::new(String::new());
-            std::io::stdin()
-                .read_to_string(&mut input)
-                .context("reading the key from standard input")?;
-            let secret = Secret::from_hex(input.trim())
-                .map_err(|e| anyhow::anyhow!("standard input: the key {e}"))?;
+        KeysCommand::Import {
+            instance,
+            key_id,
+            force,
+            from_escrow,
+            escrow_key,
+            ..
+        } => {
+            let (key, secret) = match (from_escrow, escrow_key, instance, key_id) {
+                (Some(file), Some(escrow_key), instance, key_id) => {
+                    super::escrow::restore(&file, &escrow_key, instance, key_id)?
+                }
+                (None, None, Some(instance), Some(key_id)) => {
+                    let mut input = Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_to_string(&mut input)
+                        .context("reading the key from standard input")?;
+                    let secret = Secret::from_hex(input.trim())
+                        .map_err(|e| anyhow::anyhow!("standard input: the key {e}"))?;
+                    (KeyArgs { instance, key_id }, secret)
+                }
+                _ => bail!("give --instance and --key-id, or --from-escrow with --escrow-key"),
+            };
             match open_token()? {
                 Some(hsm) => add_to_token(&hsm, &path, &key, &secret, force),
                 None => add(&path, &key, &secret, force),
             }
+        }
+        KeysCommand::Export {
+            key,
+            to,
+            out,
+            format,
+        } => {
+            let hsm = open_token()?;
+            let plaintext = config
+                .as_ref()
+                .map(|c| c.wrap.plaintext)
+                .unwrap_or_default();
+            let token = hsm.as_ref().map(|hsm| (hsm, plaintext));
+            super::escrow::export(&path, &key, &to, out.as_deref(), format, token)
         }
         KeysCommand::List => list(&path, secrets, open_token, now, validity),
         KeysCommand::Disable { key } => switch(&path, secrets, &key, true, now, validity),

@@ -15,8 +15,11 @@ use ccs_endpoint::wrap::{Padding, Plaintext, WrapOptions};
 use clap::Args;
 use time::OffsetDateTime;
 
+mod escrow;
 mod keys;
-pub use keys::{keys, KeyArgs, KeysCommand, StoreArgs};
+mod keys_args;
+pub use keys::keys;
+pub use keys_args::{KeyArgs, KeysCommand, StoreArgs};
 
 /// `probe` arguments.
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! `init`, and the development PKI.
 
 pub mod dev;
+pub mod escrow;
 pub mod init;
 pub mod inspect;
 pub mod keyfile;
