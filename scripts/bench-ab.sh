@@ -24,21 +24,7 @@ for _ in $(seq 200); do grep -q listening "$WORK/dev.log" 2>/dev/null && break; 
 kill "$devpid"; wait "$devpid" || true
 HEADER=$(cat "$WORK/dev/client.b64")
 SVC=$(port); ADM=$(port)
-cat >"$WORK/bench.toml" <<TOML
-[server]
-listen = "127.0.0.1:$SVC"
-[tls]
-cert = "dev/server.crt"
-key = "dev/server.key"
-[trust]
-roots = ["dev/ca.crt"]
-[keys]
-file = "dev/keys.toml"
-[limits]
-max_connections = 4096
-[admin]
-listen = "127.0.0.1:$ADM"
-TOML
+bench_config "$SVC" "$ADM"
 
 rps() { # $1 binary, $2 extra header or empty -> requests/s
   : >"$WORK/server.log"

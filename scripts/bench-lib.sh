@@ -24,6 +24,26 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 # Waits for /readyz on the admin port $ADM; shows the server log ($WORK/server.log) if it never comes.
 wait_ready() { for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && return 0; sleep 0.05; done; echo "ccs-endpoint not ready" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
+# The benchmarks' configuration, $WORK/bench.toml: the development PKI and key store in
+# $WORK/dev, the service on port $1, the admin listener on port $2.
+bench_config() {
+  cat >"$WORK/bench.toml" <<TOML
+[server]
+listen = "127.0.0.1:$1"
+[tls]
+cert = "dev/server.crt"
+key = "dev/server.key"
+[trust]
+roots = ["dev/ca.crt"]
+[keys]
+file = "dev/keys.toml"
+[limits]
+max_connections = 4096
+[admin]
+listen = "127.0.0.1:$2"
+TOML
+}
+
 # nginx serving the same JSON body as ccs-endpoint over TLS with the same certificate (a static
 # file: no certificate check, no RSA):
 #

@@ -38,21 +38,7 @@ with open(sys.argv[1], "a") as f:
 PY
 HEADER=$(cat "$WORK/dev/client.b64")
 SVC=$(port); ADM=$(port); NGX=$(port)
-cat >"$WORK/bench.toml" <<TOML
-[server]
-listen = "127.0.0.1:$SVC"
-[tls]
-cert = "dev/server.crt"
-key = "dev/server.key"
-[trust]
-roots = ["dev/ca.crt"]
-[keys]
-file = "dev/keys.toml"
-[limits]
-max_connections = 4096
-[admin]
-listen = "127.0.0.1:$ADM"
-TOML
+bench_config "$SVC" "$ADM"
 
 start_ours() { # $1: RUST_LOG
   : >"$WORK/server.log"

@@ -8,12 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
+use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -171,7 +168,11 @@ pub fn restore(record: &EscrowRecord, key_pem: &Path) -> Result<Restored, Escrow
     let wrapped = BASE64
         .decode(record.wrapped_key.trim())
         .map_err(|e| bad(format!("wrappedKey is not base64: {e}")))?;
-    let (key, spki) = read_private_key(key_pem)?;
+    let (key, spki) =
+        super::read_rsa_private_key(key_pem).map_err(|message| EscrowError::File {
+            file: key_pem.to_owned(),
+            message,
+        })?;
     if !Fingerprint::of(&spki)
         .to_string()
         .eq_ignore_ascii_case(record.public_key_sha256.trim())
@@ -215,28 +216,4 @@ pub fn restore(record: &EscrowRecord, key_pem: &Path) -> Result<Restored, Escrow
         key_id: record.key_id,
         secret,
     })
-}
-
-/// The escrow private key (PKCS#8 PEM), and its public key as SubjectPublicKeyInfo DER.
-fn read_private_key(path: &Path) -> Result<(OaepPrivateDecryptingKey, Vec<u8>), EscrowError> {
-    let err = |message: String| EscrowError::File {
-        file: path.to_owned(),
-        message,
-    };
-    let key = PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| err(format!("cannot read a PEM private key: {e}")))?;
-    let PrivateKeyDer::Pkcs8(pkcs8) = key else {
-        return Err(err(
-            "is not PKCS#8 (\"BEGIN PRIVATE KEY\"); convert it with `openssl pkcs8 -topk8 -nocrypt`"
-                .into(),
-        ));
-    };
-    let key = PrivateDecryptingKey::from_pkcs8(pkcs8.secret_pkcs8_der())
-        .map_err(|_| err("is not an RSA private key of 2048 to 8192 bits".into()))?;
-    let spki = AsDer::<PublicKeyX509Der>::as_der(&key.public_key())
-        .map(|d| d.as_ref().to_vec())
-        .map_err(|_| err("its public key cannot be encoded".into()))?;
-    let key = OaepPrivateDecryptingKey::new(key)
-        .map_err(|_| err("cannot be used for RSA-OAEP".into()))?;
-    Ok((key, spki))
 }

@@ -12,6 +12,33 @@ pub mod probe;
 
 use std::path::Path;
 
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
+
+/// An RSA private key for OAEP decryption from a PKCS#8 PEM file (a database's key for
+/// `probe`, an escrow key for `keys import --from-escrow`), and its public half as
+/// SubjectPublicKeyInfo DER. The error says what is wrong with the file, never its content.
+pub fn read_rsa_private_key(path: &Path) -> Result<(OaepPrivateDecryptingKey, Vec<u8>), String> {
+    let key = PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("cannot read a PEM private key: {e}"))?;
+    let PrivateKeyDer::Pkcs8(pkcs8) = key else {
+        return Err(
+            "is not PKCS#8 (\"BEGIN PRIVATE KEY\"); convert it with `openssl pkcs8 -topk8 -nocrypt`"
+                .into(),
+        );
+    };
+    let key = PrivateDecryptingKey::from_pkcs8(pkcs8.secret_pkcs8_der())
+        .map_err(|_| "is not an RSA private key of 2048 to 8192 bits".to_owned())?;
+    let spki = AsDer::<PublicKeyX509Der>::as_der(&key.public_key())
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| "its public key cannot be encoded".to_owned())?;
+    let key =
+        OaepPrivateDecryptingKey::new(key).map_err(|_| "cannot be used for RSA-OAEP".to_owned())?;
+    Ok((key, spki))
+}
+
 /// This program as the shell found it (the path `cargo run` used, or the bare name found on
 /// `PATH`), shell-quoted: the commands the binary prints then run as pasted.
 pub fn invoked_as() -> String {

@@ -3,11 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
+use aws_lc_rs::rsa::OaepPrivateDecryptingKey;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::{ProbeError, ProbeOptions};
@@ -23,25 +22,10 @@ pub(super) fn read_cert(path: &Path) -> Result<Vec<u8>, ProbeError> {
 
 /// The private key, and its public half as a SubjectPublicKeyInfo.
 pub(super) fn read_key(path: &Path) -> Result<(OaepPrivateDecryptingKey, Vec<u8>), ProbeError> {
-    let err = |message: String| ProbeError::File {
+    crate::tools::read_rsa_private_key(path).map_err(|message| ProbeError::File {
         file: path.to_owned(),
         message,
-    };
-    let key = PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| err(format!("cannot read a PEM private key: {e}")))?;
-    let PrivateKeyDer::Pkcs8(pkcs8) = key else {
-        return Err(err(
-            "is not PKCS#8 (\"BEGIN PRIVATE KEY\"); convert it with `openssl pkcs8 -topk8 -nocrypt`".into(),
-        ));
-    };
-    let key = PrivateDecryptingKey::from_pkcs8(pkcs8.secret_pkcs8_der())
-        .map_err(|_| err("is not an RSA private key of 2048 to 8192 bits".into()))?;
-    let spki = AsDer::<PublicKeyX509Der>::as_der(&key.public_key())
-        .map(|d| d.as_ref().to_vec())
-        .map_err(|_| err("its public key cannot be encoded".into()))?;
-    let key = OaepPrivateDecryptingKey::new(key)
-        .map_err(|_| err("cannot be used for RSA-OAEP".into()))?;
-    Ok((key, spki))
+    })
 }
 
 /// The private key must belong to the certificate, or nothing can be unwrapped.
