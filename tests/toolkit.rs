@@ -124,18 +124,37 @@ fn init_then_every_keys_command() {
         &secrets(&store)[0].2 == secret,
         "a refused generate changed the key"
     );
-    let forced = keys(
-        &[
-            "generate",
-            "--instance",
-            "ccsdemo",
-            "--key-id",
-            "1",
-            "--force",
-        ],
-        d,
+    // --force alone is not enough, nor a KCV that is not the current key's: the operator
+    // types the KCV of the key whose data is given up.
+    let replace = |confirm: &[&str]| {
+        keys(
+            &[
+                &[
+                    "generate",
+                    "--instance",
+                    "ccsdemo",
+                    "--key-id",
+                    "1",
+                    "--force",
+                ][..],
+                confirm,
+            ]
+            .concat(),
+            d,
+        )
+    };
+    let unconfirmed = replace(&[]);
+    assert_eq!(unconfirmed.status.code(), Some(2), "{}", text(&unconfirmed));
+    assert!(text(&unconfirmed).contains("--confirm-kcv"));
+    let wrong = replace(&["--confirm-kcv", "000000"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(text(&wrong).contains("keys list"), "{}", text(&wrong));
+    assert!(
+        &secrets(&store)[0].2 == secret,
+        "a refused replacement changed the key"
     );
-    assert!(forced.status.success());
+    let forced = replace(&["--confirm-kcv", &kcv.to_lowercase()]);
+    assert!(forced.status.success(), "{}", text(&forced));
     assert!(
         text(&forced).contains(&format!("old kcv {kcv}")),
         "{}",

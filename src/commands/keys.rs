@@ -54,20 +54,29 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     };
     let now = OffsetDateTime::now_utc();
     match command {
-        KeysCommand::Generate { key, force, .. } => match open_token()? {
-            Some(hsm) => {
-                let secret = hsm.random_secret()?;
-                add_to_token(&hsm, &path, &key, &secret, force)
+        KeysCommand::Generate {
+            key,
+            force,
+            confirm_kcv,
+            ..
+        } => {
+            confirm_replacement(&path, secrets, &key, confirm_kcv.as_deref())?;
+            match open_token()? {
+                Some(hsm) => {
+                    let secret = hsm.random_secret()?;
+                    add_to_token(&hsm, &path, &key, &secret, force)
+                }
+                None => {
+                    let secret = Secret::generate().context("the CSPRNG failed")?;
+                    add(&path, &key, &secret, force)
+                }
             }
-            None => {
-                let secret = Secret::generate().context("the CSPRNG failed")?;
-                add(&path, &key, &secret, force)
-            }
-        },
+        }
         KeysCommand::Import {
             instance,
             key_id,
             force,
+            confirm_kcv,
             from_escrow,
             escrow_key,
             ..
@@ -87,6 +96,7 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                 }
                 _ => bail!("give --instance and --key-id, or --from-escrow with --escrow-key"),
             };
+            confirm_replacement(&path, secrets, &key, confirm_kcv.as_deref())?;
             match open_token()? {
                 Some(hsm) => add_to_token(&hsm, &path, &key, &secret, force),
                 None => add(&path, &key, &secret, force),
@@ -195,6 +205,35 @@ fn list(
         bail!("the token could not be read: {e}");
     }
     Ok(())
+}
+
+/// Replacing a live key gives up the data encrypted under it (the SaaS asks for key id 1 and
+/// does not rotate): `--force` must name the KCV of the key it replaces.
+fn confirm_replacement(
+    path: &Path,
+    secrets: SecretsIn,
+    key: &KeyArgs,
+    confirm_kcv: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(typed) = confirm_kcv else {
+        return Ok(());
+    };
+    let instance = key.instance()?;
+    let current = match read_entries(path, secrets) {
+        Ok(entries) => entries
+            .into_iter()
+            .find(|e| e.state.instance == instance && e.state.key_id == key.key_id)
+            .map(|e| e.state.kcv),
+        Err(_) if !path.exists() => None,
+        Err(e) => return Err(e.into()),
+    };
+    match current {
+        Some(kcv) if !typed.trim().eq_ignore_ascii_case(&kcv.to_string()) => bail!(
+            "--confirm-kcv {typed} is not the KCV of instance {instance:?} key_id {}'s current key: `keys list` shows it; replacing it makes the data encrypted under it unreadable",
+            key.key_id
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `keys generate|import` with a token.

@@ -60,8 +60,12 @@ pub enum KeysCommand {
         #[command(flatten)]
         key: KeyArgs,
         /// Replace an existing key (this makes data encrypted under the old one unreadable).
-        #[arg(long)]
+        #[arg(long, requires = "confirm_kcv")]
         force: bool,
+        /// With --force: the KCV of the key being replaced (`keys list` shows it), typed to
+        /// confirm which key's data is given up.
+        #[arg(long, value_name = "KCV", requires = "force")]
+        confirm_kcv: Option<String>,
         /// Start a new key store when --file names one that does not exist.
         #[arg(long)]
         create: bool,
@@ -76,8 +80,12 @@ pub enum KeysCommand {
         #[arg(long, value_name = "N", required_unless_present = "from_escrow")]
         key_id: Option<KeyId>,
         /// Replace an existing key (this makes data encrypted under the old one unreadable).
-        #[arg(long)]
+        #[arg(long, requires = "confirm_kcv")]
         force: bool,
+        /// With --force: the KCV of the key being replaced (`keys list` shows it), typed to
+        /// confirm which key's data is given up.
+        #[arg(long, value_name = "KCV", requires = "force")]
+        confirm_kcv: Option<String>,
         /// Start a new key store when --file names one that does not exist.
         #[arg(long)]
         create: bool,

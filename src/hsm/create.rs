@@ -61,7 +61,7 @@ impl Hsm {
                 let facts = read_facts(session, handle).map_err(token)?;
                 if !replace {
                     return Err(object(
-                        "already exists in the token: replacing a live key makes the database's data unreadable; pass --force if that is really meant".into(),
+                        "already exists in the token: replacing a live key makes the database's data unreadable; pass --force --confirm-kcv <its KCV> (`keys list`) if that is really meant".into(),
                     ));
                 }
                 Some((handle, facts))

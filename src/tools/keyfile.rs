@@ -166,7 +166,7 @@ impl KeyFile {
                 return Err(KeyFileError::Edit {
                     path,
                     message: format!(
-                        "instance {instance:?} already has key_id {key_id}: replacing a live key makes the database's data unreadable; pass --force if that is really meant"
+                        "instance {instance:?} already has key_id {key_id}: replacing a live key makes the database's data unreadable; pass --force --confirm-kcv <its KCV> (`keys list`) if that is really meant"
                     ),
                 });
             }

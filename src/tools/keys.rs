@@ -127,7 +127,7 @@ pub fn add_to_token(
         return Err(KeyFileError::Edit {
             path: path.to_owned(),
             message: format!(
-                "instance {instance:?} already has key_id {key_id}: replacing a live key makes the database's data unreadable; pass --force if that is really meant"
+                "instance {instance:?} already has key_id {key_id}: replacing a live key makes the database's data unreadable; pass --force --confirm-kcv <its KCV> (`keys list`) if that is really meant"
             ),
         }
         .into());
