@@ -80,6 +80,9 @@ enum Command {
         /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Print one JSON object: what is loaded, or {"ok": false, "error": …}.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage the key store: generate, import, list, disable, enable, shutdown, restore.
     ///
@@ -127,7 +130,7 @@ pub(crate) fn config_path(given: Option<PathBuf>) -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => check(config_path(config)),
+        Command::Check { config, json } => check(config_path(config), json),
         Command::Keys { command, store } => commands::keys(command, store),
         Command::Probe(args) => match commands::probe(args) {
             Ok(code) => return code,
@@ -202,10 +205,23 @@ fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 's
     .delimited(" ")
 }
 
-fn check(path: PathBuf) -> anyhow::Result<()> {
-    let loaded = Loaded::from_file(&path)?;
-    print!("{}", loaded.summary());
-    println!("ok: `serve` would start with this configuration");
+fn check(path: PathBuf, json: bool) -> anyhow::Result<()> {
+    let loaded = Loaded::from_file(&path);
+    match (loaded, json) {
+        (Ok(loaded), false) => {
+            print!("{}", loaded.summary());
+            println!("ok: `serve` would start with this configuration");
+        }
+        (Ok(loaded), true) => println!("{}", loaded.summary_json()),
+        (Err(e), true) => {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
+            return Err(e.into());
+        }
+        (Err(e), false) => return Err(e.into()),
+    }
     Ok(())
 }
 

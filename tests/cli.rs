@@ -188,6 +188,39 @@ fn check_summarises_a_good_configuration_by_kcv_only() {
         .output()
         .unwrap();
     assert!(out.status.success());
+
+    // --json: the same facts as one object, keys by KCV and state; a failure as ok: false.
+    let out = bin()
+        .args(["check", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["wrap"]["padding"], "oaep-sha1");
+    assert_eq!(summary["trust"]["roots"].as_array().unwrap().len(), 3);
+    let keys = summary["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["kcv"], kcv.as_str());
+    assert_eq!(keys[0]["state"], "expired");
+    assert_eq!(keys[0]["not_after"], "2020-01-01T00:00:00.000Z");
+    assert_eq!(keys[1]["state"], "disabled");
+    for form in leak_forms(&secret) {
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(&form),
+            "check --json printed the secret"
+        );
+    }
+    std::fs::write(dir.path().join("keys.toml"), "not toml [").unwrap();
+    let out = bin()
+        .args(["check", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed["ok"], false);
+    assert!(failed["error"].as_str().unwrap().contains("keys.toml"));
 }
 
 #[test]

@@ -233,6 +233,17 @@ fn init_then_every_keys_command() {
         text(&out)
     );
     assert!(text(&keys(&["list"], d)).contains("expired at"));
+    let listed: serde_json::Value =
+        serde_json::from_slice(&keys(&["list", "--json"], d).stdout).unwrap();
+    let rows = listed.as_array().unwrap();
+    let ccsdemo = rows.iter().find(|r| r["instance"] == "ccsdemo").unwrap();
+    assert_eq!(ccsdemo["state"], "expired");
+    let current_kcv = Secret::from_hex(&secret).unwrap().kcv().to_string();
+    assert_eq!(ccsdemo["kcv"], current_kcv.as_str());
+    assert_eq!(ccsdemo["valid_until"], ccsdemo["not_after"], "{ccsdemo}");
+    let other = rows.iter().find(|r| r["instance"] == "other").unwrap();
+    assert_eq!(other["state"], "active");
+    assert!(other["valid_until"].is_string() && other.get("token").is_none());
     // Each kill switch has its undo: `enable` on a shut-down key says it is still down...
     let out = keys(&["enable", "--instance", "ccsdemo", "--key-id", "1"], d);
     assert!(

@@ -13,7 +13,7 @@ use ccs_endpoint::keystore::{
 use ccs_endpoint::protocol::{InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::keyfile::KeyFile;
-use ccs_endpoint::tools::keys::{self, listing, valid_until};
+use ccs_endpoint::tools::keys::{self, listing, listing_json, valid_until};
 
 use super::keys_args::{KeyArgs, KeysCommand, StoreArgs};
 use time::OffsetDateTime;
@@ -116,7 +116,7 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             let token = hsm.as_ref().map(|hsm| (hsm, plaintext));
             super::escrow::export(&path, &key, &to, out.as_deref(), format, token)
         }
-        KeysCommand::List => list(&path, secrets, open_token, now, validity),
+        KeysCommand::List { json } => list(&path, secrets, open_token, now, validity, json),
         KeysCommand::Disable { key } => switch(&path, secrets, &key, true, now, validity),
         KeysCommand::Enable { key } => switch(&path, secrets, &key, false, now, validity),
         KeysCommand::Shutdown { instance, key_id } => {
@@ -179,6 +179,7 @@ fn list(
     open_token: impl Fn() -> anyhow::Result<Option<Hsm>>,
     now: OffsetDateTime,
     validity: time::Duration,
+    json: bool,
 ) -> anyhow::Result<()> {
     if let Some(warning) = check_permissions(path, true)? {
         eprintln!("warning: {warning}");
@@ -200,7 +201,10 @@ fn list(
                 .map_err(|e| e.to_string()),
         ),
     };
-    print!("{}", listing(path, &keys, &token, now, validity));
+    match json {
+        true => println!("{}", listing_json(&keys, &token, now, validity)),
+        false => print!("{}", listing(path, &keys, &token, now, validity)),
+    }
     if let Some(Err(e)) = &token {
         bail!("the token could not be read: {e}");
     }

@@ -112,7 +112,11 @@ pub enum KeysCommand {
         format: ExportFormat,
     },
     /// List the keys: instance, key id, KCV, state, and the validUntil the server gives now.
-    List,
+    List {
+        /// Print one JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Soft kill switch: the key answers 404 from the next reload.
     Disable {
         #[command(flatten)]

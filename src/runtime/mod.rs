@@ -19,4 +19,5 @@ pub use keys::Keys;
 pub use load::{LoadError, Loaded, WithWarnings};
 pub use reload::Reloader;
 pub use state::AppState;
+pub use summary::key_json;
 pub(crate) use watch::watch;

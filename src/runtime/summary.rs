@@ -1,11 +1,76 @@
 //! `check`'s summary of what is loaded, also logged at start-up.
 
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::Loaded;
-use crate::keystore::{Condition, KeySource, LABEL_PREFIX};
+use crate::keystore::{Condition, KeySource, KeyState, LABEL_PREFIX};
+use crate::protocol::format_timestamp;
+
+/// A key's condition as the JSON outputs name it: `active`, `disabled` or `expired`, with the
+/// time that applies.
+pub fn key_json(key: &KeyState, now: OffsetDateTime) -> Value {
+    let (state, until) = match key.condition(now) {
+        Condition::Active { until } => ("active", until),
+        Condition::Disabled => ("disabled", key.not_after),
+        Condition::ShutDown(t) => ("expired", Some(t)),
+    };
+    json!({
+        "instance": key.instance.as_str(),
+        "key_id": key.key_id,
+        "kcv": key.kcv.to_string(),
+        "state": state,
+        "not_after": until.map(format_timestamp),
+    })
+}
 
 impl Loaded {
+    /// What `check --json` prints: the summary's facts as one object (keys by KCV only).
+    pub fn summary_json(&self) -> Value {
+        let c = &self.config;
+        let now = OffsetDateTime::now_utc();
+        let roots: Vec<Value> = self
+            .trust
+            .roots()
+            .iter()
+            .map(|root| {
+                json!({
+                    "subject": root.subject,
+                    "sha256": root.sha256.to_string(),
+                    "not_after": format_timestamp(root.not_after),
+                    "file": root.file.display().to_string(),
+                })
+            })
+            .collect();
+        let keys: Vec<Value> = self.keys.list().iter().map(|k| key_json(k, now)).collect();
+        let secrets = match &self.source {
+            KeySource::File => json!({"backend": "file"}),
+            KeySource::Token(hsm) => json!({
+                "backend": "pkcs11",
+                "token": hsm.token_name(),
+                "module": hsm.module().display().to_string(),
+            }),
+        };
+        json!({
+            "ok": true,
+            "config": c.path.display().to_string(),
+            "listen": c.server.listen.to_string(),
+            "admin": c.admin.listen.map(|a| a.to_string()),
+            "tls": {
+                "cert": c.tls.cert.display().to_string(),
+                "subject": self.tls.subject,
+                "not_after": format_timestamp(self.tls.not_after),
+            },
+            "trust": {"min_rsa_bits": self.trust.min_rsa_bits(), "roots": roots},
+            "wrap": {"padding": c.wrap.padding.name(), "plaintext": c.wrap.plaintext.name()},
+            "validity_seconds": c.keys.validity.whole_seconds(),
+            "key_store": c.keys.file.display().to_string(),
+            "secrets": secrets,
+            "keys": keys,
+            "warnings": self.warnings,
+        })
+    }
+
     /// A human summary of what is loaded, for `check` and the start-up log. Shows each key by
     /// its KCV, never its secret.
     pub fn summary(&self) -> String {

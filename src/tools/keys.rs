@@ -56,6 +56,44 @@ fn token_column(key: &KeyState, token: &TokenView) -> String {
     }
 }
 
+/// What `keys list --json` prints: per key its state (as `check --json` shows it), the
+/// `validUntil` the server would answer now (`null` for a disabled key, which answers 404), and
+/// with a token what the token holds under its label.
+pub fn listing_json(
+    keys: &[KeyState],
+    token: &TokenView,
+    now: OffsetDateTime,
+    validity: time::Duration,
+) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|key| {
+            let mut row = crate::runtime::key_json(key, now);
+            row["valid_until"] = match key.disabled {
+                true => serde_json::Value::Null,
+                false => key.valid_until(now, validity).map(format_timestamp).into(),
+            };
+            if let Some(view) = token {
+                let label = label(&key.instance, key.key_id);
+                row["token"] = match view {
+                    Err(why) => serde_json::json!({"label": label, "error": why}),
+                    Ok(objects) => match objects.iter().find(|o| o.label == label) {
+                        None => serde_json::json!({"label": label, "present": false}),
+                        Some(o) => serde_json::json!({
+                            "label": label,
+                            "present": true,
+                            "sensitive": o.sensitive,
+                            "kcv": o.kcv,
+                        }),
+                    },
+                };
+            }
+            row
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
 /// The table `keys list` prints for the keys of the file at `path`, then the token objects no
 /// entry names.
 pub fn listing(
