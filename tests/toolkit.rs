@@ -696,6 +696,26 @@ fn wrap_computes_the_answer_offline_and_inspect_explains_certificates() {
         d,
     );
     assert!(text(&out).contains("instance other: 401"), "{}", text(&out));
+    // --json: the same facts, and the verdict as a boolean.
+    for (instance, accepted) in [("ccsdemo", true), ("other", false)] {
+        let out = run(
+            &[
+                "inspect",
+                &cert,
+                "--instance",
+                instance,
+                "--json",
+                "--config",
+                config,
+            ],
+            d,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["accepted"], accepted, "{report}");
+        assert_eq!(report["public_key"], "RSA 2048 bits");
+        assert!(report["sha256"].as_str().unwrap().len() == 64);
+    }
     let out = run(&["inspect", "not a certificate"], d);
     assert_eq!(out.status.code(), Some(1));
 }

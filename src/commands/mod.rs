@@ -135,6 +135,9 @@ pub struct InspectArgs {
     /// The configuration whose roots judge it [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Print one JSON object: each field, and `accepted` (null when it could not be judged).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
@@ -151,13 +154,18 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         .and_then(|c| {
             TrustStore::load(&c.trust.roots, c.trust.min_rsa_bits).map_err(|e| e.to_string())
         });
-    let report = ccs_endpoint::tools::inspect::report(
-        &der,
+    let (trust, now) = (
         trust.as_ref().map_err(String::as_str),
-        instance.as_ref(),
         OffsetDateTime::now_utc(),
-    )?;
-    print!("{report}");
+    );
+    if args.json {
+        let report =
+            ccs_endpoint::tools::inspect::report_json(&der, trust, instance.as_ref(), now)?;
+        println!("{report}");
+    } else {
+        let report = ccs_endpoint::tools::inspect::report(&der, trust, instance.as_ref(), now)?;
+        print!("{report}");
+    }
     Ok(())
 }
 

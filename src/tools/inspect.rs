@@ -45,19 +45,55 @@ pub fn read_input(arg: &str) -> Result<Vec<u8>, InspectError> {
 }
 
 /// A report on `der`: its fields, which configured root (if any) verifies it, and the verdict
-/// for `instance` (by default the one its CN names).
+/// for `instance` (by default the one its CN names), one `label  value` line each.
 pub fn report(
     der: &[u8],
     trust: Result<&TrustStore, &str>,
     instance: Option<&InstanceName>,
     now: OffsetDateTime,
 ) -> Result<String, InspectError> {
+    let mut out = String::new();
+    for (label, value) in facts(der, trust, instance, now)?.lines {
+        let _ = writeln!(out, "{label:<14}{value}");
+    }
+    Ok(out)
+}
+
+/// The report as `inspect --json` prints it: each line's label (spaces as `_`) and value, and
+/// `accepted` when a verdict could be given.
+pub fn report_json(
+    der: &[u8],
+    trust: Result<&TrustStore, &str>,
+    instance: Option<&InstanceName>,
+    now: OffsetDateTime,
+) -> Result<serde_json::Value, InspectError> {
+    let facts = facts(der, trust, instance, now)?;
+    let mut object = serde_json::Map::new();
+    for (label, value) in facts.lines {
+        object.insert(label.replace(' ', "_"), value.into());
+    }
+    object.insert("accepted".into(), facts.accepted.into());
+    Ok(serde_json::Value::Object(object))
+}
+
+/// What the report says.
+struct Facts {
+    lines: Vec<(&'static str, String)>,
+    /// Whether the certificate is accepted for the instance: `None` when it could not be judged.
+    accepted: Option<bool>,
+}
+
+fn facts(
+    der: &[u8],
+    trust: Result<&TrustStore, &str>,
+    instance: Option<&InstanceName>,
+    now: OffsetDateTime,
+) -> Result<Facts, InspectError> {
     let (_, c) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| InspectError::Input(format!("not a parsable X.509 certificate: {e}")))?;
-    let mut out = String::new();
-    let mut line = |label: &str, value: String| {
-        let _ = writeln!(out, "{label:<14}{value}");
-    };
+    let mut lines = Vec::new();
+    let mut accepted = None;
+    let mut line = |label: &'static str, value: String| lines.push((label, value));
     line("subject", c.subject().to_string());
     let cn = c
         .subject()
@@ -154,17 +190,21 @@ pub fn report(
                 Some(i) => match trust.verify(der, i, now) {
                     Ok(v) => {
                         line("verified by", v.verified_by.clone());
+                        accepted = Some(true);
                         format!(
                             "instance {i}: ACCEPTED (200 with the key, 404 if the store has no active key for it)"
                         )
                     }
-                    Err(r) => format!("instance {i}: 401 {}", r.error),
+                    Err(r) => {
+                        accepted = Some(false);
+                        format!("instance {i}: 401 {}", r.error)
+                    }
                 },
             };
             line("verdict", verdict);
         }
     }
-    Ok(out)
+    Ok(Facts { lines, accepted })
 }
 
 /// Base64 of DER, as the header carries it.
