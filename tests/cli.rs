@@ -410,6 +410,7 @@ fn the_systemd_unit_serves_reloads_and_stops_cleanly() {
     );
     assert_eq!(unit_settings(&unit, "KillSignal"), ["SIGTERM"]);
     assert_eq!(unit_settings(&unit, "User"), ["ccs-endpoint"]);
+    assert_eq!(unit_settings(&unit, "Type"), ["notify"]);
 
     // The unit's command with a test configuration in place of its path: serves, reloads on
     // the unit's reload signal, drains and exits 0 on its stop signal.
@@ -422,9 +423,30 @@ fn the_systemd_unit_serves_reloads_and_stops_cleanly() {
         format!("{text}[server]\nlisten = \"127.0.0.1:{port}\"\n"),
     )
     .unwrap();
+    // Type=notify: systemd hears READY=1 once the listeners are bound, STOPPING=1 on SIGTERM.
+    let socket_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let heard = |notify: &std::os::unix::net::UnixDatagram| {
+        let mut buffer = [0u8; 256];
+        let n = notify.recv(&mut buffer).expect("no sd_notify message");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
     let mut command = bin();
-    command.args(&args[1..3]).arg(&config);
+    command
+        .args(&args[1..3])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path);
     let mut server = Running::spawn(command);
+    assert_eq!(heard(&notify), "READY=1");
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    assert_eq!(
+        curl_status(&["-k", &url], dir.path()),
+        "200",
+        "ready means serving"
+    );
     server.wait_for("listening");
     let hup = Command::new("kill")
         .args(["-HUP", &server.child.id().to_string()])
@@ -432,10 +454,10 @@ fn the_systemd_unit_serves_reloads_and_stops_cleanly() {
         .unwrap();
     assert!(hup.success());
     server.wait_for("trigger=\"sighup\"");
-    let url = format!("https://127.0.0.1:{port}/healthz");
     assert_eq!(curl_status(&["-k", &url], dir.path()), "200");
     let status = server.terminate();
     assert!(status.success(), "{status}\n{}", server.output());
+    assert_eq!(heard(&notify), "STOPPING=1");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use axum::Router;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
+use super::notify::notify;
 use super::peer::PeerPolicy;
 use super::{admin, http, listener, tls, ServerOptions};
 use crate::runtime::identity::{CertSwitch, TlsError};
@@ -114,9 +115,11 @@ impl Daemon {
             ))
         });
         self.state.set_ready(true);
+        notify("READY=1");
         let state = Arc::clone(&self.state);
         listener::run(service, self.tls, router, self.options, async move {
             shutdown.await;
+            notify("STOPPING=1");
             state.set_ready(false);
         })
         .await;

@@ -7,6 +7,7 @@ mod daemon;
 pub mod head_guard;
 pub mod http;
 mod listener;
+mod notify;
 pub(crate) mod peer;
 mod proxy;
 mod tls;
