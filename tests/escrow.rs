@@ -88,19 +88,27 @@ fn export_is_unwrapped_by_openssl_and_import_restores_the_key() {
     assert!(made.status.success(), "{}", text(&made));
     let secret = hex::decode(secret_of(&d.join("keys.toml"), "ccsdemo")).unwrap();
 
+    // `keys export` of ccsdemo's key 1 to the escrow certificate, with `extra` arguments.
+    let export = |extra: &[&str]| {
+        keys(
+            &[
+                &[
+                    "export",
+                    "--instance",
+                    "ccsdemo",
+                    "--key-id",
+                    "1",
+                    "--to",
+                    "escrow.crt",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+
     // The escrow record: OpenSSL unwraps the raw 32 bytes with the escrow key.
-    let export = [
-        "export",
-        "--instance",
-        "ccsdemo",
-        "--key-id",
-        "1",
-        "--to",
-        "escrow.crt",
-        "--out",
-        "escrow.json",
-    ];
-    let out = keys(&export);
+    let out = export(&["--out", "escrow.json"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("exported instance ccsdemo key_id 1"));
     {
@@ -121,7 +129,7 @@ fn export_is_unwrapped_by_openssl_and_import_restores_the_key() {
         .decode(record["wrappedKey"].as_str().unwrap())
         .unwrap();
     assert_eq!(openssl_unwrap(&d.join("escrow.key"), &wrapped, d), secret);
-    let kept = keys(&export);
+    let kept = export(&["--out", "escrow.json"]);
     assert_eq!(
         kept.status.code(),
         Some(1),
@@ -129,17 +137,7 @@ fn export_is_unwrapped_by_openssl_and_import_restores_the_key() {
     );
 
     // Cloud Encryption's upload: one line of base64, the raw bytes wrapped the same way.
-    let out = keys(&[
-        "export",
-        "--instance",
-        "ccsdemo",
-        "--key-id",
-        "1",
-        "--to",
-        "escrow.crt",
-        "--format",
-        "cloud-encryption",
-    ]);
+    let out = export(&["--format", "cloud-encryption"]);
     assert!(out.status.success(), "{}", text(&out));
     let line = String::from_utf8(out.stdout.clone()).unwrap();
     assert_eq!(line.lines().count(), 1, "{line}");

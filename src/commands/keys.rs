@@ -15,7 +15,7 @@ use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::keyfile::KeyFile;
 use ccs_endpoint::tools::keys::{self, listing, listing_json, valid_until};
 
-use super::keys_args::{KeyArgs, KeysCommand, StoreArgs};
+use super::keys_args::{KeyArgs, KeysCommand, StoreArgs, WriteArgs};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -24,10 +24,8 @@ const RELOAD_NOTE: &str = "A running server reloads the key store within a secon
 pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     let (path, config) = store.resolve()?;
     // A mistyped --file must not quietly start a store that no server reads.
-    if let KeysCommand::Generate { create: false, .. } | KeysCommand::Import { create: false, .. } =
-        &command
-    {
-        if store.file.is_some() && !path.exists() {
+    if let KeysCommand::Generate { write, .. } | KeysCommand::Import { write, .. } = &command {
+        if !write.create && store.file.is_some() && !path.exists() {
             bail!(
                 "key store {} does not exist: check --file, or pass --create to start a new store there",
                 path.display()
@@ -54,32 +52,25 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     };
     let now = OffsetDateTime::now_utc();
     match command {
-        KeysCommand::Generate {
-            key,
-            force,
-            confirm_kcv,
-            ..
-        } => {
-            confirm_replacement(&path, secrets, &key, confirm_kcv.as_deref())?;
+        KeysCommand::Generate { key, write } => {
+            confirm_replacement(&path, secrets, &key, &write)?;
             match open_token()? {
                 Some(hsm) => {
                     let secret = hsm.random_secret()?;
-                    add_to_token(&hsm, &path, &key, &secret, force)
+                    add_to_token(&hsm, &path, &key, &secret, write.force)
                 }
                 None => {
                     let secret = Secret::generate().context("the CSPRNG failed")?;
-                    add(&path, &key, &secret, force)
+                    add(&path, &key, &secret, write.force)
                 }
             }
         }
         KeysCommand::Import {
             instance,
             key_id,
-            force,
-            confirm_kcv,
+            write,
             from_escrow,
             escrow_key,
-            ..
         } => {
             let (key, secret) = match (from_escrow, escrow_key, instance, key_id) {
                 (Some(file), Some(escrow_key), instance, key_id) => {
@@ -96,10 +87,10 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                 }
                 _ => bail!("give --instance and --key-id, or --from-escrow with --escrow-key"),
             };
-            confirm_replacement(&path, secrets, &key, confirm_kcv.as_deref())?;
+            confirm_replacement(&path, secrets, &key, &write)?;
             match open_token()? {
-                Some(hsm) => add_to_token(&hsm, &path, &key, &secret, force),
-                None => add(&path, &key, &secret, force),
+                Some(hsm) => add_to_token(&hsm, &path, &key, &secret, write.force),
+                None => add(&path, &key, &secret, write.force),
             }
         }
         KeysCommand::Export {
@@ -217,9 +208,9 @@ fn confirm_replacement(
     path: &Path,
     secrets: SecretsIn,
     key: &KeyArgs,
-    confirm_kcv: Option<&str>,
+    write: &WriteArgs,
 ) -> anyhow::Result<()> {
-    let Some(typed) = confirm_kcv else {
+    let Some(typed) = write.confirm_kcv.as_deref() else {
         return Ok(());
     };
     let instance = key.instance()?;
@@ -249,16 +240,12 @@ fn add_to_token(
     force: bool,
 ) -> anyhow::Result<()> {
     let instance = key.instance()?;
-    let replaced = keys::add_to_token(hsm, path, &instance, key.key_id, secret, force)?;
-    let states: Vec<KeyState> = read_entries(path, SecretsIn::Token)?
-        .into_iter()
-        .map(|entry| entry.state)
-        .collect();
-    for warning in shared_secrets(&states) {
+    let added = keys::add_to_token(hsm, path, &instance, key.key_id, secret, force)?;
+    for warning in shared_secrets(&added.states) {
         eprintln!("warning: {warning}");
     }
     let label = label(&instance, key.key_id);
-    if let Some(old) = replaced {
+    if let Some(old) = added.replaced {
         println!(
             "replaced token object {label} (old kcv {})",
             old.kcv.as_deref().unwrap_or("(none)")

@@ -53,22 +53,29 @@ impl KeyArgs {
     }
 }
 
+/// How `generate` and `import` may write: over a live key, or into a store not made yet.
+#[derive(Args, Debug, Clone)]
+pub struct WriteArgs {
+    /// Replace an existing key (this makes data encrypted under the old one unreadable).
+    #[arg(long, requires = "confirm_kcv")]
+    pub(super) force: bool,
+    /// With --force: the KCV of the key being replaced (`keys list` shows it), typed to
+    /// confirm which key's data is given up.
+    #[arg(long, value_name = "KCV", requires = "force")]
+    pub(super) confirm_kcv: Option<String>,
+    /// Start a new key store when --file names one that does not exist.
+    #[arg(long)]
+    pub(super) create: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Generate a key from the OS CSPRNG into the key store; prints its KCV, never the secret.
     Generate {
         #[command(flatten)]
         key: KeyArgs,
-        /// Replace an existing key (this makes data encrypted under the old one unreadable).
-        #[arg(long, requires = "confirm_kcv")]
-        force: bool,
-        /// With --force: the KCV of the key being replaced (`keys list` shows it), typed to
-        /// confirm which key's data is given up.
-        #[arg(long, value_name = "KCV", requires = "force")]
-        confirm_kcv: Option<String>,
-        /// Start a new key store when --file names one that does not exist.
-        #[arg(long)]
-        create: bool,
+        #[command(flatten)]
+        write: WriteArgs,
     },
     /// Import a key: 64 hex characters on standard input (never on the command line), or a key
     /// restored from an escrow record (--from-escrow).
@@ -79,16 +86,8 @@ pub enum KeysCommand {
         /// The key id the SaaS asks for [with --from-escrow: the record's].
         #[arg(long, value_name = "N", required_unless_present = "from_escrow")]
         key_id: Option<KeyId>,
-        /// Replace an existing key (this makes data encrypted under the old one unreadable).
-        #[arg(long, requires = "confirm_kcv")]
-        force: bool,
-        /// With --force: the KCV of the key being replaced (`keys list` shows it), typed to
-        /// confirm which key's data is given up.
-        #[arg(long, value_name = "KCV", requires = "force")]
-        confirm_kcv: Option<String>,
-        /// Start a new key store when --file names one that does not exist.
-        #[arg(long)]
-        create: bool,
+        #[command(flatten)]
+        write: WriteArgs,
         /// Restore from a record written by `keys export` instead of standard input.
         #[arg(long, value_name = "FILE", requires = "escrow_key")]
         from_escrow: Option<PathBuf>,

@@ -128,11 +128,6 @@ impl KeyStore {
         self.states.values().cloned().collect()
     }
 
-    /// How many keys it holds.
-    pub fn len(&self) -> usize {
-        self.states.len()
-    }
-
     /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()

@@ -149,9 +149,15 @@ pub enum AddError {
     Token(#[from] HsmError),
 }
 
+/// What `add_to_token` did: the object it replaced, and the key store's states after it.
+pub struct Added {
+    pub replaced: Option<TokenObject>,
+    pub states: Vec<KeyState>,
+}
+
 /// `keys generate|import` with a token: the object first (an existing entry or object is
 /// replaced only with `force`: replacing a live key makes the database's data unreadable), then
-/// the entry that names its KCV. Returns the object it replaced.
+/// the entry that names its KCV.
 pub fn add_to_token(
     hsm: &Hsm,
     path: &Path,
@@ -159,7 +165,7 @@ pub fn add_to_token(
     key_id: KeyId,
     secret: &Secret,
     force: bool,
-) -> Result<Option<TokenObject>, AddError> {
+) -> Result<Added, AddError> {
     let mut file = KeyFile::open_with(path, SecretsIn::Token)?;
     if file.contains(instance, key_id)? && !force {
         return Err(KeyFileError::Edit {
@@ -172,6 +178,6 @@ pub fn add_to_token(
     }
     let replaced = hsm.create(&label(instance, key_id), secret, force)?;
     file.add_token_key(instance, key_id, secret.kcv(), force)?;
-    file.save()?;
-    Ok(replaced)
+    let states = file.save()?;
+    Ok(Added { replaced, states })
 }
