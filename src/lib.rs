@@ -5,7 +5,9 @@
 //!
 //! The tree follows the layers:
 //! - the domain, which knows nothing of HTTP or of files changing: [`protocol`], [`cert`],
-//!   [`wrap`], [`secret`], [`keystore`], [`hsm`], [`config`];
+//!   [`wrap`], [`secret`], [`keystore`], [`hsm`], [`config`], [`chain`] (the audit chain);
+//! - [`fleet`]: the keys' states shared by a fleet of replicas in PostgreSQL, and its audit
+//!   chain;
 //! - [`runtime`]: loading the parts a server runs on, reloading them, the state requests share;
 //! - [`server`]: the listeners, TLS, the PROXY protocol, client policy, the HTTP handlers;
 //! - [`tools`]: what the operator commands use (key-store editing, probe, inspect, init, a
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod chain;
 pub mod config;
 pub mod hsm;
 pub mod keystore;
@@ -25,6 +28,7 @@ pub mod wrap;
 /// A bounded cache, shared by the certificate and wrap caches.
 mod cache;
 
+pub mod fleet;
 pub mod runtime;
 pub mod server;
 pub mod tools;

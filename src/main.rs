@@ -111,6 +111,38 @@ enum Command {
     ///
     /// Exit codes: 0 when it could be read (whatever the verdict); 1 when it is not a certificate.
     Inspect(commands::InspectArgs),
+    /// A fleet's database ([state] backend = "postgres"): create or upgrade the schema, import
+    /// the states of a key-store file.
+    ///
+    /// Exit codes: 0 done; 1 with the reason.
+    Db {
+        #[command(subcommand)]
+        command: commands::fleet::DbCommand,
+        /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
+        #[arg(long, short, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// A fleet's replicas: the revision each applied, when each was last seen.
+    ///
+    /// Exit codes: 0 listed; 1 when the database cannot be read.
+    Fleet {
+        #[command(subcommand)]
+        command: commands::fleet::FleetCommand,
+        /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
+        #[arg(long, short, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// The audit chain of key-state changes: verify it, or show it.
+    ///
+    /// Exit codes: 0 intact (verify) or listed (show); 1 naming the first record changed,
+    /// removed or reordered, or when it cannot be read.
+    Audit {
+        #[command(subcommand)]
+        command: commands::fleet::AuditCommand,
+        /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
+        #[arg(long, short, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Write a production-shaped skeleton (config, empty key store mode 600, certs/README.md).
     ///
     /// Exit codes: 0 written; 1 when a file exists already (nothing is overwritten).
@@ -139,6 +171,15 @@ fn main() -> ExitCode {
         Command::Wrap(args) => commands::wrap(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Init { dir } => commands::init(&dir),
+        Command::Db { command, config } => Config::load(&config_path(config))
+            .map_err(Into::into)
+            .and_then(|c| commands::fleet::db(command, &c)),
+        Command::Fleet { command, config } => Config::load(&config_path(config))
+            .map_err(Into::into)
+            .and_then(|c| commands::fleet::fleet(command, &c)),
+        Command::Audit { command, config } => Config::load(&config_path(config))
+            .map_err(Into::into)
+            .and_then(|c| commands::fleet::audit(command, &c)),
         Command::Serve {
             config,
             dev,

@@ -108,6 +108,19 @@ impl Kcv {
     }
 }
 
+impl std::str::FromStr for Kcv {
+    type Err = String;
+
+    /// Six hex digits, either case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut bytes = [0u8; 3];
+        match s.len() == 6 && hex::decode_to_slice(s, &mut bytes).is_ok() {
+            true => Ok(Kcv(bytes)),
+            false => Err(format!("{s:?} is not a KCV: six hex digits")),
+        }
+    }
+}
+
 impl fmt::Display for Kcv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02X}{:02X}{:02X}", self.0[0], self.0[1], self.0[2])

@@ -5,7 +5,8 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use ccs_endpoint::config::{self, Backend};
+use ccs_endpoint::config::{self, Backend, PostgresConfig};
+use ccs_endpoint::fleet::change::Action;
 use ccs_endpoint::hsm::Hsm;
 use ccs_endpoint::keystore::{
     check_permissions, label, read_entries, shared_secrets, KeyState, SecretsIn, LABEL_PREFIX,
@@ -15,6 +16,7 @@ use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::keyfile::KeyFile;
 use ccs_endpoint::tools::keys::{self, listing, listing_json, valid_until};
 
+use super::fleet;
 use super::keys_args::{KeyArgs, KeysCommand, StoreArgs, WriteArgs};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -23,6 +25,12 @@ const RELOAD_NOTE: &str = "A running server reloads the key store within a secon
 
 pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     let (path, config) = store.resolve()?;
+    // In a fleet, key states live in the database; the file holds secrets only.
+    if let Some(pg) = config.as_ref().and_then(|c| c.state.postgres()) {
+        if let Some(done) = fleet_keys(&command, pg)? {
+            return Ok(done);
+        }
+    }
     // A mistyped --file must not quietly start a store that no server reads.
     if let KeysCommand::Generate { write, .. } | KeysCommand::Import { write, .. } = &command {
         if !write.create && store.file.is_some() && !path.exists() {
@@ -108,9 +116,23 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             super::escrow::export(&path, &key, &to, out.as_deref(), format, token)
         }
         KeysCommand::List { json } => list(&path, secrets, open_token, now, validity, json),
-        KeysCommand::Disable { key } => switch(&path, secrets, &key, true, now, validity),
-        KeysCommand::Enable { key } => switch(&path, secrets, &key, false, now, validity),
-        KeysCommand::Shutdown { instance, key_id } => {
+        KeysCommand::Disable { key, change } => {
+            change.file_backend()?;
+            switch(&path, secrets, &key, true, now, validity)
+        }
+        KeysCommand::Enable { key, change } => {
+            change.file_backend()?;
+            switch(&path, secrets, &key, false, now, validity)
+        }
+        KeysCommand::Status { .. } => bail!(
+            "keys status shows a fleet's key states and last polls ([state] backend = \"postgres\"); with a key-store file, `keys list` shows the states"
+        ),
+        KeysCommand::Shutdown {
+            instance,
+            key_id,
+            change,
+        } => {
+            change.file_backend()?;
             let instance = InstanceName::parse(&instance).context("--instance")?;
             let mut file = KeyFile::open_with(&path, secrets)?;
             let changed = file.shut_down(&instance, key_id, now)?;
@@ -130,14 +152,11 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             instance,
             key_id,
             not_after,
+            change,
         } => {
+            change.file_backend()?;
             let instance = InstanceName::parse(&instance).context("--instance")?;
-            if let Some(t) = not_after.filter(|t| *t <= now) {
-                bail!(
-                    "--not-after {} has passed: that is a shutdown (`keys shutdown`), not a restore",
-                    ccs_endpoint::protocol::format_timestamp(t)
-                );
-            }
+            restore_ahead(not_after, now)?;
             let mut file = KeyFile::open_with(&path, secrets)?;
             let changed = file.set_not_after(&instance, key_id, not_after)?;
             let states = file.save()?;
@@ -160,6 +179,62 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A restore's new `not_after` must be ahead: a past one is a shutdown.
+fn restore_ahead(not_after: Option<OffsetDateTime>, now: OffsetDateTime) -> anyhow::Result<()> {
+    if let Some(t) = not_after.filter(|t| *t <= now) {
+        bail!(
+            "--not-after {} has passed: that is a shutdown (`keys shutdown`), not a restore",
+            ccs_endpoint::protocol::format_timestamp(t)
+        );
+    }
+    Ok(())
+}
+
+/// The state commands of a fleet, run on its database; `None` for the commands that work on
+/// the replica's own key-store file (its secrets).
+fn fleet_keys(command: &KeysCommand, pg: &PostgresConfig) -> anyhow::Result<Option<()>> {
+    let now = OffsetDateTime::now_utc();
+    let instance = |name: &str| InstanceName::parse(name).context("--instance");
+    let (instance, key_id, action, change) = match command {
+        KeysCommand::Disable { key, change } => {
+            (key.instance()?, Some(key.key_id), Action::Disable, change)
+        }
+        KeysCommand::Enable { key, change } => {
+            (key.instance()?, Some(key.key_id), Action::Enable, change)
+        }
+        KeysCommand::Shutdown {
+            instance: name,
+            key_id,
+            change,
+        } => (instance(name)?, *key_id, Action::Shutdown(now), change),
+        KeysCommand::Restore {
+            instance: name,
+            key_id,
+            not_after,
+            change,
+        } => {
+            restore_ahead(*not_after, now)?;
+            (
+                instance(name)?,
+                *key_id,
+                Action::Restore(*not_after),
+                change,
+            )
+        }
+        KeysCommand::Status {
+            instance: name,
+            key_id,
+            json,
+        } => {
+            fleet::status(pg, &instance(name)?, *key_id, *json)?;
+            return Ok(Some(()));
+        }
+        _ => return Ok(None),
+    };
+    fleet::change_keys(pg, &instance, key_id, action, change)?;
+    Ok(Some(()))
 }
 
 /// `keys list`: the states from the file and, with a token, what the token holds under

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
 use super::escrow::ExportFormat;
+use super::fleet::ChangeArgs;
 
 /// Where the key store is: `--file`, else the `[keys] file` of the configuration.
 #[derive(Args, Debug, Clone)]
@@ -116,15 +117,20 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Soft kill switch: the key answers 404 from the next reload.
+    /// Soft kill switch: the key answers 404 from the next reload (in a fleet: on every
+    /// replica within a second; --wait confirms it).
     Disable {
         #[command(flatten)]
         key: KeyArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Undo `disable`.
     Enable {
         #[command(flatten)]
         key: KeyArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Hard kill switch: not_after = now, so the next poll's validUntil is past and the
     /// database shuts down. Every key of the instance unless --key-id is given.
@@ -135,6 +141,8 @@ pub enum KeysCommand {
         /// Only this key.
         #[arg(long, value_name = "N")]
         key_id: Option<KeyId>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Undo `shutdown`: removes not_after (or sets a later one), so the next poll's validUntil
     /// is ahead again. Every key of the instance unless --key-id is given.
@@ -149,6 +157,21 @@ pub enum KeysCommand {
         /// ahead.
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         not_after: Option<OffsetDateTime>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// A fleet's key: its state, who changed it and why, and the last poll — whether the kill
+    /// reached the database, through which replica ([state] backend = "postgres").
+    Status {
+        /// The instance.
+        #[arg(long, value_name = "NAME")]
+        instance: String,
+        /// Only this key.
+        #[arg(long, value_name = "N")]
+        key_id: Option<KeyId>,
+        /// One JSON object per key.
+        #[arg(long)]
+        json: bool,
     },
 }
 

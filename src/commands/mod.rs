@@ -16,6 +16,7 @@ use clap::Args;
 use time::OffsetDateTime;
 
 mod escrow;
+pub mod fleet;
 mod keys;
 mod keys_args;
 pub use keys::keys;

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 mod parse;
 mod raw;
+mod state;
+
+pub use state::{PostgresConfig, StateConfig, UrlSource, DEFAULT_MAX_STALENESS};
 
 use crate::cert::{MAX_RSA_BITS, MIN_RSA_BITS_FLOOR};
 use crate::wrap::WrapOptions;
@@ -40,6 +43,8 @@ pub struct Config {
     pub limits: Limits,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    /// `[state]`: where the keys' states live (the key-store file, or PostgreSQL).
+    pub state: StateConfig,
 }
 
 /// The source ranges the SaaS publishes for its CCS pollers: `allow = ["saas"]` stands for them.
@@ -225,6 +230,7 @@ impl Config {
         check("[limits]", self.limits != other.limits);
         check("[admin]", self.admin != other.admin);
         check("[log]", self.log != other.log);
+        check("[state]", self.state != other.state);
         changed
     }
 }

@@ -202,6 +202,8 @@ impl Config {
             log: LogConfig {
                 format: raw.log.format,
             },
+            state: StateConfig::parse(&raw.state, &resolve)
+                .map_err(|(name, message)| field(name, message))?,
         })
     }
 }

@@ -25,6 +25,19 @@ pub(super) struct RawConfig {
     pub(super) admin: RawAdmin,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) state: RawState,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) backend: Option<String>,
+    pub(super) url_env: Option<String>,
+    pub(super) url_file: Option<PathBuf>,
+    pub(super) ca: Option<PathBuf>,
+    pub(super) max_staleness: Option<String>,
+    pub(super) replica: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

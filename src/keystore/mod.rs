@@ -95,6 +95,10 @@ pub enum LookupError {
     /// The backend (a PKCS#11 token) failed; the detail goes to the log only.
     #[error("key backend: {0}")]
     Backend(String),
+    /// The fleet's shared state names a secret with another KCV than this replica holds (the
+    /// detail names both; KCVs are not secret). Never answered with another key.
+    #[error("the key's secret here is not the one the shared state names: {0}")]
+    KcvMismatch(String),
     /// The key's current state cannot be known: the key store failed to load (the reason).
     #[error("key state unknown: {0}")]
     Unavailable(String),

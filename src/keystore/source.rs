@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::format::read_text;
-use super::{parse_entries, FileSecrets, KeyStore, KeyStoreError, SecretsIn, TokenSecrets};
+use super::{
+    parse_entries, FileSecrets, KeyEntry, KeyStore, KeyStoreError, SecretsIn, TokenSecrets,
+};
 use crate::config::{Backend, KeysConfig};
 use crate::hsm::{Hsm, HsmError};
 use crate::permissions::Permissions;
@@ -46,7 +48,34 @@ impl KeySource {
     /// Parses key-store text; `path` only names the file in errors. With a token, every entry's
     /// object is checked in it.
     pub fn parse(&self, path: &Path, text: &str) -> Result<KeyStore, KeyStoreError> {
-        let entries = parse_entries(path, text, self.secrets_in())?;
+        self.build(path, parse_entries(path, text, self.secrets_in())?)
+    }
+
+    /// As [`load`](Self::load), for a replica of a fleet (`[state] backend = "postgres"`): the
+    /// file holds secrets only, so an entry with `disabled` or `not_after` is refused (one
+    /// source of truth: the database).
+    pub fn load_secrets(&self, path: &Path) -> Result<KeyStore, KeyStoreError> {
+        let entries = parse_entries(path, &read_text(path)?, self.secrets_in())?;
+        for (i, entry) in entries.iter().enumerate() {
+            let state = &entry.state;
+            let field = match (state.disabled, state.not_after) {
+                (true, _) => "disabled",
+                (false, Some(_)) => "not_after",
+                (false, None) => continue,
+            };
+            return Err(KeyStoreError::Entry {
+                path: path.to_owned(),
+                entry: i + 1,
+                label: format!(" (instance {:?}, key_id {})", state.instance.as_str(), state.key_id),
+                field,
+                message: "with [state] backend = \"postgres\" the key's state lives in the database (one source of truth): remove it here and use `ccs-endpoint keys disable|shutdown --config …`".into(),
+            });
+        }
+        self.build(path, entries)
+    }
+
+    /// The store of `entries` read from `path`.
+    fn build(&self, path: &Path, entries: Vec<KeyEntry>) -> Result<KeyStore, KeyStoreError> {
         match self {
             KeySource::File => {
                 let mut secrets = FileSecrets::default();

@@ -19,6 +19,9 @@ pub struct KeyStore {
     /// Set when the key-store file failed to load: the states are the last good ones with the
     /// refused file's readable withdrawals applied, and every key not withdrawn is in doubt.
     withheld: Option<Withheld>,
+    /// Keys the shared (fleet) state names whose secret here has another KCV, or none: refused
+    /// with `KcvMismatch`, never wrapped (the detail names both KCVs).
+    mismatched: BTreeMap<KeyRef, String>,
 }
 
 /// Why, and what else is withdrawn, while keys are withheld.
@@ -47,6 +50,35 @@ impl KeyStore {
                 .collect(),
             secrets,
             withheld: None,
+            mismatched: BTreeMap::new(),
+        }
+    }
+
+    /// The keys as the fleet's shared state has them (PRODUCT.md §8), served with `local`'s
+    /// secrets: a shared key is wrapped only when `local` holds a secret with the KCV the
+    /// shared state expects; a key `local` holds that the shared state does not name is absent
+    /// (404). While `local` is withheld (its file refused), so is the result, for that reason.
+    pub fn shared(shared: &[KeyState], local: &KeyStore) -> Self {
+        let mine: BTreeMap<&KeyRef, &KeyState> = local.states.iter().collect();
+        let mut store = Self::new(shared.iter().cloned(), Arc::clone(&local.secrets));
+        for key in shared {
+            let id = (key.instance.clone(), key.key_id);
+            let detail = match mine.get(&id) {
+                Some(own) if own.kcv == key.kcv => continue,
+                Some(own) => format!(
+                    "the shared state expects KCV {}, this replica's secret has KCV {}",
+                    key.kcv, own.kcv
+                ),
+                None => format!(
+                    "the shared state expects KCV {}, this replica holds no secret for the key",
+                    key.kcv
+                ),
+            };
+            store.mismatched.insert(id, detail);
+        }
+        match local.withheld() {
+            Some(reason) => Self::withholding(&store, Withdrawals::default(), reason.to_owned()),
+            None => store,
         }
     }
 
@@ -68,6 +100,7 @@ impl KeyStore {
                 withdrawals,
                 reason,
             }),
+            mismatched: last_good.mismatched.clone(),
         }
     }
 
@@ -85,7 +118,7 @@ impl KeyStore {
             let state = self.states.get(&id).ok_or(LookupError::NotFound)?;
             return match state.disabled {
                 true => Err(LookupError::Disabled),
-                false => Ok(state),
+                false => self.matching(&id, state),
             };
         };
         let unavailable = || LookupError::Unavailable(withheld.reason.clone());
@@ -102,8 +135,16 @@ impl KeyStore {
         }
         // Only the hard kill switch is answered: a `validUntil` that has passed.
         match state.not_after {
-            Some(t) if t <= now => Ok(state),
+            Some(t) if t <= now => self.matching(&id, state),
             _ => Err(unavailable()),
+        }
+    }
+
+    /// `state`, unless its secret here is not the one the shared state names.
+    fn matching<'a>(&self, id: &KeyRef, state: &'a KeyState) -> Result<&'a KeyState, LookupError> {
+        match self.mismatched.get(id) {
+            Some(detail) => Err(LookupError::KcvMismatch(detail.clone())),
+            None => Ok(state),
         }
     }
 

@@ -28,6 +28,9 @@ pub enum LoadError {
     Keys(#[from] KeyStoreError),
     #[error(transparent)]
     Hsm(#[from] HsmError),
+    /// `[state] backend = "postgres"` whose URL or CA cannot be read.
+    #[error("[state]: {0}")]
+    Fleet(String),
 }
 
 /// A loaded part, with what an operator should fix that does not stop it from serving.
@@ -134,9 +137,12 @@ pub fn keys(
         path,
         config.keys.allow_insecure_permissions,
     )?);
-    let keys = source.load(path)?;
+    let keys = match config.state.postgres() {
+        None => source.load(path)?,
+        Some(_) => source.load_secrets(path)?,
+    };
     warnings.extend(shared_secrets(&keys.list()));
-    if keys.is_empty() {
+    if keys.is_empty() && config.state.postgres().is_none() {
         warnings.push(format!(
             "key store {} holds no key: every request will answer 404",
             path.display()

@@ -1,7 +1,7 @@
 //! Prometheus metrics: one registry per server (no globals), rendered by the admin listener.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
+
+use super::fleet_metrics::{FleetCollector, FleetGauges};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -86,6 +88,8 @@ pub struct Metrics {
     open_connections: Gauge<i64, AtomicI64>,
     ready: Gauge<i64, AtomicI64>,
     backend_up: Gauge<i64, AtomicI64>,
+    /// The fleet state's figures (exported with `[state] backend = "postgres"` only).
+    pub fleet: Arc<FleetGauges>,
     /// Serialises rendering (the registry encoder takes `&Registry`; the lock keeps scrapes whole).
     render_lock: Mutex<()>,
 }
@@ -213,6 +217,8 @@ impl Metrics {
             })
             .set(1);
         registry.register_collector(Box::new(super::process::ProcessCollector));
+        let fleet = Arc::new(FleetGauges::default());
+        registry.register_collector(Box::new(FleetCollector(Arc::clone(&fleet))));
         let backend_up = Gauge::<i64, AtomicI64>::default();
         backend_up.set(1);
         registry.register(
@@ -237,6 +243,7 @@ impl Metrics {
             open_connections,
             ready,
             backend_up,
+            fleet,
             render_lock: Mutex::new(()),
         }
     }

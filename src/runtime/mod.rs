@@ -2,6 +2,8 @@
 //! ([`reload`], `watch`), and shared by every request (`state`, with the keys facade `keys`).
 
 mod audit;
+pub mod fleet;
+pub(crate) mod fleet_metrics;
 pub(crate) mod identity;
 mod keys;
 mod load;

@@ -71,6 +71,9 @@ pub struct Reloader {
     /// Held for a whole reload: two at once could finish in the wrong order (a reload that read
     /// the configuration before a SIGHUP swapping in its roots after it).
     one_at_a_time: Mutex<()>,
+    /// In a fleet, where this replica's secrets go (the applier pairs them with the shared
+    /// state, see `fleet`); `None`: the key store is served as loaded.
+    fleet: Option<tokio::sync::watch::Sender<Arc<KeyStore>>>,
 }
 
 impl Reloader {
@@ -80,6 +83,7 @@ impl Reloader {
         source: KeySource,
         state: Arc<AppState>,
         cert: Arc<CertSwitch>,
+        fleet: Option<tokio::sync::watch::Sender<Arc<KeyStore>>>,
     ) -> Self {
         let stamps = Part::ALL
             .iter()
@@ -89,7 +93,10 @@ impl Reloader {
                 (f, s)
             })
             .collect();
-        let last_good_keys = Mutex::new(state.keys.store());
+        let last_good_keys = Mutex::new(match &fleet {
+            Some(local) => Arc::clone(&local.borrow()),
+            None => state.keys.store(),
+        });
         Self {
             config: Mutex::new(config),
             config_doubt: Mutex::new(None),
@@ -99,6 +106,7 @@ impl Reloader {
             stamps: Mutex::new(stamps),
             last_good_keys,
             one_at_a_time: Mutex::new(()),
+            fleet,
         }
     }
 
@@ -222,6 +230,10 @@ impl Reloader {
                         (Arc::new(withheld), Vec::new(), Err(error))
                     }
                 };
+                if let Some(local) = &self.fleet {
+                    local.send_replace(store);
+                    return (warnings, result);
+                }
                 let new = store.list();
                 audit_key_changes(&old, &new);
                 record_key_states(&self.state.metrics, &new);

@@ -2,13 +2,14 @@
 //! reload), the wrap settings, metrics and readiness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
 use super::keys::Keys;
 use super::metrics::Metrics;
 use crate::cert::TrustStore;
+use crate::fleet::polls::PollQueue;
 use crate::keystore::KeyStore;
 use crate::wrap::WrapOptions;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub validity: time::Duration,
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
+    /// Where poll outcomes go, in a fleet (`[state] backend = "postgres"`).
+    pub polls: OnceLock<Arc<PollQueue>>,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
             validity,
             metrics,
             ready: AtomicBool::new(false),
+            polls: OnceLock::new(),
         }
     }
 

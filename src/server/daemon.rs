@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use super::notify::notify;
 use super::peer::PeerPolicy;
 use super::{admin, http, listener, tls, ServerOptions};
+use crate::runtime::fleet::Fleet;
 use crate::runtime::identity::{CertSwitch, TlsError};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::AppState;
@@ -24,7 +25,16 @@ impl Loaded {
         let metrics = Arc::new(Metrics::new());
         metrics.server_cert(self.tls.not_after);
         record_roots(&metrics, &self.trust);
-        record_key_states(&metrics, &self.keys.list());
+        // A replica of a fleet serves nothing until it has read the shared state (§7, §8).
+        let (keys, fleet) = match config.state.postgres() {
+            None => (self.keys, None),
+            Some(pg) => {
+                let fleet = Fleet::new(pg, Arc::clone(&self.keys))
+                    .map_err(|e| LoadError::Fleet(e.to_string()))?;
+                (Fleet::initial(&self.keys), Some(fleet))
+            }
+        };
+        record_key_states(&metrics, &keys.list());
         let policy = PeerPolicy::new(
             config.server.allow.clone(),
             config.server.trusted_proxies.clone(),
@@ -32,7 +42,7 @@ impl Loaded {
         .with_proxy_protocol(config.server.proxy_protocol);
         let state = Arc::new(AppState::new(
             Arc::new(self.trust),
-            self.keys,
+            keys,
             config.wrap,
             config.keys.validity,
             Arc::clone(&metrics),
@@ -49,13 +59,18 @@ impl Loaded {
             policy,
             metrics,
         };
+        if let Some(fleet) = &fleet {
+            let _ = state.polls.set(Arc::clone(&fleet.polls));
+        }
         let reloader = Arc::new(Reloader::new(
             config,
             self.source,
             Arc::clone(&state),
             switch,
+            fleet.as_ref().map(Fleet::local),
         ));
         Ok(Daemon {
+            fleet,
             state,
             reloader,
             tls,
@@ -68,6 +83,8 @@ impl Loaded {
 /// A server ready to run: the state requests share, and what keeps it current.
 pub struct Daemon {
     pub state: Arc<AppState>,
+    /// The fleet side, with `[state] backend = "postgres"` (started by `run`).
+    fleet: Option<Fleet>,
     pub reloader: Arc<Reloader>,
     tls: Arc<ServerConfig>,
     options: ServerOptions,
@@ -101,6 +118,9 @@ impl Daemon {
         shutdown: impl Future<Output = ()>,
     ) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let follower = self
+            .fleet
+            .map(|fleet| fleet.start(Arc::clone(&self.state), stopped.clone()));
         let watcher = tokio::spawn(watch(Arc::clone(&self.reloader), stopped.clone()));
         let admin = admin.map(|listener| {
             let mut stopped = stopped.clone();
@@ -127,6 +147,10 @@ impl Daemon {
         let _ = watcher.await;
         if let Some(admin) = admin {
             let _ = admin.await;
+        }
+        if let Some(follower) = follower {
+            // Marks this replica stopped, so `--wait` does not wait for it (bounded).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), follower).await;
         }
     }
 }

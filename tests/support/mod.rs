@@ -6,6 +6,7 @@
 
 #[path = "../../benches/support/attack.rs"]
 pub mod attack;
+pub mod postgres;
 pub mod process;
 
 use std::net::SocketAddr;

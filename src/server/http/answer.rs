@@ -28,6 +28,7 @@ pub(super) struct Record {
     pub(super) client: Option<IpAddr>,
     pub(super) kcv: Option<Kcv>,
     pub(super) valid_until: Option<String>,
+    pub(super) valid_until_at: Option<OffsetDateTime>,
     pub(super) kill_switch: bool,
 }
 
@@ -93,6 +94,7 @@ pub(super) fn finish(
         .valid_until(now, validity)
         .ok_or_else(|| Failure::Internal("validity overflows the calendar".into()))?;
     record.kill_switch = valid_until <= now;
+    record.valid_until_at = Some(valid_until);
     let valid_until = format_timestamp(valid_until);
     record.valid_until = Some(valid_until.clone());
     Ok(KekBody {

@@ -43,9 +43,10 @@ impl Failure {
             Failure::Head(Refused::Malformed(_)) => StatusCode::BAD_REQUEST,
             Failure::Key(LookupError::NotFound | LookupError::Disabled) => StatusCode::NOT_FOUND,
             Failure::Key(LookupError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Failure::Key(
+                LookupError::Wrap(_) | LookupError::Backend(_) | LookupError::KcvMismatch(_),
+            )
+            | Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -65,6 +66,7 @@ impl Failure {
             Failure::Key(LookupError::Wrap(_)) => "wrap_failed",
             Failure::Key(LookupError::Backend(_)) => "key_backend_failed",
             Failure::Key(LookupError::Unavailable(_)) => "key_state_unknown",
+            Failure::Key(LookupError::KcvMismatch(_)) => "kcv_mismatch",
             Failure::Internal(_) => "internal",
         }
     }
@@ -99,7 +101,10 @@ impl Failure {
                     .unwrap_or("?"),
                 record.key_id.unwrap_or_default()
             ),
-            Failure::Key(LookupError::Wrap(_) | LookupError::Backend(_)) | Failure::Internal(_) => {
+            Failure::Key(
+                LookupError::Wrap(_) | LookupError::Backend(_) | LookupError::KcvMismatch(_),
+            )
+            | Failure::Internal(_) => {
                 format!("An internal error occurred; quote error id {request_id} when reporting it")
             }
             Failure::Key(LookupError::Unavailable(_)) => format!(
@@ -111,7 +116,9 @@ impl Failure {
     pub(super) fn detail(&self) -> Option<String> {
         match self {
             Failure::Key(LookupError::Wrap(e)) => Some(e.to_string()),
-            Failure::Key(LookupError::Backend(e) | LookupError::Unavailable(e))
+            Failure::Key(
+                LookupError::Backend(e) | LookupError::Unavailable(e) | LookupError::KcvMismatch(e),
+            )
             | Failure::TrustInDoubt(e) => Some(e.clone()),
             Failure::Internal(detail) => Some(detail.clone()),
             _ => None,

@@ -14,6 +14,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cert;
+use crate::fleet::polls::PollOutcome;
 use crate::protocol::{parse_kek_path, PathError};
 use crate::runtime::AppState;
 use crate::server::peer::{ConnInfo, PeerPolicy};
@@ -136,6 +137,23 @@ fn observe(
             }
         }
         Err(_) => {}
+    }
+    // In a fleet, the outcome of a poll whose certificate passed is queued for the database
+    // (`keys status`: "the kill reached the database"); never waited on.
+    if let (Some(polls), Some(instance), Some(key_id), Some(_)) = (
+        state.polls.get(),
+        &record.instance,
+        record.key_id,
+        &record.verified_by,
+    ) {
+        polls.record(PollOutcome {
+            instance: instance.clone(),
+            key_id,
+            at: OffsetDateTime::now_utc(),
+            status: status.as_u16(),
+            reason,
+            valid_until: record.valid_until_at,
+        });
     }
 }
 

@@ -1,0 +1,29 @@
+-- Least-privilege roles for a ccs-endpoint fleet (PRODUCT.md §8). Run once, after
+-- `ccs-endpoint db migrate`, as the role that owns the schema; running it again is harmless.
+--
+--   ccs_serving   what a replica needs: read the key states, register itself, record polls.
+--                 It cannot change a key's state.
+--   ccs_operator  change key states (the schema's trigger takes the revision and appends the
+--                 audit record for it) and read everything. It cannot write the audit table
+--                 or the revision counter, so nobody but the schema's owner can rewrite the past.
+--
+-- Then give each login one of them, e.g.
+--   CREATE ROLE replica_a LOGIN PASSWORD '…' IN ROLE ccs_serving;
+--   CREATE ROLE oncall    LOGIN PASSWORD '…' IN ROLE ccs_operator;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ccs_serving') THEN
+        CREATE ROLE ccs_serving NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ccs_operator') THEN
+        CREATE ROLE ccs_operator NOLOGIN;
+    END IF;
+END
+$$;
+
+GRANT SELECT ON ccs_key_state, ccs_revision, ccs_schema_version TO ccs_serving;
+GRANT SELECT, INSERT, UPDATE ON ccs_replica, ccs_poll TO ccs_serving;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON ccs_key_state TO ccs_operator;
+GRANT SELECT ON ccs_revision, ccs_replica, ccs_poll, ccs_audit, ccs_schema_version TO ccs_operator;

@@ -1,0 +1,202 @@
+//! The audit chain (PRODUCT.md §10): one record per key-state change, each holding the hash of
+//! the one before, so that a record changed, removed or reordered breaks the chain from there.
+//!
+//! `hash` = hex SHA-256 of `prev` (64 hex digits; 64 zeros for the first record) followed by
+//! the record's canonical JSON: the fields below except `prev` and `hash`, keys sorted, no
+//! spaces, strings escaped as JSON requires and nothing more (UTF-8 as is), states as
+//! `{"disabled":…,"kcv":…,"not_after":…}` or `null`, times as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+//! The fleet's database trigger writes exactly these bytes (`fleet/schema.sql`), and
+//! [`verify`] recomputes them here.
+
+use serde::{Deserialize, Serialize};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A key's state as a record shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub disabled: bool,
+    pub kcv: String,
+    pub not_after: Option<String>,
+}
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: u64,
+    pub time: String,
+    /// `cli:<user>`, a signer's key id, `file`, or `db:<role>` for a change made in SQL.
+    pub actor: String,
+    pub action: String,
+    pub instance: String,
+    pub key_id: u64,
+    pub before: Option<StateRecord>,
+    pub after: Option<StateRecord>,
+    pub reason: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// The hashed fields, in canonical (alphabetical) order.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    action: &'a str,
+    actor: &'a str,
+    after: &'a Option<StateRecord>,
+    before: &'a Option<StateRecord>,
+    instance: &'a str,
+    key_id: u64,
+    reason: &'a str,
+    seq: u64,
+    time: &'a str,
+}
+
+impl Record {
+    /// The canonical JSON of the hashed fields.
+    pub fn canonical(&self) -> String {
+        let canonical = Canonical {
+            action: &self.action,
+            actor: &self.actor,
+            after: &self.after,
+            before: &self.before,
+            instance: &self.instance,
+            key_id: self.key_id,
+            reason: &self.reason,
+            seq: self.seq,
+            time: &self.time,
+        };
+        // Serialising strings, numbers and booleans cannot fail.
+        serde_json::to_string(&canonical).unwrap_or_default()
+    }
+
+    /// The hash this record should carry after `prev`.
+    pub fn expected_hash(&self, prev: &str) -> String {
+        let mut input = Vec::with_capacity(prev.len() + 256);
+        input.extend_from_slice(prev.as_bytes());
+        input.extend_from_slice(self.canonical().as_bytes());
+        hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &input,
+        ))
+    }
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    #[error("record seq {seq} was changed: its hash does not match its contents")]
+    Changed { seq: u64 },
+    #[error("the record before seq {seq} was removed or replaced: its prev does not match the hash of the record before it")]
+    Unlinked { seq: u64 },
+    #[error("records are missing or reordered at seq {seq}: expected seq {expected}")]
+    Gap { seq: u64, expected: u64 },
+}
+
+/// Checks `records`, in the order stored, from the first: each in sequence, linked to the one
+/// before, with the hash of its contents. Names the first record that breaks it.
+pub fn verify(records: &[Record]) -> Result<(), Broken> {
+    let mut prev = GENESIS.to_owned();
+    for (expected, record) in (1..).zip(records) {
+        if record.seq != expected {
+            return Err(Broken::Gap {
+                seq: record.seq,
+                expected,
+            });
+        }
+        if record.prev != prev {
+            return Err(Broken::Unlinked { seq: record.seq });
+        }
+        if record.expected_hash(&prev) != record.hash {
+            return Err(Broken::Changed { seq: record.seq });
+        }
+        prev.clone_from(&record.hash);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn chain(n: u64) -> Vec<Record> {
+        let mut prev = GENESIS.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut r = Record {
+                    seq,
+                    time: "2026-11-26T04:00:00.000000Z".into(),
+                    actor: "cli:alice".into(),
+                    action: "disable".into(),
+                    instance: "ccsdemo".into(),
+                    key_id: 1,
+                    before: None,
+                    after: Some(StateRecord {
+                        disabled: true,
+                        kcv: "ABC123".into(),
+                        not_after: None,
+                    }),
+                    reason: format!("incident \"{seq}\"\n\ttab é"),
+                    prev: prev.clone(),
+                    hash: String::new(),
+                };
+                r.hash = r.expected_hash(&prev);
+                prev.clone_from(&r.hash);
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn canonical_json_is_sorted_and_compact() {
+        let r = &chain(1)[0];
+        assert_eq!(
+            r.canonical(),
+            r#"{"action":"disable","actor":"cli:alice","after":{"disabled":true,"kcv":"ABC123","not_after":null},"before":null,"instance":"ccsdemo","key_id":1,"reason":"incident \"1\"\n\ttab é","seq":1,"time":"2026-11-26T04:00:00.000000Z"}"#
+        );
+    }
+
+    #[test]
+    fn names_the_first_changed_removed_or_reordered_record() {
+        let good = chain(5);
+        assert_eq!(verify(&good), Ok(()));
+
+        let mut changed = good.clone();
+        changed[2].reason = "nothing happened".into();
+        assert_eq!(verify(&changed), Err(Broken::Changed { seq: 3 }));
+
+        let mut removed = good.clone();
+        removed.remove(1);
+        assert_eq!(
+            verify(&removed),
+            Err(Broken::Gap {
+                seq: 3,
+                expected: 2
+            })
+        );
+
+        let mut reordered = good.clone();
+        reordered.swap(1, 2);
+        assert_eq!(
+            verify(&reordered),
+            Err(Broken::Gap {
+                seq: 3,
+                expected: 2
+            })
+        );
+
+        // Renumbered after a removal: the link to the record before gives it away.
+        let mut renumbered = good.clone();
+        renumbered.remove(1);
+        for r in &mut renumbered[1..] {
+            r.seq -= 1;
+        }
+        assert_eq!(verify(&renumbered), Err(Broken::Unlinked { seq: 2 }));
+
+        let mut rehashed = good;
+        rehashed[3].actor = "cli:mallory".into();
+        rehashed[3].hash = rehashed[3].expected_hash(&rehashed[3].prev.clone());
+        assert_eq!(verify(&rehashed), Err(Broken::Unlinked { seq: 5 }));
+    }
+}

@@ -1,0 +1,344 @@
+//! The commands of a fleet (`[state] backend = "postgres"`): `db migrate|import-states`,
+//! `fleet status`, `audit verify|show`, and the key-state changes and `keys status` when the
+//! states live in the database.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ccs_endpoint::chain;
+use ccs_endpoint::config::{Config, PostgresConfig};
+use ccs_endpoint::fleet::change::{self, Action, Changed};
+use ccs_endpoint::fleet::db::Target;
+use ccs_endpoint::fleet::{cli_actor, report, schema};
+use ccs_endpoint::keystore::{read_entries, Condition, SecretsIn};
+use ccs_endpoint::protocol::{format_timestamp, InstanceName, KeyId};
+use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+
+/// `db`.
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Create or upgrade the schema (idempotent; safe from every replica at once). Run it with
+    /// the role that owns the schema.
+    Migrate,
+    /// Copy the key states of a key-store file into the database, once: keys it has already
+    /// are left as they are there.
+    ImportStates {
+        /// The key-store file to read states (and KCVs) from.
+        #[arg(long, value_name = "KEYS.toml")]
+        from: PathBuf,
+    },
+}
+
+/// `fleet`.
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// The replicas: revision applied, last seen, live / lost / stopped.
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `audit`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the chain; exit 1 naming the first record changed, removed or reordered.
+    Verify,
+    /// List the chain (one JSON record per line with --json).
+    Show {
+        /// Only this instance's records.
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How a fleet change is recorded and confirmed.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ChangeArgs {
+    /// Why (kept in the audit chain).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Return when every live replica applied the change (exit 1 naming the laggards).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl ChangeArgs {
+    /// Refuses the flags that only a fleet uses.
+    pub fn file_backend(&self) -> anyhow::Result<()> {
+        if self.wait || self.reason.is_some() {
+            bail!("--wait and --reason apply to key states in the fleet's database ([state] backend = \"postgres\"); this key store is a file");
+        }
+        Ok(())
+    }
+}
+
+/// The `[state]` of the configuration at `path`, which must be PostgreSQL.
+pub fn postgres(config: &Config) -> anyhow::Result<&PostgresConfig> {
+    config.state.postgres().with_context(|| {
+        format!(
+            "{}: [state] backend is \"file\": this command works on the fleet's database (backend = \"postgres\")",
+            config.path.display()
+        )
+    })
+}
+
+/// Runs `work` with a connection to the database.
+fn with_db<T>(
+    pg: &PostgresConfig,
+    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let target = Target::new(pg, "ccs-endpoint cli")?;
+        let mut session = target.connect().await?;
+        work(&mut session.client).await
+    })
+}
+
+pub fn db(command: DbCommand, config: &Config) -> anyhow::Result<()> {
+    let pg = postgres(config)?;
+    match command {
+        DbCommand::Migrate => with_db(pg, async |client| {
+            let migrated = schema::migrate(client).await?;
+            match migrated.applied.as_slice() {
+                [] => println!("schema is current (version {})", migrated.from),
+                applied => {
+                    for (version, what) in applied {
+                        println!("applied schema version {version}: {what}");
+                    }
+                }
+            }
+            Ok(())
+        }),
+        DbCommand::ImportStates { from } => {
+            let states: Vec<_> = read_entries(&from, SecretsIn::File)
+                .or_else(|_| read_entries(&from, SecretsIn::Token))?
+                .into_iter()
+                .map(|e| e.state)
+                .collect();
+            with_db(pg, async |client| {
+                let imported = change::import(client, &cli_actor(), &states).await?;
+                for k in &imported.added {
+                    println!("added {} key_id {} kcv {}", k.instance, k.key_id, k.kcv);
+                }
+                for k in &imported.kept {
+                    println!(
+                        "kept {} key_id {}: the database has it already (its state there is unchanged)",
+                        k.instance, k.key_id
+                    );
+                }
+                println!(
+                    "{} added, {} already there",
+                    imported.added.len(),
+                    imported.kept.len()
+                );
+                Ok(())
+            })
+        }
+    }
+}
+
+pub fn fleet(command: FleetCommand, config: &Config) -> anyhow::Result<()> {
+    let pg = postgres(config)?;
+    let FleetCommand::Status { json } = command;
+    with_db(pg, async |client| {
+        let (revision, replicas) = report::replicas(&*client, pg.max_staleness).await?;
+        if json {
+            let out = serde_json::json!({"revision": revision, "replicas": replicas});
+            println!("{out}");
+            return Ok(());
+        }
+        println!("current revision {revision}");
+        for r in &replicas {
+            println!(
+                "{:<24} {:<8} revision {:<6} last seen {:.1}s ago  version {}  started {}",
+                r.name, r.status, r.applied_revision, r.last_seen_seconds, r.version, r.started_at
+            );
+        }
+        if replicas.is_empty() {
+            println!("no replica has registered yet");
+        }
+        Ok(())
+    })
+}
+
+pub fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
+    let pg = postgres(config)?;
+    match command {
+        AuditCommand::Verify => with_db(pg, async |client| {
+            let records = report::audit(&*client, None).await?;
+            chain::verify(&records).context("the audit chain is broken")?;
+            println!("audit chain intact: {} records", records.len());
+            Ok(())
+        }),
+        AuditCommand::Show { instance, json } => {
+            let instance = instance
+                .map(|i| InstanceName::parse(&i).context("--instance"))
+                .transpose()?;
+            with_db(pg, async |client| {
+                for r in report::audit(&*client, instance.as_ref()).await? {
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        println!(
+                            "{:>6} {} {:<16} {:<8} {} key_id {}: {} → {}  {}",
+                            r.seq,
+                            r.time,
+                            r.actor,
+                            r.action,
+                            r.instance,
+                            r.key_id,
+                            state_text(r.before.as_ref()),
+                            state_text(r.after.as_ref()),
+                            r.reason
+                        );
+                    }
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn state_text(state: Option<&chain::StateRecord>) -> String {
+    match state {
+        None => "none".into(),
+        Some(s) => format!(
+            "{}{} kcv {}",
+            if s.disabled { "disabled" } else { "enabled" },
+            s.not_after
+                .as_deref()
+                .map(|t| format!(" not_after {t}"))
+                .unwrap_or_default(),
+            s.kcv
+        ),
+    }
+}
+
+/// `keys disable|enable|shutdown|restore` on the fleet's database.
+pub fn change_keys(
+    pg: &PostgresConfig,
+    instance: &InstanceName,
+    key_id: Option<KeyId>,
+    action: Action,
+    args: &ChangeArgs,
+) -> anyhow::Result<()> {
+    let reason = args.reason.clone().unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    with_db(pg, async |client| {
+        let changed =
+            change::change(client, &cli_actor(), instance, key_id, action, &reason).await?;
+        for c in &changed {
+            println!("{}", describe(c, now));
+        }
+        let revision = changed.iter().map(|c| c.revision).max().unwrap_or(0);
+        if !args.wait {
+            println!("revision {revision}: replicas apply it within a second; --wait confirms it");
+            return Ok(());
+        }
+        let applied =
+            change::wait_applied(&*client, revision, pg.max_staleness, args.timeout).await?;
+        let total = applied.applied.len() + applied.laggards.len();
+        if applied.laggards.is_empty() {
+            println!(
+                "applied on {}/{} replicas in {} ms (revision {revision})",
+                applied.applied.len(),
+                total,
+                applied.elapsed.as_millis()
+            );
+            if total == 0 {
+                println!("no replica was seen within max_staleness: none serves this key until one confirms the new state");
+            }
+            return Ok(());
+        }
+        let laggards: Vec<String> = applied
+            .laggards
+            .iter()
+            .map(|(name, at)| format!("{name} (at revision {at})"))
+            .collect();
+        bail!(
+            "applied on {}/{} replicas after {} ms; not yet on: {} (revision {revision}; a replica that cannot confirm the state answers 503 after max_staleness)",
+            applied.applied.len(),
+            total,
+            applied.elapsed.as_millis(),
+            laggards.join(", ")
+        )
+    })
+}
+
+fn describe(c: &Changed, now: OffsetDateTime) -> String {
+    let k = &c.after;
+    let head = format!("instance {} key_id {} kcv {}", k.instance, k.key_id, k.kcv);
+    if c.before == c.after {
+        return format!("{head}: unchanged (revision {})", c.revision);
+    }
+    match k.condition(now) {
+        Condition::Disabled => format!("{head}: DISABLED. Next poll: 404."),
+        Condition::ShutDown(t) => format!(
+            "{head}: SHUT DOWN. Next poll: 200 with validUntil {} (past): the database shuts down.",
+            format_timestamp(t)
+        ),
+        Condition::Active { .. } => format!("{head}: active. Next poll: 200."),
+    }
+}
+
+/// `keys status`: each key's state and its last poll.
+pub fn status(
+    pg: &PostgresConfig,
+    instance: &InstanceName,
+    key_id: Option<KeyId>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    with_db(pg, async |client| {
+        let keys = report::key_status(&*client, instance, key_id).await?;
+        if keys.is_empty() {
+            bail!("the fleet database has no such key for instance {instance}");
+        }
+        for k in &keys {
+            let verdict = k.verdict(now);
+            if json {
+                let out = serde_json::json!({
+                    "instance": k.state.instance.as_str(),
+                    "key_id": k.state.key_id,
+                    "kcv": k.state.kcv.to_string(),
+                    "disabled": k.state.disabled,
+                    "not_after": k.state.not_after.map(format_timestamp),
+                    "revision": k.revision,
+                    "changed_at": k.changed_at,
+                    "changed_by": k.changed_by,
+                    "reason": k.reason,
+                    "last_poll": k.last_poll,
+                    "verdict": verdict,
+                });
+                println!("{out}");
+            } else {
+                println!(
+                    "instance {} key_id {} kcv {}: revision {}, changed {} by {}{}\n  {verdict}",
+                    k.state.instance,
+                    k.state.key_id,
+                    k.state.kcv,
+                    k.revision,
+                    k.changed_at,
+                    k.changed_by,
+                    match k.reason.as_str() {
+                        "" => String::new(),
+                        r => format!(" ({r})"),
+                    }
+                );
+            }
+        }
+        Ok(())
+    })
+}

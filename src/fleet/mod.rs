@@ -1,0 +1,138 @@
+//! Fleet key state (PRODUCT.md §8): the states of the keys in PostgreSQL, which every replica
+//! follows; the secrets stay in each replica's key-store file or token.
+//!
+//! The database is the one source of truth and the replicas are caches of it. A change is a
+//! row update; the table's trigger (`schema.sql`) gives it the next revision, appends it to the
+//! hash-chained audit table and notifies the replicas, all in the change's transaction. A
+//! replica reads whole snapshots (`follow`), applies them off the request path, and reports the
+//! revision it applied, which is how `keys … --wait` knows the fleet followed (`change`).
+
+use time::OffsetDateTime;
+use tokio_postgres::GenericClient;
+
+use crate::keystore::{parse_time, KeyState};
+use crate::protocol::{InstanceName, KeyId};
+use crate::secret::Kcv;
+
+pub mod change;
+pub mod db;
+pub mod follow;
+pub mod polls;
+pub mod report;
+pub mod schema;
+
+/// Why the fleet's state could not be read or changed. Never holds the database URL.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("{0}")]
+    Config(String),
+    #[error("database: {}", describe(.0))]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database: no answer in time while {0}")]
+    Timeout(&'static str),
+    #[error("{0}")]
+    Schema(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A database error as an operator can act on it: the server's own message where there is one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The shared states at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The revision of the last change the snapshot includes.
+    pub revision: i64,
+    /// Every key's shared state; its `kcv` is the KCV the fleet expects of the secret.
+    pub keys: Vec<KeyState>,
+}
+
+/// Reads every key's state and the revision they are at, in one statement (so one snapshot:
+/// a change's row and revision are committed together).
+pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, FleetError> {
+    let rows = client
+        .query(
+            "SELECT r.revision, k.instance, k.key_id, k.kcv, k.disabled, ccs_time(k.not_after)
+             FROM ccs_revision r LEFT JOIN ccs_key_state k ON true",
+            &[],
+        )
+        .await
+        .map_err(schema_missing)?;
+    let revision = rows.first().map_or(0, |row| row.get(0));
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(instance) = row.get::<_, Option<String>>(1) else {
+            continue; // no key at all: the one row of the join
+        };
+        let not_after: Option<String> = row.get(5);
+        keys.push(key_state(
+            &instance,
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            not_after.as_deref(),
+        )?);
+    }
+    Ok(Snapshot { revision, keys })
+}
+
+/// The revision of the last committed change; tells a database without the schema apart.
+pub async fn current_revision(client: &impl GenericClient) -> Result<i64, FleetError> {
+    let row = client
+        .query_one("SELECT revision FROM ccs_revision", &[])
+        .await
+        .map_err(schema_missing)?;
+    Ok(row.get(0))
+}
+
+/// `e`, or what to do when it says the schema was never migrated.
+pub fn schema_missing(e: tokio_postgres::Error) -> FleetError {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(&SqlState::UNDEFINED_TABLE | &SqlState::UNDEFINED_FUNCTION) => FleetError::Schema(
+            "the database has no ccs-endpoint schema: run `ccs-endpoint db migrate --config …` with the owner's role".into(),
+        ),
+        _ => e.into(),
+    }
+}
+
+/// A row, checked as the key-store file's entries are.
+pub fn key_state(
+    instance: &str,
+    key_id: i64,
+    kcv: &str,
+    disabled: bool,
+    not_after: Option<&str>,
+) -> Result<KeyState, FleetError> {
+    let bad = |what: String| {
+        FleetError::Refused(format!("ccs_key_state row ({instance}, {key_id}): {what}"))
+    };
+    Ok(KeyState {
+        instance: InstanceName::parse(instance).map_err(|e| bad(e.to_string()))?,
+        key_id: KeyId::try_from(key_id).map_err(|_| bad("negative key_id".into()))?,
+        disabled,
+        not_after: not_after.map(parse_time).transpose().map_err(bad)?,
+        kcv: kcv.parse::<Kcv>().map_err(bad)?,
+    })
+}
+
+/// `t` as the database takes it (RFC 3339).
+pub fn sql_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Who the operator is, as the audit chain names a command-line change: `cli:<user>`.
+pub fn cli_actor() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("cli:{user}")
+}

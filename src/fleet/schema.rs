@@ -1,0 +1,75 @@
+//! `db migrate`: the schema's versions, applied in order, once, under an advisory lock so that
+//! every replica's init container may run it at the same time.
+
+use tokio_postgres::Client;
+
+use super::FleetError;
+
+/// The schema's versions: (version, what it brings, its SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "key states, revisions, the audit chain, replicas, poll outcomes",
+    include_str!("schema.sql"),
+)];
+
+/// The advisory lock `db migrate` holds ("ccs_migr").
+const LOCK: i64 = 0x6363_735f_6d69_6772;
+
+/// The newest schema version this binary knows.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// What one `db migrate` did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version found before.
+    pub from: i32,
+    /// The versions applied now (empty: the schema was current).
+    pub applied: Vec<(i32, &'static str)>,
+}
+
+/// Creates or upgrades the schema in one transaction.
+pub async fn migrate(client: &mut Client) -> Result<Migrated, FleetError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS ccs_schema_version (
+            version integer PRIMARY KEY,
+            description text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let from: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM ccs_schema_version",
+            &[],
+        )
+        .await?
+        .get(0);
+    if from > latest() {
+        return Err(FleetError::Schema(format!(
+            "the database's schema is version {from}, newer than this binary knows ({}): upgrade ccs-endpoint",
+            latest()
+        )));
+    }
+    let mut applied = Vec::new();
+    for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
+        tx.batch_execute(sql).await.map_err(|e| {
+            FleetError::Schema(format!(
+                "schema version {version} failed: {}",
+                FleetError::from(e)
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO ccs_schema_version (version, description) VALUES ($1, $2)",
+            &[&version, &description],
+        )
+        .await?;
+        applied.push((version, description));
+    }
+    tx.commit().await?;
+    Ok(Migrated { from, applied })
+}
