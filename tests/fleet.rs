@@ -33,11 +33,22 @@ struct Bed {
 
 impl Bed {
     async fn new(pg: &Postgres, db: &str, keys: &[Key]) -> Self {
+        Self::with_ca(pg, db, keys, None).await
+    }
+
+    /// As `new`, the operator verifying the database's TLS certificate against `ca` (PEM).
+    async fn with_ca(pg: &Postgres, db: &str, keys: &[Key], ca: Option<&str>) -> Self {
         let url = pg.create_db(db).await;
         let work = tempfile::tempdir().unwrap();
         let url_file = work.path().join("state-url");
         write_private(&url_file, &format!("{url}\n"));
-        let config = write_config(work.path(), keys, &state(&url_file, "operator", "2s"));
+        let mut operator = state(&url_file, "operator", "2s");
+        if let Some(ca) = ca {
+            let path = work.path().join("db-ca.pem");
+            std::fs::write(&path, ca).unwrap();
+            operator.push_str(&format!("ca = \"{}\"\n", path.display()));
+        }
+        let config = write_config(work.path(), keys, &operator);
         let bed = Self {
             work,
             url_file,
@@ -374,6 +385,13 @@ async fn a_replica_whose_secret_has_another_kcv_never_serves_it() {
         metrics.contains("reason=\"kcv_mismatch\""),
         "no kcv_mismatch series:\n{metrics}"
     );
+    // The right secret put in the replica's key-store file is served after its reload.
+    let store = format!(
+        "[[key]]\ninstance = \"ccsdemo\"\nkey_id = 1\nsecret = \"{}\"\n",
+        keys[0].secret
+    );
+    support::replace_file(&bad.dir.path().join("keys.toml"), &store);
+    assert!(within(Duration::from_secs(10), async || poll(&bad).await.0 == 200).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -586,4 +604,60 @@ fn a_fleet_key_store_holds_secrets_only() {
     assert!(error.contains("keys.toml: entry 1"), "{error}");
     assert!(error.contains("field `disabled`"), "{error}");
     assert!(error.contains("one source of truth"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_to_the_database_is_verified_against_the_configured_ca() {
+    let p = support::pki();
+    let pg = Postgres::start_tls(&p.server.cert_pem(), &p.server.key_pem());
+    let keys = [Key::new("ccsdemo", 1)];
+    let bed = Bed::with_ca(&pg, "tls", &keys, Some(&p.server_ca.cert_pem())).await;
+    std::fs::write(bed.work.path().join("other-ca.pem"), p.root_a.cert_pem()).unwrap();
+    let with_ca = |name: &str, ca: &str| {
+        format!(
+            "{}ca = \"{}\"\n",
+            state(&bed.url_file, name, "2s"),
+            bed.work.path().join(ca).display()
+        )
+    };
+    let trusted = TestServer::start(&keys, &with_ca("trusted", "db-ca.pem")).await;
+    let impostor = TestServer::start(&keys, &with_ca("wrong-ca", "other-ca.pem")).await;
+    assert!(
+        within(Duration::from_secs(10), async || poll(&trusted).await.0
+            == 200)
+        .await
+    );
+    let client = pg.client("tls").await;
+    let ssl: bool = client
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'ccs-endpoint trusted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the replica's connection is not TLS");
+    // A database whose certificate the CA did not sign is never trusted: no state, 503. The
+    // operator without the CA is refused too, and told what to set.
+    let (code, _, err) = bed.cli(&["fleet", "status"]).await;
+    assert_eq!(code, 0, "{err}");
+    let plain = Bed {
+        work: tempfile::tempdir().unwrap(),
+        url_file: bed.url_file.clone(),
+        config: PathBuf::new(),
+    };
+    let config = write_config(plain.work.path(), &keys, &state(&bed.url_file, "op", "2s"));
+    let plain = Bed { config, ..plain };
+    let (code, _, err) = plain.cli(&["fleet", "status"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("UnknownIssuer") && err.contains("[state] ca"),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(poll(&impostor).await.0, 503);
+    let (status, body) = impostor.admin_get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("has not been read"), "{body}");
 }

@@ -282,3 +282,70 @@ fn pkcs11_backend() {
     assert_eq!(p.pin, PinSource::Env("CCS_HSM_PIN".into()));
     assert_eq!(p.sessions, 8);
 }
+
+#[test]
+fn state_backend() {
+    assert_eq!(
+        parse(MINIMAL).unwrap_or_else(|e| panic!("{e}")).state,
+        StateConfig::File
+    );
+    let c = parse(&format!(
+        "{MINIMAL}\n[state]\nbackend = \"postgres\"\nurl_file = \"state-url\"\nca = \"db-ca.pem\"\nreplica = \"r-1.a_b\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pg = c.state.postgres().unwrap_or_else(|| panic!("postgres"));
+    assert_eq!(pg.url, UrlSource::File("/etc/ccs/state-url".into()));
+    assert_eq!(pg.ca.as_deref(), Some(Path::new("/etc/ccs/db-ca.pem")));
+    assert_eq!(pg.max_staleness, DEFAULT_MAX_STALENESS);
+    assert_eq!(pg.replica, "r-1.a_b");
+    // Without a name, the host's.
+    let c = parse(&format!(
+        "{MINIMAL}\n[state]\nbackend = \"postgres\"\nurl_env = \"CCS_STATE_URL\"\nmax_staleness = \"3s\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pg = c.state.postgres().unwrap_or_else(|| panic!("postgres"));
+    assert_eq!(pg.url, UrlSource::Env("CCS_STATE_URL".into()));
+    assert_eq!(pg.max_staleness, Duration::from_secs(3));
+    assert!(!pg.replica.is_empty());
+
+    let pg = "[state]\nbackend = \"postgres\"\n";
+    let rows = [
+        (
+            format!("{MINIMAL}\n[state]\nbackend = \"etcd\""),
+            "field `state.backend`: \"etcd\"",
+        ),
+        (
+            format!("{MINIMAL}\n[state]\nurl_env = \"X\""),
+            "field `state.backend`: is \"file\"",
+        ),
+        (format!("{MINIMAL}\n{pg}"), "field `state.url_env`: missing"),
+        (
+            format!("{MINIMAL}\n{pg}url_env = \"\""),
+            "field `state.url_env`: is empty",
+        ),
+        (
+            format!("{MINIMAL}\n{pg}url_env = \"X\"\nurl_file = \"f\""),
+            "field `state.url_env`: give url_env or url_file, not both",
+        ),
+        (
+            format!("{MINIMAL}\n{pg}url_env = \"X\"\nmax_staleness = \"100ms\""),
+            "field `state.max_staleness`: \"100ms\" must be between 1s and 1h",
+        ),
+        (
+            format!("{MINIMAL}\n{pg}url_env = \"X\"\nreplica = \"a b\""),
+            "field `state.replica`: \"a b\" must be 1 to 128",
+        ),
+        (
+            format!("{MINIMAL}\n{pg}url = \"postgresql://u:pw@h/db\""),
+            "unknown field `url`",
+        ),
+    ];
+    for (text, expected) in rows {
+        let error = parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains(expected), "{text}\n→ {error}");
+        assert!(!error.contains("pw@"), "{error}");
+    }
+}

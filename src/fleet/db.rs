@@ -93,7 +93,17 @@ impl Target {
         let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| FleetError::Timeout("connecting to the database"))?
-            .map_err(FleetError::Database)?;
+            .map_err(|e| match e.to_string().contains("TLS handshake") {
+                true => {
+                    let cause = std::error::Error::source(&e)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    FleetError::Config(format!(
+                        "database: TLS handshake failed{cause}: the database's certificate must verify against [state] ca (the CA that signed it), or against the public web PKI without it"
+                    ))
+                }
+                false => FleetError::Database(e),
+            })?;
         let changed = Arc::new(Notify::new());
         let wake = Arc::clone(&changed);
         let closed = tokio::spawn(async move {

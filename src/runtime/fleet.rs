@@ -164,7 +164,8 @@ async fn apply(
             };
             let old = state.keys.store().list();
             let new = store.list();
-            if latest.is_some() {
+            // The first snapshot is where the replica starts, not a change.
+            if served.is_some_and(|s| s.revision.is_some()) {
                 audit_key_changes(&old, &new);
             }
             record_key_states(&state.metrics, &new);

@@ -66,6 +66,14 @@ impl Loaded {
             "validity_seconds": c.keys.validity.whole_seconds(),
             "key_store": c.keys.file.display().to_string(),
             "secrets": secrets,
+            "state": match c.state.postgres() {
+                None => json!({"backend": "file"}),
+                Some(pg) => json!({
+                    "backend": "postgres",
+                    "replica": pg.replica,
+                    "max_staleness_seconds": pg.max_staleness.as_secs_f64(),
+                }),
+            },
             "keys": keys,
             "warnings": self.warnings,
         })
@@ -122,6 +130,31 @@ impl Loaded {
                 hsm.module().display()
             );
         }
+        if let Some(pg) = c.state.postgres() {
+            let _ = writeln!(
+                out,
+                "  states    in PostgreSQL (replica {}, max_staleness {}): the file holds secrets only; each key below is served as the database's row says",
+                pg.replica,
+                humantime::format_duration(pg.max_staleness)
+            );
+            for key in keys {
+                let _ = writeln!(
+                    out,
+                    "  secret    instance {} key_id {} kcv {}",
+                    key.instance, key.key_id, key.kcv
+                );
+            }
+        } else {
+            Self::key_lines(&mut out, keys);
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning     {warning}");
+        }
+        out
+    }
+
+    fn key_lines(out: &mut String, keys: Vec<KeyState>) {
+        use std::fmt::Write as _;
         let now = OffsetDateTime::now_utc();
         for key in keys {
             let state = match key.condition(now) {
@@ -141,9 +174,5 @@ impl Loaded {
                 key.instance, key.key_id, key.kcv, state
             );
         }
-        for warning in &self.warnings {
-            let _ = writeln!(out, "warning     {warning}");
-        }
-        out
     }
 }

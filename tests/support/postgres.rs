@@ -19,6 +19,8 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     owner: Option<String>,
+    /// Extra server options (TLS).
+    options: String,
 }
 
 /// The newest PostgreSQL of the Debian package.
@@ -38,6 +40,15 @@ fn bin_dir() -> PathBuf {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that also offers TLS with this certificate chain and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -58,12 +69,13 @@ impl Postgres {
             );
         }
         let port = super::process::free_port();
-        let pg = Self {
+        let mut pg = Self {
             _dir: dir,
             data,
             bin,
             port,
             owner,
+            options: String::new(),
         };
         let out = pg
             .command("initdb")
@@ -85,6 +97,21 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            for (name, text) in [("server.crt", cert), ("server.key", key)] {
+                let path = pg.data.join(name);
+                super::write_private(&path, text);
+                if pg.owner.is_some() {
+                    let status = Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&path)
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+            }
+            pg.options = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         pg.resume();
         pg
     }
@@ -104,9 +131,10 @@ impl Postgres {
     /// Starts (again) the cluster, waiting until it accepts connections.
     pub fn resume(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200{}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.options
         );
         let out = self
             .command("pg_ctl")
