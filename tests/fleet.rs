@@ -38,6 +38,19 @@ impl Bed {
 
     /// As `new`, the operator verifying the database's TLS certificate against `ca` (PEM).
     async fn with_ca(pg: &Postgres, db: &str, keys: &[Key], ca: Option<&str>) -> Self {
+        let bed = Self::bare(pg, db, keys, ca).await;
+        let (code, out, err) = bed.cli(&["db", "migrate"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("applied schema version 1"), "{out}");
+        let keys_file = bed.work.path().join("keys.toml");
+        let keys_file = keys_file.to_str().unwrap();
+        let (code, out, err) = bed.cli(&["db", "import-states", "--from", keys_file]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        bed
+    }
+
+    /// An empty database and the operator's configuration for it.
+    async fn bare(pg: &Postgres, db: &str, keys: &[Key], ca: Option<&str>) -> Self {
         let url = pg.create_db(db).await;
         let work = tempfile::tempdir().unwrap();
         let url_file = work.path().join("state-url");
@@ -49,25 +62,18 @@ impl Bed {
             operator.push_str(&format!("ca = \"{}\"\n", path.display()));
         }
         let config = write_config(work.path(), keys, &operator);
-        let bed = Self {
+        Self {
             work,
             url_file,
             config,
-        };
-        let (code, out, err) = bed.cli(&["db", "migrate"]).await;
-        assert_eq!(code, 0, "{out}{err}");
-        assert!(out.contains("applied schema version 1"), "{out}");
-        let keys_file = bed.work.path().join("keys.toml");
-        let keys_file = keys_file.to_str().unwrap();
-        let (code, out, err) = bed.cli(&["db", "import-states", "--from", keys_file]).await;
-        assert_eq!(code, 0, "{out}{err}");
-        bed
+        }
     }
 
     /// Runs `ccs-endpoint <args> --config <operator config>`: exit code, stdout, stderr.
     async fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let mut cmd = bin();
         cmd.args(args).arg("--config").arg(&self.config);
+        cmd.current_dir(self.work.path());
         cmd.env("USER", "alice");
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
@@ -208,6 +214,24 @@ async fn three_replicas_follow_every_kill_switch_and_wait_confirms_it() {
     );
     assert_eq!(support::sample(&metrics, "ccs_state_stale"), Some(0.0));
     assert!(support::sample(&metrics, "ccs_state_age_seconds").unwrap() < 2.0);
+    // Every fleet series the alert rules and the dashboard query is one a replica exports.
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/ccs-endpoint.json",
+    ] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let names = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("ccs_state_"));
+        for name in names {
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "{file} queries {name}, which a replica does not export:\n{metrics}"
+            );
+        }
+    }
 
     // No secret reached the database or the CLI's output.
     let client = pg.client("follow").await;
@@ -660,4 +684,73 @@ async fn tls_to_the_database_is_verified_against_the_configured_ca() {
     let (status, body) = impostor.admin_get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("has not been read"), "{body}");
+}
+
+/// The `ccs-endpoint` lines of the runbooks' `sh fleet` blocks, with the exit status each
+/// expects (`# exit N`, else 0).
+fn fleet_runbook() -> Vec<(Vec<String>, i32)> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks.md"))
+            .unwrap();
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    for line in text.lines().map(str::trim) {
+        match line {
+            "```sh fleet" => in_block = true,
+            "```" => in_block = false,
+            command if in_block && command.starts_with("ccs-endpoint ") => {
+                let (command, code) = match command.split_once("# exit ") {
+                    Some((command, code)) => (command, code.trim().parse().unwrap()),
+                    None => (command, 0),
+                };
+                let words = command
+                    .split_whitespace()
+                    .skip(1)
+                    .map(|w| w.replace("<instance>", "ccsdemo"))
+                    .collect();
+                commands.push((words, code));
+            }
+            _ => {}
+        }
+    }
+    commands
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fleet_runbooks_run_as_written() {
+    let pg = Postgres::start();
+    let keys = [Key::new("ccsdemo", 1)];
+    let bed = Bed::bare(&pg, "runbook", &keys, None).await;
+    let commands = fleet_runbook();
+    assert!(commands.len() >= 10, "{commands:?}");
+    let mut replicas = Vec::new();
+    for (words, expected) in commands {
+        // The replicas start once the set-up is done (before the first kill switch).
+        if words[0] == "keys" && replicas.is_empty() {
+            for name in ["r1", "r2", "r3"] {
+                replicas.push(bed.replica(&keys, name).await);
+            }
+            let all: Vec<&TestServer> = replicas.iter().collect();
+            assert!(
+                within(Duration::from_secs(10), async || all_answer(
+                    &all,
+                    (200, false)
+                )
+                .await)
+                .await
+            );
+        }
+        let args: Vec<&str> = words.iter().map(String::as_str).collect();
+        let (code, out, err) = bed.cli(&args).await;
+        assert_eq!(
+            code,
+            expected,
+            "ccs-endpoint {}: {out}{err}",
+            words.join(" ")
+        );
+        if words.iter().any(|w| w == "--wait") {
+            assert!(out.contains("applied on 3/3 replicas in "), "{out}");
+        }
+    }
+    assert_eq!(replicas.len(), 3, "the runbook throws no kill switch");
 }
