@@ -17,12 +17,7 @@ CONNS=${CONNS:-32}
 . scripts/bench-lib.sh wrk
 
 # The development PKI and key from build A (both builds read the same files).
-DEVP=$(port)
-"$A" serve --dev --dev-dir "$WORK/dev" --dev-listen 127.0.0.1:"$DEVP" --dev-admin-listen 127.0.0.1:0 >"$WORK/dev.log" 2>&1 &
-devpid=$!
-for _ in $(seq 200); do grep -q listening "$WORK/dev.log" 2>/dev/null && break; sleep 0.05; done
-kill "$devpid"; wait "$devpid" || true
-HEADER=$(cat "$WORK/dev/client.b64")
+dev_pki "$A"
 SVC=$(port); ADM=$(port)
 bench_config "$SVC" "$ADM"
 

@@ -24,6 +24,17 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 # Waits for /readyz on the admin port $ADM; shows the server log ($WORK/server.log) if it never comes.
 wait_ready() { for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADM/readyz" >/dev/null && return 0; sleep 0.05; done; echo "ccs-endpoint not ready" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
+# The development PKI and key store of binary $1 in $WORK/dev (`serve --dev` writes them and is
+# stopped once it listens); sets HEADER to the database certificate's header value.
+dev_pki() {
+  local devp; devp=$(port)
+  "$1" serve --dev --dev-dir "$WORK/dev" --dev-listen 127.0.0.1:"$devp" --dev-admin-listen 127.0.0.1:0 >"$WORK/dev.log" 2>&1 &
+  local devpid=$!
+  for _ in $(seq 200); do grep -q listening "$WORK/dev.log" 2>/dev/null && break; sleep 0.05; done
+  kill "$devpid"; wait "$devpid" || true
+  HEADER=$(cat "$WORK/dev/client.b64")
+}
+
 # The benchmarks' configuration, $WORK/bench.toml: the development PKI and key store in
 # $WORK/dev, the service on port $1, the admin listener on port $2.
 bench_config() {

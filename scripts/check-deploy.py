@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Checks the rendered Kubernetes manifests (`kubectl kustomize deploy/kubernetes/base` on
-standard input) against what the binary and its image depend on: the command and the
+"""Checks the rendered Kubernetes manifests (`kubectl kustomize deploy/kubernetes/base`, or an
+overlay, on standard input) against what the binary and its image depend on: the command and the
 configuration variable of the Dockerfile, the ports of the configuration in the ConfigMap, the
 image's user, the files the configuration names lying under the volumes mounted for them, the
 probes on the admin port, and the hardening (non-root, read-only root, no token, 2+ replicas, a
@@ -75,11 +75,16 @@ for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")
 # Every file the configuration names lies under a volume mounted for it.
 config_dir = posixpath.dirname(config_path)
 named = [config["tls"]["cert"], config["tls"]["key"], config["keys"]["file"], *config["trust"]["roots"]]
+state = config.get("state", {})
+fleet = state.get("backend") == "postgres"
+if fleet:
+    check("url_file" in state, "[state] reads its URL from url_file, which no Secret provides")
+    named += [state[k] for k in ("url_file", "ca") if k in state]
 for file in named:
     path = posixpath.normpath(posixpath.join(config_dir, file))
     under = [n for n, p in mounts.items() if path.startswith(p.rstrip("/") + "/")]
     check(under, f"{path} (from the configuration) is under no volume mount")
-for name in ("tls", "keys"):
+for name in ("tls", "keys", *(["state"] if fleet else [])):
     mode = volumes[name].get("secret", {}).get("defaultMode")
     check(mode is not None and mode & 0o007 == 0, f"secret volume {name} is readable by others")
 
@@ -94,6 +99,28 @@ for service in by_kind["Service"]:
 (policy,) = by_kind["NetworkPolicy"]
 allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
 check(allowed == {service_port, admin_port}, f"the NetworkPolicy admits ports {allowed}")
+# Out: nothing for the file backend; the database (and DNS) for a fleet.
+egress = {p["port"] for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])}
+if fleet:
+    check(5432 in egress and 53 in egress, f"a fleet needs PostgreSQL and DNS out; the NetworkPolicy lets out {egress}")
+else:
+    check(egress == set(), f"the file backend needs no network out; the NetworkPolicy lets out {egress}")
+
+# A fleet's schema migration: the image's binary, `db migrate`, the same configuration, non-root.
+for job in by_kind.get("Job", []):
+    jpod = job["spec"]["template"]["spec"]
+    (jc,) = jpod["containers"]
+    name = job["metadata"]["name"]
+    check(jc["image"] == container["image"], f"job {name} runs another image")
+    check(jc["args"] == ["db", "migrate"], f"job {name} does not run `db migrate`")
+    check({e["name"]: e["value"] for e in jc.get("env", [])}.get("CCS_ENDPOINT_CONFIG") == config_path, f"job {name} reads another configuration")
+    check(jpod.get("securityContext", {}).get("runAsNonRoot") is True, f"job {name} may run as root")
+    check(jc.get("securityContext", {}).get("readOnlyRootFilesystem") is True, f"job {name}: the root file system is writable")
+    jmounts = [m["mountPath"] for m in jc["volumeMounts"]]
+    for file in [state.get("url_file", ""), state.get("ca", "")]:
+        check(not file or any(file.startswith(m + "/") for m in jmounts), f"job {name}: {file} is under no volume mount")
+if fleet:
+    check(by_kind.get("Job"), "a fleet has no `db migrate` job")
 
 for problem in problems:
     print(f"deploy/kubernetes: {problem}")

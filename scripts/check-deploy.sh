@@ -36,5 +36,8 @@ grep -q "^ExecStart=$binary " "$work/ccs-endpoint.service" || {
 systemd-analyze verify "$work/ccs-endpoint.service"
 echo "deploy/systemd: systemd-analyze verify passed"
 
-kubectl kustomize deploy/kubernetes/base >"$work/kubernetes.yaml"
-python3 scripts/check-deploy.py <"$work/kubernetes.yaml"
+for kustomization in deploy/kubernetes/base deploy/kubernetes/overlays/postgres; do
+  kubectl kustomize "$kustomization" >"$work/kubernetes.yaml"
+  echo "$kustomization:"
+  python3 scripts/check-deploy.py <"$work/kubernetes.yaml"
+done

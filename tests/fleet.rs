@@ -754,3 +754,23 @@ async fn the_fleet_runbooks_run_as_written() {
     }
     assert_eq!(replicas.len(), 3, "the runbook throws no kill switch");
 }
+
+/// With max_staleness 5 s a replica confirms every 1.25 s, longer than the 1 s flush of poll
+/// outcomes: while nothing changes and polls keep coming, it must stay confirmed (a confirmation
+/// timer restarted by every other event never fired, and an idle fleet went stale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_replica_polled_steadily_stays_confirmed() {
+    let pg = Postgres::start();
+    let keys = [Key::new("ccsdemo", 1)];
+    let bed = Bed::new(&pg, "idle", &keys).await;
+    let r1 = TestServer::start(&keys, &state(&bed.url_file, "r1", "5s")).await;
+    assert!(within(Duration::from_secs(10), async || poll(&r1).await.0 == 200).await);
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(8) {
+        assert_eq!(poll(&r1).await.0, 200, "after {:?}", began.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = r1.admin_get("/metrics").await;
+    let age = support::sample(&metrics, "ccs_state_age_seconds").unwrap();
+    assert!(age < 2.5, "the state was last confirmed {age} s ago");
+}

@@ -95,6 +95,10 @@ impl Follower {
         (links.connected)(true);
         tracing::info!(replica = %self.replica, "fleet state: connected to the database");
         let mut flush = tokio::time::interval(FLUSH_EVERY);
+        // One timer for the session: a sleep made anew in the loop would restart whenever
+        // another branch (the flush tick) fired first, and never confirm.
+        let mut confirm = tokio::time::interval(self.confirm_every());
+        confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let asked = Instant::now();
@@ -110,10 +114,11 @@ impl Follower {
             if self.heartbeat(&client, applied, op).await? != revision {
                 continue;
             }
+            confirm.reset();
             loop {
                 tokio::select! {
                     _ = session.changed.notified() => break,
-                    _ = tokio::time::sleep(self.confirm_every()) => {
+                    _ = confirm.tick() => {
                         let asked = Instant::now();
                         applied = *links.applied.borrow();
                         if self.heartbeat(&client, applied, op).await? != revision {
