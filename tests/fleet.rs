@@ -774,3 +774,60 @@ async fn an_idle_replica_polled_steadily_stays_confirmed() {
     let age = support::sample(&metrics, "ccs_state_age_seconds").unwrap();
     assert!(age < 2.5, "the state was last confirmed {age} s ago");
 }
+
+/// The database URL may hold a password: it appears in no log line, error or output, whatever
+/// goes wrong (here: nothing listens where it points).
+#[test]
+fn the_database_password_is_never_shown() {
+    const PASSWORD: &str = "Pa55-never-shown";
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("state-url");
+    let port = support::process::free_port();
+    write_private(
+        &url_file,
+        &format!("postgresql://ccs:{PASSWORD}@127.0.0.1:{port}/ccs?connect_timeout=1\n"),
+    );
+    let keys = [Key::new("ccsdemo", 1)];
+    let (mut server, _) =
+        support::process::spawn_configured(dir.path(), &keys, &state(&url_file, "r1", "2s"));
+    server.wait_for("the database cannot be reached");
+    server.wait_for("retry_in_ms=400");
+    server.terminate();
+    let mut shown = server.output();
+    let config = dir.path().join("ccs-endpoint.toml");
+    for args in [
+        &["fleet", "status"][..],
+        &["db", "migrate"],
+        &["audit", "verify"],
+        &[
+            "keys",
+            "disable",
+            "--instance",
+            "ccsdemo",
+            "--key-id",
+            "1",
+            "--wait",
+        ],
+        &["check"],
+    ] {
+        let out = bin()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        shown.push_str(&String::from_utf8_lossy(&out.stdout));
+        shown.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        shown.contains("Connection refused") || shown.contains("connection refused"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(PASSWORD),
+        "the password was shown:\n{shown}"
+    );
+    for form in leak_forms(&keys[0].secret) {
+        assert!(!shown.contains(&form), "a secret was shown");
+    }
+}

@@ -1,22 +1,21 @@
-//! The last poll outcome per key, recorded off the request path: a request hands its outcome
-//! to a bounded queue without waiting (a full queue drops it and counts the drop), and the
-//! follower writes the latest outcome per key in one statement about once a second, so a slow
-//! or vanished database can neither slow nor fail a poll.
+//! The last poll outcome per key, recorded off the request path: a request puts its outcome in
+//! a map of the latest outcome per key (a short lock, no waiting on anything else), and the
+//! follower takes the map about once a second and writes it in one statement. So a slow or
+//! vanished database can neither slow nor fail a poll, any poll rate costs one write a second,
+//! and memory is bounded by the keys polled (at most [`BATCH`]; outcomes of keys beyond it are
+//! dropped and counted until the next write).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::{sql_time, FleetError};
 use crate::protocol::{InstanceName, KeyId};
 
-/// Outcomes waiting to be written, at most (a burst beyond it is dropped and counted).
-const QUEUE: usize = 4096;
-/// Keys written in one statement, at most (later ones wait for the next flush).
+/// Keys with an outcome waiting, at most; also the most written in one statement.
 pub const BATCH: usize = 10_000;
 
 /// What one poll was answered.
@@ -30,59 +29,104 @@ pub struct PollOutcome {
     pub valid_until: Option<OffsetDateTime>,
 }
 
-/// The request side: hands outcomes over without waiting.
-#[derive(Debug)]
+/// What a poll is recorded as, under its key.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    at: OffsetDateTime,
+    status: u16,
+    reason: &'static str,
+    valid_until: Option<OffsetDateTime>,
+}
+
+type Latest = HashMap<InstanceName, HashMap<KeyId, Outcome>>;
+
+/// The latest outcome per key since the last write.
+#[derive(Debug, Default)]
+struct Pending {
+    latest: Latest,
+    keys: usize,
+}
+
+/// The request side: records outcomes without waiting.
+#[derive(Debug, Default)]
 pub struct PollQueue {
-    sender: mpsc::Sender<PollOutcome>,
+    pending: Arc<Mutex<Pending>>,
     dropped: AtomicU64,
 }
 
 /// The writer side, held by the follower.
 #[derive(Debug)]
 pub struct PollBatch {
-    receiver: Mutex<mpsc::Receiver<PollOutcome>>,
+    pending: Arc<Mutex<Pending>>,
 }
 
 /// A queue and its writer side.
 pub fn queue() -> (PollQueue, PollBatch) {
-    let (sender, receiver) = mpsc::channel(QUEUE);
-    (
-        PollQueue {
-            sender,
-            dropped: AtomicU64::new(0),
-        },
-        PollBatch {
-            receiver: Mutex::new(receiver),
-        },
-    )
+    let queue = PollQueue::default();
+    let batch = PollBatch {
+        pending: Arc::clone(&queue.pending),
+    };
+    (queue, batch)
 }
 
 impl PollQueue {
-    /// Queues `outcome`, or drops it when the queue is full.
+    /// Keeps `outcome` as its key's latest, or drops it when [`BATCH`] other keys wait.
     pub fn record(&self, outcome: PollOutcome) {
-        if self.sender.try_send(outcome).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let entry = Outcome {
+            at: outcome.at,
+            status: outcome.status,
+            reason: outcome.reason,
+            valid_until: outcome.valid_until,
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = pending
+            .latest
+            .get_mut(&outcome.instance)
+            .and_then(|keys| keys.get_mut(&outcome.key_id))
+        {
+            *slot = entry;
+            return;
         }
+        if pending.keys >= BATCH {
+            drop(pending);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pending.keys += 1;
+        pending
+            .latest
+            .entry(outcome.instance)
+            .or_default()
+            .insert(outcome.key_id, entry);
     }
 
-    /// Outcomes dropped so far (the queue was full).
+    /// Outcomes dropped so far (too many keys waiting).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
 impl PollBatch {
-    /// The latest outcome per key among those queued (at most [`BATCH`] keys).
+    /// The latest outcome of every key recorded since the last call.
     pub fn take(&self) -> Vec<PollOutcome> {
-        let mut latest: HashMap<(InstanceName, KeyId), PollOutcome> = HashMap::new();
-        let mut receiver = self.receiver.lock().unwrap_or_else(|e| e.into_inner());
-        while latest.len() < BATCH {
-            let Ok(outcome) = receiver.try_recv() else {
-                break;
-            };
-            latest.insert((outcome.instance.clone(), outcome.key_id), outcome);
-        }
-        latest.into_values().collect()
+        let latest = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.keys = 0;
+            std::mem::take(&mut pending.latest)
+        };
+        latest
+            .into_iter()
+            .flat_map(|(instance, keys)| {
+                keys.into_iter().map(move |(key_id, o)| PollOutcome {
+                    instance: instance.clone(),
+                    key_id,
+                    at: o.at,
+                    status: o.status,
+                    reason: o.reason,
+                    valid_until: o.valid_until,
+                })
+            })
+            .collect()
     }
 }
 
@@ -129,4 +173,45 @@ pub async fn write(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn outcome(instance: &str, key_id: KeyId, status: u16) -> PollOutcome {
+        PollOutcome {
+            instance: InstanceName::parse(instance).unwrap(),
+            key_id,
+            at: OffsetDateTime::now_utc(),
+            status,
+            reason: "ok",
+            valid_until: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_latest_outcome_per_key_and_bounds_the_keys() {
+        let (queue, batch) = queue();
+        for status in [200, 404, 200, 404] {
+            queue.record(outcome("a", 1, status));
+        }
+        queue.record(outcome("b", 1, 200));
+        let mut taken = batch.take();
+        taken.sort_by_key(|o| o.instance.as_str().to_owned());
+        assert_eq!(taken.len(), 2);
+        assert_eq!((taken[0].instance.as_str(), taken[0].status), ("a", 404));
+        assert!(batch.take().is_empty(), "taken outcomes are gone");
+
+        for i in 0..BATCH as u64 + 5 {
+            queue.record(outcome("many", i, 200));
+        }
+        // A key already waiting is updated even when full.
+        queue.record(outcome("many", 0, 503));
+        assert_eq!(queue.dropped(), 5);
+        let taken = batch.take();
+        assert_eq!(taken.len(), BATCH);
+        assert!(taken.iter().any(|o| o.key_id == 0 && o.status == 503));
+    }
 }

@@ -169,6 +169,11 @@ impl KeyStore {
         self.states.values().cloned().collect()
     }
 
+    /// Every key's state, ordered by instance and key id, without copying.
+    pub fn states(&self) -> impl Iterator<Item = &KeyState> {
+        self.states.values()
+    }
+
     /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()

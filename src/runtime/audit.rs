@@ -10,7 +10,7 @@ use crate::cert::TrustStore;
 use crate::keystore::{Condition, KeyState};
 
 /// Sets `ccs_keys{state}`.
-pub fn record_key_states(metrics: &Metrics, keys: &[KeyState]) {
+pub fn record_key_states<'a>(metrics: &Metrics, keys: impl IntoIterator<Item = &'a KeyState>) {
     let now = OffsetDateTime::now_utc();
     let (mut active, mut disabled, mut expired) = (0, 0, 0);
     for key in keys {

@@ -16,7 +16,7 @@ use super::state::AppState;
 use crate::config::PostgresConfig;
 use crate::fleet::db::Target;
 use crate::fleet::follow::{Confirmed, Follower, Links};
-use crate::fleet::polls::{self, PollBatch, PollQueue};
+use crate::fleet::polls::{self, PollQueue};
 use crate::fleet::FleetError;
 use crate::keystore::{KeyStore, Withdrawals};
 
@@ -86,11 +86,6 @@ impl Fleet {
             self.max_staleness,
         ));
         tokio::spawn(self.follower.run(links))
-    }
-
-    /// The writer side of the poll queue (tests drive it directly).
-    pub fn poll_batch(&self) -> Arc<PollBatch> {
-        Arc::clone(&self.follower.polls)
     }
 }
 
@@ -162,13 +157,11 @@ async fn apply(
                     Arc::new(store)
                 }
             };
-            let old = state.keys.store().list();
-            let new = store.list();
             // The first snapshot is where the replica starts, not a change.
             if served.is_some_and(|s| s.revision.is_some()) {
-                audit_key_changes(&old, &new);
+                audit_key_changes(&state.keys.store().list(), &store.list());
             }
-            record_key_states(&state.metrics, &new);
+            record_key_states(&state.metrics, store.states());
             state.set_keys(store);
             served = Some(next);
             if let (Some(revision), false) = (next.revision, stale) {

@@ -105,7 +105,7 @@ impl Collector for FleetCollector {
             let counter = ConstCounter::new(polls.dropped());
             let m = encoder.encode_descriptor(
                 "ccs_state_poll_records_dropped",
-                "Poll outcomes not recorded in the database because the queue was full",
+                "Poll outcomes not recorded in the database because more keys than the batch holds waited",
                 None,
                 counter.metric_type(),
             )?;

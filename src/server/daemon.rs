@@ -34,7 +34,7 @@ impl Loaded {
                 (Fleet::initial(&self.keys), Some(fleet))
             }
         };
-        record_key_states(&metrics, &keys.list());
+        record_key_states(&metrics, keys.states());
         let policy = PeerPolicy::new(
             config.server.allow.clone(),
             config.server.trusted_proxies.clone(),
