@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A fleet ([state] backend = "postgres") measured against the file backend in the same run:
 #
-#   scripts/bench-fleet.sh          # CYCLES=100 ROUNDS=3 DURATION=5s KEYS=10000 by default
+#   scripts/bench-fleet.sh          # CYCLES=100 ROUNDS=5 DURATION=5s KEYS=10000 by default
+#   PARTS="throughput" scripts/bench-fleet.sh    # some of: latency throughput memory
 #
 # 1. Kill-switch latency (benches/fleet.rs): from starting `keys disable|enable` to every one of
 #    three replicas answering the new state, CYCLES times; the reference is one replica of the
@@ -14,7 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CYCLES=${CYCLES:-100}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+PARTS=${PARTS:-latency throughput memory}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 DURATION=${DURATION:-5s}
 KEYS=${KEYS:-10000}
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || extra=postgresql
@@ -73,7 +76,7 @@ FS=$(port); FA=$(port)
 config file file/keys.toml file "$FS" "$FA"
 start file "$FA"
 fleet_addrs=$(IFS=,; echo "${addrs[*]}")
-cargo bench --locked -q --bench fleet -- "$WORK/dev/ca.crt" "$WORK/header" "$BIN" "$CYCLES" \
+part latency && cargo bench --locked -q --bench fleet -- "$WORK/dev/ca.crt" "$WORK/header" "$BIN" "$CYCLES" \
   "fleet=$WORK/r1.toml=$fleet_addrs" "file=$WORK/file.toml=127.0.0.1:$FS"
 
 # 2. Poll throughput: a fleet replica (r1) against the file-backend server.
@@ -90,12 +93,15 @@ rps() {
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratios=()
 for round in $(seq "$ROUNDS"); do
-  f=$(rps "$FS"); p=$(rps "$SVC_r1")
+  part throughput || break
+  # Which goes first alternates, so that drift within a round favours neither.
+  if ((round % 2)); then f=$(rps "$FS"); p=$(rps "$SVC_r1"); else p=$(rps "$SVC_r1"); f=$(rps "$FS"); fi
   r=$(awk -v a="$f" -v b="$p" 'BEGIN {printf "%.3f", b / a}')
   ratios+=("$r")
   printf 'throughput round %d: file %10s rps  fleet %10s rps  fleet/file %s\n' "$round" "$f" "$p" "$r"
 done
-printf 'throughput median fleet/file: %s\n' "$(printf '%s\n' "${ratios[@]}" | median)"
+((${#ratios[@]})) && printf 'throughput median fleet/file: %s\n' "$(printf '%s\n' "${ratios[@]}" | median)"
+part memory || exit 0
 
 # 3. Memory with $KEYS keys: one key store, served by a fleet replica and by the file backend.
 mkdir "$WORK/big"
