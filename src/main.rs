@@ -132,7 +132,8 @@ enum Command {
         #[arg(long, short, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
-    /// The audit chain of key-state changes: verify it, or show it.
+    /// The audit chain of key-state changes (a fleet's database, or audit.jsonl beside the key
+    /// store): verify it, or show it.
     ///
     /// Exit codes: 0 intact (verify) or listed (show); 1 naming the first record changed,
     /// removed or reordered, or when it cannot be read.

@@ -1,12 +1,13 @@
 //! The commands of a fleet (`[state] backend = "postgres"`): `db migrate|import-states`,
-//! `fleet status`, `audit verify|show`, and the key-state changes and `keys status` when the
-//! states live in the database.
+//! `fleet status`, the key-state changes and `keys status` when the states live in the
+//! database; and `audit verify|show`, of the database's chain or of `audit.jsonl` beside a
+//! key-store file.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ccs_endpoint::chain;
+use ccs_endpoint::chain::{self, AuditFile};
 use ccs_endpoint::config::{Config, PostgresConfig};
 use ccs_endpoint::fleet::change::{self, Action, Changed};
 use ccs_endpoint::fleet::db::Target;
@@ -60,7 +61,7 @@ pub enum AuditCommand {
 /// How a fleet change is recorded and confirmed.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ChangeArgs {
-    /// Why (kept in the audit chain).
+    /// Why (kept in the audit chain: the database's, or audit.jsonl beside a key-store file).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
     /// Return when every live replica applied the change (exit 1 naming the laggards).
@@ -72,10 +73,10 @@ pub struct ChangeArgs {
 }
 
 impl ChangeArgs {
-    /// Refuses the flags that only a fleet uses.
+    /// Refuses the flag that only a fleet uses.
     pub fn file_backend(&self) -> anyhow::Result<()> {
-        if self.wait || self.reason.is_some() {
-            bail!("--wait and --reason apply to key states in the fleet's database ([state] backend = \"postgres\"); this key store is a file");
+        if self.wait {
+            bail!("--wait confirms that a fleet's replicas applied a change ([state] backend = \"postgres\"); with a key-store file the server reloads it within a second");
         }
         Ok(())
     }
@@ -174,41 +175,61 @@ pub fn fleet(command: FleetCommand, config: &Config) -> anyhow::Result<()> {
 }
 
 pub fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
-    let pg = postgres(config)?;
-    match command {
-        AuditCommand::Verify => with_db(pg, async |client| {
-            let records = report::audit(&*client, None).await?;
-            chain::verify(&records).context("the audit chain is broken")?;
-            println!("audit chain intact: {} records", records.len());
-            Ok(())
-        }),
-        AuditCommand::Show { instance, json } => {
-            let instance = instance
-                .map(|i| InstanceName::parse(&i).context("--instance"))
-                .transpose()?;
+    let instance = match &command {
+        AuditCommand::Show {
+            instance: Some(i), ..
+        } => Some(InstanceName::parse(i).context("--instance")?),
+        _ => None,
+    };
+    // The fleet's chain is in its database; a single node's beside its key store.
+    let (records, source) = match config.state.postgres() {
+        Some(pg) => (
             with_db(pg, async |client| {
-                for r in report::audit(&*client, instance.as_ref()).await? {
-                    if json {
-                        println!("{}", serde_json::to_string(&r)?);
-                    } else {
-                        println!(
-                            "{:>6} {} {:<16} {:<8} {} key_id {}: {} → {}  {}",
-                            r.seq,
-                            r.time,
-                            r.actor,
-                            r.action,
-                            r.instance,
-                            r.key_id,
-                            state_text(r.before.as_ref()),
-                            state_text(r.after.as_ref()),
-                            r.reason
-                        );
-                    }
+                Ok(report::audit(&*client, instance.as_ref()).await?)
+            })?,
+            "the fleet database".to_owned(),
+        ),
+        None => {
+            let file = AuditFile::beside(&config.keys.file);
+            let records = file
+                .read()?
+                .into_iter()
+                .filter(|r| instance.as_ref().is_none_or(|i| r.instance == i.as_str()));
+            (records.collect(), file.path().display().to_string())
+        }
+    };
+    match command {
+        AuditCommand::Verify => {
+            chain::verify(&records)
+                .with_context(|| format!("the audit chain in {source} is broken"))?;
+            println!("audit chain intact: {} records ({source})", records.len());
+        }
+        AuditCommand::Show { json, .. } => {
+            for r in records {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    // Quoted: a reason is free text and may hold line breaks.
+                    println!(
+                        "{:>6} {} {:<16} {:<8} {} key_id {}: {} → {}{}",
+                        r.seq,
+                        r.time,
+                        r.actor.escape_debug(),
+                        r.action,
+                        r.instance,
+                        r.key_id,
+                        state_text(r.before.as_ref()),
+                        state_text(r.after.as_ref()),
+                        match r.reason.as_str() {
+                            "" => String::new(),
+                            reason => format!("  reason {reason:?}"),
+                        }
+                    );
                 }
-                Ok(())
-            })
+            }
         }
     }
+    Ok(())
 }
 
 fn state_text(state: Option<&chain::StateRecord>) -> String {
@@ -334,7 +355,7 @@ pub fn status(
                     k.changed_by,
                     match k.reason.as_str() {
                         "" => String::new(),
-                        r => format!(" ({r})"),
+                        r => format!(" ({r:?})"),
                     }
                 );
             }

@@ -16,6 +16,7 @@ use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::keyfile::KeyFile;
 use ccs_endpoint::tools::keys::{self, listing, listing_json, valid_until};
 
+use super::audit::Audited;
 use super::fleet;
 use super::keys_args::{KeyArgs, KeysCommand, StoreArgs, WriteArgs};
 use time::OffsetDateTime;
@@ -59,7 +60,9 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             .map_err(Into::into)
     };
     let now = OffsetDateTime::now_utc();
-    match command {
+    let audited = Audited::begin(&command, &path, secrets);
+    let result = (|| {
+        match command {
         KeysCommand::Generate { key, write } => {
             confirm_replacement(&path, secrets, &key, &write)?;
             match open_token()? {
@@ -179,6 +182,11 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+    })();
+    if let (Some(audited), Ok(())) = (audited, &result) {
+        audited.finish(&path, secrets);
+    }
+    result
 }
 
 /// A restore's new `not_after` must be ahead: a past one is a shutdown.

@@ -88,6 +88,7 @@ pub struct Metrics {
     open_connections: Gauge<i64, AtomicI64>,
     ready: Gauge<i64, AtomicI64>,
     backend_up: Gauge<i64, AtomicI64>,
+    audit_chain_ok: Gauge<i64, AtomicI64>,
     /// The fleet state's figures (exported with `[state] backend = "postgres"` only).
     pub fleet: Arc<FleetGauges>,
     /// Serialises rendering (the registry encoder takes `&Registry`; the lock keeps scrapes whole).
@@ -217,6 +218,13 @@ impl Metrics {
             })
             .set(1);
         registry.register_collector(Box::new(super::process::ProcessCollector));
+        let audit_chain_ok = Gauge::<i64, AtomicI64>::default();
+        audit_chain_ok.set(1);
+        registry.register(
+            "ccs_audit_chain_ok",
+            "1 while the audit chain beside the key store verifies and takes every change; 0 once a change could not be recorded or the chain is broken (alert on this)",
+            audit_chain_ok.clone(),
+        );
         let fleet = Arc::new(FleetGauges::default());
         registry.register_collector(Box::new(FleetCollector(Arc::clone(&fleet))));
         let backend_up = Gauge::<i64, AtomicI64>::default();
@@ -243,6 +251,7 @@ impl Metrics {
             open_connections,
             ready,
             backend_up,
+            audit_chain_ok,
             fleet,
             render_lock: Mutex::new(()),
         }
@@ -333,6 +342,10 @@ impl Metrics {
     }
 
     /// Whether the key backend's last token call succeeded.
+    pub fn audit_chain(&self, ok: bool) {
+        self.audit_chain_ok.set(i64::from(ok));
+    }
+
     pub fn set_backend_up(&self, up: bool) {
         self.backend_up.set(i64::from(up));
     }

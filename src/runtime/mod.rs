@@ -16,7 +16,7 @@ pub(crate) mod state;
 mod summary;
 mod watch;
 
-pub(crate) use audit::{record_key_states, record_roots};
+pub(crate) use audit::{record_file_changes, record_key_states, record_roots};
 pub use keys::Keys;
 pub use load::{LoadError, Loaded, WithWarnings};
 pub use reload::Reloader;

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
-use super::audit::{audit_key_changes, record_key_states, record_roots};
+use super::audit::{audit_key_changes, record_file_changes, record_key_states, record_roots};
 use super::identity::CertSwitch;
 use super::load;
 use super::settle::{settle, stamp, Stamp};
 use super::state::AppState;
+use crate::chain;
 use crate::config::Config;
 use crate::keystore::{KeySource, KeyStore, Withdrawals};
 
@@ -238,6 +239,15 @@ impl Reloader {
                 audit_key_changes(&old, &new);
                 record_key_states(&self.state.metrics, &new);
                 self.state.set_keys(store);
+                if result.is_ok() {
+                    let reason = "the key-store file changed";
+                    record_file_changes(
+                        &self.state.metrics,
+                        &config.keys.file,
+                        &chain::states(&new),
+                        reason,
+                    );
+                }
                 (warnings, result)
             }
             Part::Trust => {

@@ -11,11 +11,14 @@ use tokio::net::TcpListener;
 use super::notify::notify;
 use super::peer::PeerPolicy;
 use super::{admin, http, listener, tls, ServerOptions};
+use crate::chain;
 use crate::runtime::fleet::Fleet;
 use crate::runtime::identity::{CertSwitch, TlsError};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::AppState;
-use crate::runtime::{record_key_states, record_roots, watch, LoadError, Loaded, Reloader};
+use crate::runtime::{
+    record_file_changes, record_key_states, record_roots, watch, LoadError, Loaded, Reloader,
+};
 
 impl Loaded {
     /// Wires the loaded parts into a server: shared state, metrics, a swappable TLS identity and
@@ -27,7 +30,13 @@ impl Loaded {
         record_roots(&metrics, &self.trust);
         // A replica of a fleet serves nothing until it has read the shared state (§7, §8).
         let (keys, fleet) = match config.state.postgres() {
-            None => (self.keys, None),
+            None => {
+                // What changed in the file while the server was down (or since the chain began).
+                let states = chain::states(self.keys.states());
+                let reason = "found in the key-store file at start-up";
+                record_file_changes(&metrics, &config.keys.file, &states, reason);
+                (self.keys, None)
+            }
             Some(pg) => {
                 let fleet = Fleet::new(pg, Arc::clone(&self.keys))
                     .map_err(|e| LoadError::Fleet(e.to_string()))?;

@@ -6,9 +6,19 @@
 //! spaces, strings escaped as JSON requires and nothing more (UTF-8 as is), states as
 //! `{"disabled":…,"kcv":…,"not_after":…}` or `null`, times as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 //! The fleet's database trigger writes exactly these bytes (`fleet/schema.sql`), and
-//! [`verify`] recomputes them here.
+//! [`verify`] recomputes them here. A single node keeps the chain in `audit.jsonl` beside its
+//! key store ([`AuditFile`]).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::keystore::{parse_time, KeyState};
+
+mod file;
+
+pub use file::{AuditFile, ChainError, Locked};
 
 /// The `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -38,6 +48,99 @@ pub struct Record {
     pub hash: String,
 }
 
+impl StateRecord {
+    /// `state` as a record shows it.
+    pub fn of(state: &KeyState) -> Self {
+        Self {
+            disabled: state.disabled,
+            kcv: state.kcv.to_string(),
+            not_after: state.not_after.map(time_text),
+        }
+    }
+}
+
+/// A moment as records write it: UTC, microseconds, `Z` (the database's `ccs_time`).
+pub fn time_text(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// One change of a key's state, before it is numbered and chained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub actor: String,
+    pub action: String,
+    pub instance: String,
+    pub key_id: u64,
+    pub before: Option<StateRecord>,
+    pub after: Option<StateRecord>,
+    pub reason: String,
+}
+
+/// Keys' states as records show them, by (instance, key id).
+pub type States = BTreeMap<(String, u64), StateRecord>;
+
+/// `keys` as records show them.
+pub fn states<'a>(keys: impl IntoIterator<Item = &'a KeyState>) -> States {
+    keys.into_iter()
+        .map(|k| {
+            (
+                (k.instance.as_str().to_owned(), k.key_id),
+                StateRecord::of(k),
+            )
+        })
+        .collect()
+}
+
+/// The changes from `old` to `new`, named as the database trigger names them: `add`, `remove`,
+/// `replace` (another secret), `disable`, `enable`, `restore` (no `not_after` any more),
+/// `shutdown` (`not_after` passed), `renew` (a later one).
+pub fn changes(
+    old: &States,
+    new: &States,
+    actor: &str,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Vec<Change> {
+    let ids: std::collections::BTreeSet<&(String, u64)> = old.keys().chain(new.keys()).collect();
+    ids.into_iter()
+        .filter_map(|id| {
+            let (before, after) = (old.get(id), new.get(id));
+            let action = match (before, after) {
+                (b, a) if b == a => return None,
+                (None, _) => "add",
+                (_, None) => "remove",
+                (Some(b), Some(a)) if b.kcv != a.kcv => "replace",
+                (Some(b), Some(a)) if a.disabled && !b.disabled => "disable",
+                (Some(b), Some(a)) if b.disabled && !a.disabled => "enable",
+                (Some(_), Some(a)) => match a.not_after.as_deref().map(parse_time) {
+                    None => "restore",
+                    Some(Ok(t)) if t <= now => "shutdown",
+                    Some(_) => "renew",
+                },
+            };
+            Some(Change {
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                instance: id.0.clone(),
+                key_id: id.1,
+                before: before.cloned(),
+                after: after.cloned(),
+                reason: reason.to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// The hashed fields, in canonical (alphabetical) order.
 #[derive(Serialize)]
 struct Canonical<'a> {
@@ -53,6 +156,25 @@ struct Canonical<'a> {
 }
 
 impl Record {
+    /// `change` numbered `seq` at `time`, chained after `prev`.
+    pub fn chain(change: &Change, seq: u64, time: OffsetDateTime, prev: &str) -> Self {
+        let mut record = Self {
+            seq,
+            time: time_text(time),
+            actor: change.actor.clone(),
+            action: change.action.clone(),
+            instance: change.instance.clone(),
+            key_id: change.key_id,
+            before: change.before.clone(),
+            after: change.after.clone(),
+            reason: change.reason.clone(),
+            prev: prev.to_owned(),
+            hash: String::new(),
+        };
+        record.hash = record.expected_hash(prev);
+        record
+    }
+
     /// The canonical JSON of the hashed fields.
     pub fn canonical(&self) -> String {
         let canonical = Canonical {
