@@ -5,7 +5,7 @@
 //!
 //! The tree follows the layers:
 //! - the domain, which knows nothing of HTTP or of files changing: [`protocol`], [`cert`],
-//!   [`wrap`], [`secret`], [`keystore`], [`hsm`], [`config`], [`chain`] (the audit chain);
+//!   [`wrap`], [`secret`], [`keystore`], [`hsm`], [`config`], [`chain`] (the audit chain), [`httpsig`] (signed admin requests);
 //! - [`fleet`]: the keys' states shared by a fleet of replicas in PostgreSQL, and its audit
 //!   chain;
 //! - [`runtime`]: loading the parts a server runs on, reloading them, the state requests share;
@@ -19,6 +19,7 @@ pub mod cert;
 pub mod chain;
 pub mod config;
 pub mod hsm;
+pub mod httpsig;
 pub mod keystore;
 pub mod permissions;
 pub mod protocol;
