@@ -19,7 +19,7 @@ WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in wrap request_path hsm attack; do echo 'fn main() {}' > benches/$b.rs; done \
+    && for b in wrap request_path hsm attack fleet; do echo 'fn main() {}' > benches/$b.rs; done \
     && cargo build --release --locked && rm -rf src benches
 # The commit `ccs_build_info` reports: docker build --build-arg CCS_ENDPOINT_COMMIT=$(git rev-parse --short HEAD)
 ARG CCS_ENDPOINT_COMMIT=unknown

@@ -24,6 +24,7 @@ pub mod keystore;
 pub mod permissions;
 pub mod protocol;
 pub mod secret;
+pub mod signers;
 pub mod wrap;
 
 /// A bounded cache, shared by the certificate and wrap caches.
