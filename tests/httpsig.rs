@@ -5,9 +5,10 @@
 //! client signs. `.ci/run` installs the library in `target/pyenv`; without it this test fails
 //! naming the package.
 
-use std::io::Write;
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -36,21 +37,9 @@ fn python() -> PathBuf {
 
 fn pyhms(mode: &str, cases: &Value) -> Vec<String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/httpsig/pyhms.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(cases.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg(mode);
+    let out = support::process::output_with_stdin(cmd, &cases.to_string());
     assert!(
         out.status.success(),
         "{}",

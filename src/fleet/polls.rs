@@ -29,16 +29,16 @@ pub struct PollOutcome {
     pub valid_until: Option<OffsetDateTime>,
 }
 
-/// What a poll is recorded as, under its key.
-#[derive(Debug, Clone, Copy)]
-struct Outcome {
-    at: OffsetDateTime,
-    status: u16,
-    reason: &'static str,
-    valid_until: Option<OffsetDateTime>,
+/// What a poll was answered, recorded under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub at: OffsetDateTime,
+    pub status: u16,
+    pub reason: &'static str,
+    pub valid_until: Option<OffsetDateTime>,
 }
 
-type Latest = HashMap<InstanceName, HashMap<KeyId, Outcome>>;
+type Latest = HashMap<InstanceName, HashMap<KeyId, Answer>>;
 
 /// The latest outcome per key since the last write.
 #[derive(Debug, Default)]
@@ -70,21 +70,16 @@ pub fn queue() -> (PollQueue, PollBatch) {
 }
 
 impl PollQueue {
-    /// Keeps `outcome` as its key's latest, or drops it when [`BATCH`] other keys wait.
-    pub fn record(&self, outcome: PollOutcome) {
-        let entry = Outcome {
-            at: outcome.at,
-            status: outcome.status,
-            reason: outcome.reason,
-            valid_until: outcome.valid_until,
-        };
+    /// Keeps `answer` as the latest of `(instance, key_id)`, or drops it when [`BATCH`] other keys wait. Takes
+    /// the key by reference: a poll of a key already waiting allocates nothing.
+    pub fn record(&self, instance: &InstanceName, key_id: KeyId, answer: Answer) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = pending
             .latest
-            .get_mut(&outcome.instance)
-            .and_then(|keys| keys.get_mut(&outcome.key_id))
+            .get_mut(instance)
+            .and_then(|keys| keys.get_mut(&key_id))
         {
-            *slot = entry;
+            *slot = answer;
             return;
         }
         if pending.keys >= BATCH {
@@ -95,9 +90,9 @@ impl PollQueue {
         pending.keys += 1;
         pending
             .latest
-            .entry(outcome.instance)
+            .entry(instance.clone())
             .or_default()
-            .insert(outcome.key_id, entry);
+            .insert(key_id, answer);
     }
 
     /// Outcomes dropped so far (too many keys waiting).
@@ -180,24 +175,23 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn outcome(instance: &str, key_id: KeyId, status: u16) -> PollOutcome {
-        PollOutcome {
-            instance: InstanceName::parse(instance).unwrap(),
-            key_id,
+    fn record(queue: &PollQueue, instance: &str, key_id: KeyId, status: u16) {
+        let answer = Answer {
             at: OffsetDateTime::now_utc(),
             status,
             reason: "ok",
             valid_until: None,
-        }
+        };
+        queue.record(&InstanceName::parse(instance).unwrap(), key_id, answer);
     }
 
     #[test]
     fn keeps_the_latest_outcome_per_key_and_bounds_the_keys() {
         let (queue, batch) = queue();
         for status in [200, 404, 200, 404] {
-            queue.record(outcome("a", 1, status));
+            record(&queue, "a", 1, status);
         }
-        queue.record(outcome("b", 1, 200));
+        record(&queue, "b", 1, 200);
         let mut taken = batch.take();
         taken.sort_by_key(|o| o.instance.as_str().to_owned());
         assert_eq!(taken.len(), 2);
@@ -205,10 +199,10 @@ mod tests {
         assert!(batch.take().is_empty(), "taken outcomes are gone");
 
         for i in 0..BATCH as u64 + 5 {
-            queue.record(outcome("many", i, 200));
+            record(&queue, "many", i, 200);
         }
         // A key already waiting is updated even when full.
-        queue.record(outcome("many", 0, 503));
+        record(&queue, "many", 0, 503);
         assert_eq!(queue.dropped(), 5);
         let taken = batch.take();
         assert_eq!(taken.len(), BATCH);

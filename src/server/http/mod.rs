@@ -14,7 +14,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cert;
-use crate::fleet::polls::PollOutcome;
+use crate::fleet::polls::Answer;
 use crate::protocol::{parse_kek_path, PathError};
 use crate::runtime::AppState;
 use crate::server::peer::{ConnInfo, PeerPolicy};
@@ -146,14 +146,13 @@ fn observe(
         record.key_id,
         &record.verified_by,
     ) {
-        polls.record(PollOutcome {
-            instance: instance.clone(),
-            key_id,
+        let answer = Answer {
             at: OffsetDateTime::now_utc(),
             status: status.as_u16(),
             reason,
             valid_until: record.valid_until_at,
-        });
+        };
+        polls.record(instance, key_id, answer);
     }
 }
 
