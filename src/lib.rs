@@ -23,13 +23,16 @@ pub mod httpsig;
 pub mod keystore;
 pub mod permissions;
 pub mod protocol;
+pub mod quorum;
 pub mod secret;
 pub mod signers;
+pub mod switch;
 pub mod wrap;
 
 /// A bounded cache, shared by the certificate and wrap caches.
 mod cache;
 
+pub mod api;
 pub mod fleet;
 pub mod runtime;
 pub mod server;

@@ -302,7 +302,7 @@ fn run_server(config: Config) -> anyhow::Result<()> {
     let listen = loaded.config.server.listen;
     let admin = loaded.config.admin.listen;
     let summary = loaded.summary();
-    let daemon = loaded.into_daemon()?;
+    let mut daemon = loaded.into_daemon()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let service = tokio::net::TcpListener::bind(listen)
@@ -321,6 +321,13 @@ fn run_server(config: Config) -> anyhow::Result<()> {
         }
         if let Some(admin) = &admin {
             tracing::info!(address = %admin.local_addr()?, "admin listener: /healthz /readyz /metrics");
+        }
+        if let Some(address) = daemon.api_address() {
+            let api = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} ([api] listen)"))?;
+            tracing::info!(address = %api.local_addr()?, "admin API listener (signed requests): /v1/keys /v1/approvals");
+            daemon.listen_api(api);
         }
         tracing::info!(address = %service.local_addr()?, "listening");
         daemon.run(service, admin, server::shutdown_signal()).await;

@@ -41,7 +41,7 @@ impl Bed {
         let bed = Self::bare(pg, db, keys, ca).await;
         let (code, out, err) = bed.cli(&["db", "migrate"]).await;
         assert_eq!(code, 0, "{out}{err}");
-        assert!(out.contains("applied schema version 1"), "{out}");
+        assert!(out.contains("applied schema version 2"), "{out}");
         let keys_file = bed.work.path().join("keys.toml");
         let keys_file = keys_file.to_str().unwrap();
         let (code, out, err) = bed.cli(&["db", "import-states", "--from", keys_file]).await;
@@ -502,7 +502,7 @@ async fn migrations_race_safely_and_a_tampered_audit_row_is_named() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2);
     let bed = Bed {
         work,
         url_file,
@@ -510,7 +510,7 @@ async fn migrations_race_safely_and_a_tampered_audit_row_is_named() {
     };
     let (code, out, _) = bed.cli(&["db", "migrate"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("schema is current (version 1)"), "{out}");
+    assert!(out.contains("schema is current (version 2)"), "{out}");
 
     let keys_file = bed.work.path().join("keys.toml");
     bed.cli(&["db", "import-states", "--from", keys_file.to_str().unwrap()])

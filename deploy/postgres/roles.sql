@@ -27,3 +27,8 @@ GRANT SELECT, INSERT, UPDATE ON ccs_replica, ccs_poll TO ccs_serving;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON ccs_key_state TO ccs_operator;
 GRANT SELECT ON ccs_revision, ccs_replica, ccs_poll, ccs_audit, ccs_schema_version TO ccs_operator;
+
+-- The signed admin API (schema version 2): a replica that serves `[api]` changes key states
+-- and keeps the shared approvals and nonces, so its login needs ccs_operator as well, e.g.
+--   CREATE ROLE api_replica LOGIN PASSWORD '…' IN ROLE ccs_serving, ccs_operator;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ccs_approval, ccs_nonce TO ccs_operator;

@@ -323,7 +323,7 @@ pub fn status(
 ) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     with_db(pg, async |client| {
-        let keys = report::key_status(&*client, instance, key_id).await?;
+        let keys = report::key_status(&*client, Some(instance), key_id).await?;
         if keys.is_empty() {
             bail!("the fleet database has no such key for instance {instance}");
         }

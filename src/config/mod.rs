@@ -10,10 +10,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod api;
 mod parse;
 mod raw;
 mod state;
 
+pub use api::{ApiConfig, Quorum, MAX_QUORUM};
 pub use state::{PostgresConfig, StateConfig, UrlSource, DEFAULT_MAX_STALENESS};
 
 use crate::cert::{MAX_RSA_BITS, MIN_RSA_BITS_FLOOR};
@@ -45,6 +47,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[state]`: where the keys' states live (the key-store file, or PostgreSQL).
     pub state: StateConfig,
+    /// `[api]`: the signed admin API, when configured.
+    pub api: Option<ApiConfig>,
 }
 
 /// The source ranges the SaaS publishes for its CCS pollers: `allow = ["saas"]` stands for them.
@@ -231,6 +235,7 @@ impl Config {
         check("[admin]", self.admin != other.admin);
         check("[log]", self.log != other.log);
         check("[state]", self.state != other.state);
+        check("[api]", self.api != other.api);
         changed
     }
 }

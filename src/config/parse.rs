@@ -204,6 +204,12 @@ impl Config {
             },
             state: StateConfig::parse(&raw.state, &resolve)
                 .map_err(|(name, message)| field(name, message))?,
+            api: raw
+                .api
+                .as_ref()
+                .map(|api| ApiConfig::parse(api, &resolve))
+                .transpose()
+                .map_err(|(name, message)| field(name, message))?,
         })
     }
 }

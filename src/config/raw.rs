@@ -27,6 +27,7 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) state: RawState,
+    pub(super) api: Option<super::api::RawApi>,
 }
 
 #[derive(Deserialize, Default)]

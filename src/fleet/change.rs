@@ -3,36 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::{key_state, schema_missing, sql_time, FleetError};
-use crate::keystore::KeyState;
+use crate::keystore::{parse_time, KeyState};
 use crate::protocol::{InstanceName, KeyId};
 
-/// A change of state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// The soft kill switch (404).
-    Disable,
-    Enable,
-    /// The hard kill switch: `not_after` = this moment (never later than one already set).
-    Shutdown(OffsetDateTime),
-    /// Undo of `shutdown`: no `not_after`, or a later one.
-    Restore(Option<OffsetDateTime>),
-}
-
-impl Action {
-    /// Its name in the audit chain.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Disable => "disable",
-            Action::Enable => "enable",
-            Action::Shutdown(_) => "shutdown",
-            Action::Restore(_) => "restore",
-        }
-    }
-}
+pub use crate::switch::Action;
 
 /// One key changed: its state before and after.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +21,8 @@ pub struct Changed {
 }
 
 /// Applies `action` to `key_id` of `instance` (every key of the instance when `None`) in one
-/// transaction, as `actor` for `reason`. No such key: `Refused`.
+/// transaction, as `actor` for `reason`. No such key, or an action the key's state refuses:
+/// `Refused`.
 pub async fn change(
     client: &mut Client,
     actor: &str,
@@ -54,6 +32,20 @@ pub async fn change(
     reason: &str,
 ) -> Result<Vec<Changed>, FleetError> {
     let tx = client.transaction().await?;
+    let changed = change_in(&tx, actor, instance, key_id, action, reason).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// As [`change`], inside the caller's transaction (which commits it).
+pub async fn change_in(
+    tx: &Transaction<'_>,
+    actor: &str,
+    instance: &InstanceName,
+    key_id: Option<KeyId>,
+    action: Action,
+    reason: &str,
+) -> Result<Vec<Changed>, FleetError> {
     tx.execute(
         "SELECT set_config('ccs.actor', $1, true), set_config('ccs.reason', $2, true),
                 set_config('ccs.action', $3, true)",
@@ -65,7 +57,7 @@ pub async fn change(
         .transpose()?;
     let rows = tx
         .query(
-            "SELECT key_id, kcv, disabled, ccs_time(not_after) FROM ccs_key_state
+            "SELECT key_id, kcv, disabled, ccs_time(not_after), ccs_time(now()) FROM ccs_key_state
              WHERE instance = $1 AND ($2::int8 IS NULL OR key_id = $2)
              ORDER BY key_id FOR UPDATE",
             &[&instance.as_str(), &key_id],
@@ -74,7 +66,7 @@ pub async fn change(
         .map_err(schema_missing)?;
     if rows.is_empty() {
         let which = key_id.map_or_else(|| "any key".to_owned(), |k| format!("key_id {k}"));
-        return Err(FleetError::Refused(format!(
+        return Err(FleetError::NoSuchKey(format!(
             "the fleet database has no {which} for instance {instance}: add keys with `ccs-endpoint db import-states`"
         )));
     }
@@ -89,22 +81,16 @@ pub async fn change(
             row.get(2),
             not_after.as_deref(),
         )?;
-        let (disabled, not_after) = match action {
-            Action::Disable => (true, before.not_after),
-            Action::Enable => (false, before.not_after),
-            Action::Shutdown(at) => (
-                before.disabled,
-                Some(before.not_after.map_or(at, |t| t.min(at))),
-            ),
-            Action::Restore(until) => (before.disabled, until),
-        };
-        let not_after = not_after.map(sql_time);
+        // The database's clock decides what has passed, as it stamps the change.
+        let now = parse_time(&row.get::<_, String>(4)).map_err(FleetError::Refused)?;
+        let after = action.apply(&before, now).map_err(FleetError::Refused)?;
+        let not_after = after.not_after.map(sql_time);
         let row = tx
             .query_one(
                 "UPDATE ccs_key_state SET disabled = $3, not_after = $4::text::timestamptz
                  WHERE instance = $1 AND key_id = $2
                  RETURNING kcv, disabled, ccs_time(not_after), revision",
-                &[&instance.as_str(), &id, &disabled, &not_after],
+                &[&instance.as_str(), &id, &after.disabled, &not_after],
             )
             .await?;
         let not_after: Option<String> = row.get(2);
@@ -120,7 +106,6 @@ pub async fn change(
             revision: row.get(3),
         });
     }
-    tx.commit().await?;
     Ok(changed)
 }
 

@@ -14,6 +14,7 @@ use crate::keystore::{parse_time, KeyState};
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::Kcv;
 
+pub mod approvals;
 pub mod change;
 pub mod db;
 pub mod follow;
@@ -34,6 +35,9 @@ pub enum FleetError {
     Schema(String),
     #[error("{0}")]
     Refused(String),
+    /// The key (or the instance) is not in the database.
+    #[error("{0}")]
+    NoSuchKey(String),
 }
 
 /// A database error as an operator can act on it: the server's own message where there is one.

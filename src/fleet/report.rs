@@ -129,36 +129,34 @@ impl KeyStatus {
     }
 }
 
-/// The keys of `instance` (one key with `key_id`), with their last poll.
+/// The keys of `instance` (one key with `key_id`; every key of every instance with `None`),
+/// with their last poll.
 pub async fn key_status(
     client: &impl GenericClient,
-    instance: &InstanceName,
+    instance: Option<&InstanceName>,
     key_id: Option<KeyId>,
 ) -> Result<Vec<KeyStatus>, FleetError> {
     let key_id = key_id.and_then(|k| i64::try_from(k).ok());
+    let instance = instance.map(InstanceName::as_str);
     let rows = client
         .query(
             "SELECT k.key_id, k.kcv, k.disabled, ccs_time(k.not_after), k.revision,
                     ccs_time(k.changed_at), k.changed_by, k.reason,
-                    p.replica, ccs_time(p.at), p.status, p.reason, ccs_time(p.valid_until)
+                    p.replica, ccs_time(p.at), p.status, p.reason, ccs_time(p.valid_until),
+                    k.instance
              FROM ccs_key_state k
              LEFT JOIN ccs_poll p ON p.instance = k.instance AND p.key_id = k.key_id
-             WHERE k.instance = $1 AND ($2::int8 IS NULL OR k.key_id = $2)
-             ORDER BY k.key_id",
-            &[&instance.as_str(), &key_id],
+             WHERE ($1::text IS NULL OR k.instance = $1)
+               AND ($2::int8 IS NULL OR k.key_id = $2)
+             ORDER BY k.instance, k.key_id",
+            &[&instance, &key_id],
         )
         .await
         .map_err(schema_missing)?;
     rows.iter()
         .map(|r| {
             let not_after: Option<String> = r.get(3);
-            let state = key_state(
-                instance.as_str(),
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                not_after.as_deref(),
-            )?;
+            let state = key_state(r.get(13), r.get(0), r.get(1), r.get(2), not_after.as_deref())?;
             let last_poll = r.get::<_, Option<String>>(8).map(|replica| Poll {
                 replica,
                 at: r.get(9),

@@ -6,11 +6,18 @@ use tokio_postgres::Client;
 use super::FleetError;
 
 /// The schema's versions: (version, what it brings, its SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "key states, revisions, the audit chain, replicas, poll outcomes",
-    include_str!("schema.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "key states, revisions, the audit chain, replicas, poll outcomes",
+        include_str!("schema.sql"),
+    ),
+    (
+        2,
+        "the admin API's pending approvals and nonces",
+        include_str!("schema_api.sql"),
+    ),
+];
 
 /// The advisory lock `db migrate` holds ("ccs_migr").
 const LOCK: i64 = 0x6363_735f_6d69_6772;

@@ -31,6 +31,9 @@ pub enum LoadError {
     /// `[state] backend = "postgres"` whose URL or CA cannot be read.
     #[error("[state]: {0}")]
     Fleet(String),
+    /// `[api]` whose signers file cannot be used.
+    #[error("[api]: {0}")]
+    Api(String),
 }
 
 /// A loaded part, with what an operator should fix that does not stop it from serving.

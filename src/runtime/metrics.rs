@@ -25,6 +25,12 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    action: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ComponentLabel {
     component: &'static str,
 }
@@ -89,6 +95,8 @@ pub struct Metrics {
     ready: Gauge<i64, AtomicI64>,
     backend_up: Gauge<i64, AtomicI64>,
     audit_chain_ok: Gauge<i64, AtomicI64>,
+    api_requests: Family<ApiLabels, Counter>,
+    api_signers_ok: Gauge<i64, AtomicI64>,
     /// The fleet state's figures (exported with `[state] backend = "postgres"` only).
     pub fleet: Arc<FleetGauges>,
     /// Serialises rendering (the registry encoder takes `&Registry`; the lock keeps scrapes whole).
@@ -234,6 +242,19 @@ impl Metrics {
             "1 when the key backend's last token call (a poll's wrap or the readiness test wrap) succeeded; always 1 for the file backend",
             backend_up.clone(),
         );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "ccs_api_requests",
+            "Signed admin API requests by action and HTTP status (401: refused signatures)",
+            api_requests.clone(),
+        );
+        let api_signers_ok = Gauge::<i64, AtomicI64>::default();
+        api_signers_ok.set(1);
+        registry.register(
+            "ccs_api_signers_ok",
+            "1 while the admin API's signers file loads; 0 while it cannot be used (every API request answers 503; alert on this)",
+            api_signers_ok.clone(),
+        );
         Self {
             registry,
             requests,
@@ -252,6 +273,8 @@ impl Metrics {
             ready,
             backend_up,
             audit_chain_ok,
+            api_requests,
+            api_signers_ok,
             fleet,
             render_lock: Mutex::new(()),
         }
@@ -344,6 +367,18 @@ impl Metrics {
     /// Whether the key backend's last token call succeeded.
     pub fn audit_chain(&self, ok: bool) {
         self.audit_chain_ok.set(i64::from(ok));
+    }
+
+    /// One admin API request answered.
+    pub fn api_request(&self, action: &'static str, status: u16) {
+        self.api_requests
+            .get_or_create(&ApiLabels { action, status })
+            .inc();
+    }
+
+    /// Whether the admin API's signers file is usable.
+    pub fn api_signers(&self, ok: bool) {
+        self.api_signers_ok.set(i64::from(ok));
     }
 
     pub fn set_backend_up(&self, up: bool) {

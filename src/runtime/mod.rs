@@ -11,7 +11,7 @@ pub mod log_filter;
 pub(crate) mod metrics;
 mod process;
 pub mod reload;
-mod settle;
+pub(crate) mod settle;
 pub(crate) mod state;
 mod summary;
 mod watch;

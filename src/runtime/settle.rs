@@ -12,9 +12,9 @@ const SETTLE_STEP: Duration = Duration::from_millis(100);
 const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 /// What identifies a version of a file without reading it: device, inode, size, mtime.
-pub(super) type Stamp = Option<(u64, u64, u64, i64, i64)>;
+pub(crate) type Stamp = Option<(u64, u64, u64, i64, i64)>;
 
-pub(super) fn stamp(path: &Path) -> Stamp {
+pub(crate) fn stamp(path: &Path) -> Stamp {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

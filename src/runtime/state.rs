@@ -2,14 +2,16 @@
 //! reload), the wrap settings, metrics and readiness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
 use super::keys::Keys;
 use super::metrics::Metrics;
 use crate::cert::TrustStore;
-use crate::fleet::polls::PollQueue;
+use crate::fleet::polls::{Answer, PollQueue, BATCH};
+use crate::protocol::{InstanceName, KeyId};
 use crate::keystore::KeyStore;
 use crate::wrap::WrapOptions;
 
@@ -24,6 +26,36 @@ pub struct AppState {
     ready: AtomicBool,
     /// Where poll outcomes go, in a fleet (`[state] backend = "postgres"`).
     pub polls: OnceLock<Arc<PollQueue>>,
+    /// The last poll outcome of each key, on a single node (the admin API's key status; a
+    /// fleet keeps it in the database).
+    pub last_polls: LastPolls,
+}
+
+/// The latest poll outcome per key, for at most [`BATCH`] keys (only polls whose certificate
+/// verified are recorded, so only the SaaS can add keys; beyond the bound they are not kept).
+#[derive(Debug, Default)]
+pub struct LastPolls(Mutex<(usize, HashMap<InstanceName, HashMap<KeyId, Answer>>)>);
+
+impl LastPolls {
+    /// Keeps `answer` as the latest of its key (a key already known allocates nothing).
+    pub fn record(&self, instance: &InstanceName, key_id: KeyId, answer: Answer) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (keys, by_instance) = &mut *last;
+        if let Some(slot) = by_instance.get_mut(instance).and_then(|k| k.get_mut(&key_id)) {
+            *slot = answer;
+        } else if *keys < BATCH {
+            *keys += 1;
+            by_instance
+                .entry(instance.clone())
+                .or_default()
+                .insert(key_id, answer);
+        }
+    }
+
+    pub fn get(&self, instance: &InstanceName, key_id: KeyId) -> Option<Answer> {
+        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        last.1.get(instance).and_then(|k| k.get(&key_id)).copied()
+    }
 }
 
 impl AppState {
@@ -43,6 +75,7 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(false),
             polls: OnceLock::new(),
+            last_polls: LastPolls::default(),
         }
     }
 

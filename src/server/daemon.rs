@@ -11,7 +11,11 @@ use tokio::net::TcpListener;
 use super::notify::notify;
 use super::peer::PeerPolicy;
 use super::{admin, http, listener, tls, ServerOptions};
+use crate::api::{self, Api, Backend, FileBackend, FleetBackend, SignersFile};
 use crate::chain;
+use crate::config::Backend as KeyBackend;
+use crate::fleet::db::Target;
+use crate::keystore::SecretsIn;
 use crate::runtime::fleet::Fleet;
 use crate::runtime::identity::{CertSwitch, TlsError};
 use crate::runtime::metrics::Metrics;
@@ -71,6 +75,20 @@ impl Loaded {
         if let Some(fleet) = &fleet {
             let _ = state.polls.set(Arc::clone(&fleet.polls));
         }
+        let api_parts = config.api.clone().map(|api| {
+            let secrets = match config.keys.backend {
+                KeyBackend::Pkcs11(_) => SecretsIn::Token,
+                KeyBackend::File => SecretsIn::File,
+            };
+            let store = config.keys.file.clone();
+            let allow_open = config.keys.allow_insecure_permissions;
+            (api, store, secrets, allow_open, config.state.postgres().cloned())
+        });
+        let api_tls = tls::api_config(Arc::clone(&switch)).map_err(|e| TlsError {
+            file: config.tls.cert.clone(),
+            message: e.to_string(),
+        })?;
+        let request_timeout = config.limits.request_timeout;
         let reloader = Arc::new(Reloader::new(
             config,
             self.source,
@@ -78,7 +96,41 @@ impl Loaded {
             switch,
             fleet.as_ref().map(Fleet::local),
         ));
+        let api = match api_parts {
+            None => None,
+            Some((config, store, secrets, allow_open, pg)) => {
+                let signers = SignersFile::open(
+                    config.signers.clone(),
+                    allow_open,
+                    Arc::clone(&state.metrics),
+                )
+                .map_err(LoadError::Api)?;
+                let backend = match pg {
+                    None => Backend::File(FileBackend::new(
+                        store,
+                        secrets,
+                        Arc::clone(&state),
+                        Arc::clone(&reloader),
+                    )),
+                    Some(pg) => Backend::Fleet(FleetBackend {
+                        target: Target::new(&pg, "ccs-endpoint api")
+                            .map_err(|e| LoadError::Fleet(e.to_string()))?,
+                        max_staleness: pg.max_staleness,
+                        wait: api::fleet_wait(request_timeout),
+                    }),
+                };
+                let api = Api {
+                    config,
+                    signers,
+                    backend,
+                    metrics: Arc::clone(&state.metrics),
+                };
+                Some((Arc::new(api), api_tls))
+            }
+        };
         Ok(Daemon {
+            api,
+            api_listener: None,
             fleet,
             state,
             reloader,
@@ -92,6 +144,10 @@ impl Loaded {
 /// A server ready to run: the state requests share, and what keeps it current.
 pub struct Daemon {
     pub state: Arc<AppState>,
+    /// The signed admin API and its TLS settings, with `[api]`.
+    api: Option<(Arc<Api>, Arc<ServerConfig>)>,
+    /// Where it listens (see `listen_api`).
+    api_listener: Option<TcpListener>,
     /// The fleet side, with `[state] backend = "postgres"` (started by `run`).
     fleet: Option<Fleet>,
     pub reloader: Arc<Reloader>,
@@ -101,6 +157,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Where `[api]` asks the admin API to listen, if it is configured.
+    pub fn api_address(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().map(|(api, _)| api.config.listen)
+    }
+
+    /// Serves the admin API on `listener` (bound by the caller at `api_address`).
+    pub fn listen_api(&mut self, listener: TcpListener) {
+        self.api_listener = Some(listener);
+    }
+
     /// The service's routes over this daemon's state.
     pub fn router(&self) -> Router {
         http::router(Arc::clone(&self.state), self.options.policy.clone())
@@ -143,6 +209,28 @@ impl Daemon {
                 },
             ))
         });
+        let api = match (self.api, self.api_listener) {
+            (Some((api, tls)), Some(listener)) => {
+                let mut stopped = stopped.clone();
+                // The service's limits; every client may ask (the signature decides).
+                let options = ServerOptions {
+                    limits: self.options.limits,
+                    proxy_protocol: false,
+                    policy: PeerPolicy::new(None, Vec::new()),
+                    metrics: Arc::clone(&self.options.metrics),
+                };
+                Some(tokio::spawn(listener::run(
+                    listener,
+                    tls,
+                    api::router(api),
+                    options,
+                    async move {
+                        let _ = stopped.changed().await;
+                    },
+                )))
+            }
+            _ => None,
+        };
         self.state.set_ready(true);
         notify("READY=1");
         let state = Arc::clone(&self.state);
@@ -156,6 +244,9 @@ impl Daemon {
         let _ = watcher.await;
         if let Some(admin) = admin {
             let _ = admin.await;
+        }
+        if let Some(api) = api {
+            let _ = api.await;
         }
         if let Some(follower) = follower {
             // Marks this replica stopped, so `--wait` does not wait for it (bounded).

@@ -26,6 +26,15 @@ fn provider() -> rustls::crypto::CryptoProvider {
 /// TLS 1.3 and 1.2, HTTP/2 and HTTP/1.1 by ALPN, the certificate from `switch`; the server's
 /// order of cipher suites wins.
 pub fn server_config(switch: Arc<CertSwitch>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    config(switch, &[b"h2", b"http/1.1"])
+}
+
+/// The admin API's: as the service's, HTTP/1.1 only.
+pub fn api_config(switch: Arc<CertSwitch>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    config(switch, &[b"http/1.1"])
+}
+
+fn config(switch: Arc<CertSwitch>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&TLS13, &TLS12])?
         .with_no_client_auth()
@@ -34,6 +43,6 @@ pub fn server_config(switch: Arc<CertSwitch>) -> Result<Arc<ServerConfig>, rustl
     // One TLS 1.3 ticket (rustls sends two by default): a poller reconnects once per poll, so
     // one resumption is all it can use, and each ticket costs a key derivation and a write.
     config.send_tls13_tickets = 1;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -140,19 +140,20 @@ fn observe(
     }
     // In a fleet, the outcome of a poll whose certificate passed is queued for the database
     // (`keys status`: "the kill reached the database"); never waited on.
-    if let (Some(polls), Some(instance), Some(key_id), Some(_)) = (
-        state.polls.get(),
-        &record.instance,
-        record.key_id,
-        &record.verified_by,
-    ) {
+    // On a single node it is kept in memory for the admin API's key status.
+    if let (Some(instance), Some(key_id), Some(_)) =
+        (&record.instance, record.key_id, &record.verified_by)
+    {
         let answer = Answer {
             at: OffsetDateTime::now_utc(),
             status: status.as_u16(),
             reason,
             valid_until: record.valid_until_at,
         };
-        polls.record(instance, key_id, answer);
+        match state.polls.get() {
+            Some(polls) => polls.record(instance, key_id, answer),
+            None => state.last_polls.record(instance, key_id, answer),
+        }
     }
 }
 

@@ -1,0 +1,386 @@
+//! Where the admin API reads and changes key states: the key-store file of a single node (its
+//! audit chain beside it, its approvals and nonces in memory), or a fleet's database (all three
+//! shared by every replica). Both follow the same steps: the key must exist and the action must
+//! apply to its state (404, 409) before a signer's ballot is counted; a change that reaches its
+//! quorum is made, recorded with its signers, and served before the answer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::chain::{self, AuditFile};
+use crate::fleet::change::{change_in, wait_applied};
+use crate::fleet::db::Target;
+use crate::fleet::{approvals, report, FleetError};
+use crate::httpsig::{NonceCache, Refusal};
+use crate::keystore::{read_entries, KeyState, SecretsIn};
+use crate::protocol::{InstanceName, KeyId};
+use crate::quorum::{Ballot, Book, Pending, Vote};
+use crate::runtime::state::AppState;
+use crate::runtime::reload::{Part, Reloader};
+use crate::switch::Action;
+use crate::tools::keyfile::KeyFile;
+
+/// Nonces remembered at once on a single node.
+const NONCES: usize = 10_000;
+
+/// A key as the API shows it.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    pub state: KeyState,
+    /// The last poll: replica (a fleet's), time, status, reason, validUntil.
+    pub last_poll: Option<report::Poll>,
+    /// In a fleet: the revision, time, actor and reason of its last change.
+    pub changed: Option<(i64, String, String, String)>,
+}
+
+/// What a change request came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Applied {
+        revision: i64,
+        applied: usize,
+        total: usize,
+        approvers: Vec<String>,
+        key: KeyState,
+    },
+    Pending(Pending),
+}
+
+/// Why a request could not be served, by the status it answers.
+#[derive(Debug)]
+pub enum Failure {
+    /// 404.
+    NoSuchKey(String),
+    /// 409: the action does not apply to the key's state.
+    Refused(String),
+    /// 503: the state cannot be read or changed now (the caller may retry).
+    Unavailable(String),
+}
+
+impl From<FleetError> for Failure {
+    fn from(e: FleetError) -> Self {
+        match e {
+            FleetError::NoSuchKey(m) => Failure::NoSuchKey(m),
+            FleetError::Refused(m) => Failure::Refused(m),
+            other => Failure::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The state the API works on.
+pub enum Backend {
+    File(FileBackend),
+    Fleet(FleetBackend),
+}
+
+/// A single node: the key-store file, reloaded into the running server after a change.
+pub struct FileBackend {
+    pub store: PathBuf,
+    pub secrets: SecretsIn,
+    pub state: Arc<AppState>,
+    pub reloader: Arc<Reloader>,
+    pub book: Book,
+    pub nonces: NonceCache,
+}
+
+/// A fleet: its database, connected per request (the API is seldom called).
+pub struct FleetBackend {
+    pub target: Target,
+    pub max_staleness: Duration,
+    /// How long a change waits for the live replicas to apply it before answering.
+    pub wait: Duration,
+}
+
+impl FileBackend {
+    pub fn new(
+        store: PathBuf,
+        secrets: SecretsIn,
+        state: Arc<AppState>,
+        reloader: Arc<Reloader>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            state,
+            reloader,
+            book: Book::default(),
+            nonces: NonceCache::new(NONCES),
+        }
+    }
+}
+
+fn file_view(state: &AppState, key: KeyState) -> KeyView {
+    let last_poll = state.last_polls.get(&key.instance, key.key_id).map(|a| {
+        report::Poll {
+            replica: String::new(),
+            at: crate::protocol::format_timestamp(a.at),
+            status: a.status,
+            reason: a.reason.to_owned(),
+            valid_until: a.valid_until.map(crate::protocol::format_timestamp),
+        }
+    });
+    KeyView {
+        state: key,
+        last_poll,
+        changed: None,
+    }
+}
+
+fn fleet_view(status: report::KeyStatus) -> KeyView {
+    KeyView {
+        state: status.state,
+        last_poll: status.last_poll,
+        changed: Some((
+            status.revision,
+            status.changed_at,
+            status.changed_by,
+            status.reason,
+        )),
+    }
+}
+
+impl Backend {
+    /// Takes a verified signature's nonce, or refuses a replay.
+    pub async fn take_nonce(
+        &self,
+        signer: &str,
+        nonce: &str,
+        created: i64,
+        now: i64,
+        skew: i64,
+    ) -> Result<(), Result<Refusal, Failure>> {
+        match self {
+            Backend::File(file) => file
+                .nonces
+                .take(signer, nonce, created, now, skew)
+                .map_err(Ok),
+            Backend::Fleet(fleet) => {
+                let session = fleet.target.connect().await.map_err(|e| Err(e.into()))?;
+                let until = created.saturating_add(skew);
+                match approvals::take_nonce(&session.client, signer, nonce, until, now).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(Ok(Refusal::Replayed(nonce.to_owned()))),
+                    Err(e) => Err(Err(e.into())),
+                }
+            }
+        }
+    }
+
+    /// Every key (`None`), or one key.
+    pub async fn keys(&self, key: Option<(&InstanceName, KeyId)>) -> Result<Vec<KeyView>, Failure> {
+        match self {
+            Backend::File(file) => {
+                let store = file.state.keys.store();
+                Ok(store
+                    .list()
+                    .into_iter()
+                    .filter(|k| key.is_none_or(|(i, id)| &k.instance == i && k.key_id == id))
+                    .map(|k| file_view(&file.state, k))
+                    .collect())
+            }
+            Backend::Fleet(fleet) => {
+                let session = fleet.target.connect().await?;
+                let (instance, key_id) = key.map_or((None, None), |(i, k)| (Some(i), Some(k)));
+                let keys = report::key_status(&session.client, instance, key_id).await?;
+                Ok(keys.into_iter().map(fleet_view).collect())
+            }
+        }
+    }
+
+    /// The approvals pending now.
+    pub async fn approvals(&self) -> Result<Vec<Pending>, Failure> {
+        match self {
+            Backend::File(file) => Ok(file.book.list(OffsetDateTime::now_utc())),
+            Backend::Fleet(fleet) => {
+                let session = fleet.target.connect().await?;
+                Ok(approvals::list(&session.client).await?)
+            }
+        }
+    }
+
+    /// Counts `ballot` for `action` and, at its quorum `required`, makes the change.
+    pub async fn change(
+        &self,
+        ballot: Ballot,
+        action: Action,
+        required: u32,
+        timeout: Duration,
+    ) -> Result<Outcome, Failure> {
+        match self {
+            Backend::File(file) => {
+                let (store, secrets) = (file.store.clone(), file.secrets);
+                let reloader = Arc::clone(&file.reloader);
+                // The book is shared; the file work blocks.
+                let book = &file.book;
+                let instance = InstanceName::parse(&ballot.instance)
+                    .map_err(|e| Failure::NoSuchKey(e.to_string()))?;
+                let now = OffsetDateTime::now_utc();
+                let before = find(&store, secrets, &instance, ballot.key_id)?;
+                action.apply(&before, now).map_err(Failure::Refused)?;
+                let vote = book
+                    .vote(&ballot, required, timeout, now)
+                    .map_err(|e| Failure::Unavailable(e.to_string()))?;
+                let (approvers, reasons) = match vote {
+                    Vote::Pending(p) => return Ok(Outcome::Pending(p)),
+                    Vote::Reached { approvers, reasons } => (approvers, reasons),
+                };
+                let key_id = ballot.key_id;
+                let work = move || {
+                    write_change(
+                        &store, secrets, &reloader, &instance, key_id, action, &approvers,
+                        &reasons,
+                    )
+                    .map(|(revision, key)| Outcome::Applied {
+                        revision,
+                        applied: 1,
+                        total: 1,
+                        approvers,
+                        key,
+                    })
+                };
+                tokio::task::spawn_blocking(work)
+                    .await
+                    .map_err(|e| Failure::Unavailable(format!("the change did not finish: {e}")))?
+            }
+            Backend::Fleet(fleet) => fleet.change(ballot, action, required, timeout).await,
+        }
+    }
+}
+
+/// The key's state in the file now.
+fn find(
+    store: &std::path::Path,
+    secrets: SecretsIn,
+    instance: &InstanceName,
+    key_id: KeyId,
+) -> Result<KeyState, Failure> {
+    let entries = read_entries(store, secrets)
+        .map_err(|e| Failure::Unavailable(format!("the key store cannot be read: {e}")))?;
+    entries
+        .into_iter()
+        .map(|e| e.state)
+        .find(|k| &k.instance == instance && k.key_id == key_id)
+        .ok_or_else(|| {
+            Failure::NoSuchKey(format!("no key for instance {instance}, key_id {key_id}"))
+        })
+}
+
+/// Writes a reached change to the key-store file (its chain locked first, so the server's own
+/// reload does not record it as `file`), records it with its signers, and reloads the server.
+#[allow(clippy::too_many_arguments)]
+fn write_change(
+    store: &std::path::Path,
+    secrets: SecretsIn,
+    reloader: &Reloader,
+    instance: &InstanceName,
+    key_id: KeyId,
+    action: Action,
+    approvers: &[String],
+    reasons: &[String],
+) -> Result<(i64, KeyState), Failure> {
+    let chain = AuditFile::beside(store);
+    let mut locked = chain
+        .lock(Duration::from_secs(5))
+        .map_err(|e| {
+            tracing::warn!(%e, "the API's change goes ahead but is not recorded in the audit chain");
+        })
+        .ok();
+    let now = OffsetDateTime::now_utc();
+    let before = find(store, secrets, instance, key_id)?;
+    let after = action.apply(&before, now).map_err(Failure::Refused)?;
+    let unavailable = |e: crate::tools::keyfile::KeyFileError| Failure::Unavailable(e.to_string());
+    let mut file = KeyFile::open_with(store, secrets).map_err(unavailable)?;
+    file.set_disabled(instance, key_id, after.disabled)
+        .map_err(unavailable)?;
+    file.set_not_after(instance, Some(key_id), after.not_after)
+        .map_err(unavailable)?;
+    let states = file.save().map_err(unavailable)?;
+    let key = states
+        .iter()
+        .find(|k| &k.instance == instance && k.key_id == key_id)
+        .cloned()
+        .ok_or_else(|| Failure::Unavailable("the key vanished from the store".into()))?;
+    let mut revision = 0;
+    if let Some(locked) = &mut locked {
+        let actor = Vote::actor(approvers);
+        let reason = Vote::reason(approvers, reasons);
+        let old = chain::states([&before]);
+        let new = chain::states([&key]);
+        let changes = chain::changes(&old, &new, &actor, &reason, now);
+        match locked.append(&changes).and_then(|_| locked.read()) {
+            Ok(records) => revision = records.last().map_or(0, |r| r.seq as i64),
+            Err(e) => tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain"),
+        }
+    }
+    drop(locked);
+    let report = reloader.reload(false, "api");
+    if let Some((_, error)) = report.failed.iter().find(|(part, _)| *part == Part::Keys) {
+        return Err(Failure::Unavailable(format!(
+            "the key store was written but the server could not load it ({error}); keys it cannot confirm answer 503"
+        )));
+    }
+    Ok((revision, key))
+}
+
+impl FleetBackend {
+    async fn change(
+        &self,
+        ballot: Ballot,
+        action: Action,
+        required: u32,
+        timeout: Duration,
+    ) -> Result<Outcome, Failure> {
+        let mut session = self.target.connect().await?;
+        let tx = session
+            .client
+            .transaction()
+            .await
+            .map_err(FleetError::from)?;
+        let instance = InstanceName::parse(&ballot.instance)
+            .map_err(|e| Failure::NoSuchKey(e.to_string()))?;
+        // The key must exist and the action apply before a ballot is counted (checked again,
+        // under the row's lock, when the change is made).
+        let key = report::key_status(&tx, Some(&instance), Some(ballot.key_id)).await?;
+        let Some(key) = key.into_iter().next() else {
+            return Err(Failure::NoSuchKey(format!(
+                "the fleet database has no key_id {} for instance {instance}",
+                ballot.key_id
+            )));
+        };
+        action
+            .apply(&key.state, OffsetDateTime::now_utc())
+            .map_err(Failure::Refused)?;
+        let vote = approvals::vote(&tx, &ballot, required, timeout).await?;
+        let (approvers, reasons) = match vote {
+            Vote::Pending(p) => {
+                tx.commit().await.map_err(FleetError::from)?;
+                return Ok(Outcome::Pending(p));
+            }
+            Vote::Reached { approvers, reasons } => (approvers, reasons),
+        };
+        let actor = Vote::actor(&approvers);
+        let reason = Vote::reason(&approvers, &reasons);
+        let changed = change_in(&tx, &actor, &instance, Some(ballot.key_id), action, &reason).await?;
+        tx.commit().await.map_err(FleetError::from)?;
+        let Some(changed) = changed.into_iter().next() else {
+            return Err(Failure::NoSuchKey("the key vanished".into()));
+        };
+        let applied = wait_applied(
+            &session.client,
+            changed.revision,
+            self.max_staleness,
+            self.wait,
+        )
+        .await?;
+        Ok(Outcome::Applied {
+            revision: changed.revision,
+            applied: applied.applied.len(),
+            total: applied.applied.len() + applied.laggards.len(),
+            approvers,
+            key: changed.after,
+        })
+    }
+}

@@ -1,0 +1,361 @@
+//! The signed admin API (PRODUCT.md §9): the remote kill switch. Its own HTTPS listener (the
+//! server's TLS identity, HTTP/1.1), every request signed with HTTP Message Signatures
+//! (RFC 9421, HMAC) by a signer of the signers file, the actions each signer may take, quorum
+//! for the changes, and JSON in and out with `Cache-Control: no-store`.
+//!
+//! A request is judged in this order: the endpoint (404/405/400 — public knowledge), the
+//! signature (401, the message names the rule), the signer's right to the action (403), the
+//! nonce (401 on a replay; taken only once the signature verified, so only signers fill the
+//! cache), the body (400), then the key (404) and whether the action applies to its state (409).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::config::ApiConfig;
+use crate::httpsig::{Message, Refusal};
+use crate::protocol::format_timestamp;
+use crate::quorum::Ballot;
+use crate::runtime::metrics::Metrics;
+
+mod auth;
+pub mod backend;
+mod routes;
+mod signers_file;
+
+pub use auth::authenticate;
+pub use backend::{Backend, FileBackend, FleetBackend};
+pub use routes::{ChangeBody, Route};
+pub use signers_file::SignersFile;
+
+use backend::{Failure, KeyView, Outcome};
+use routes::NoRoute;
+
+/// The largest request body taken (a change's JSON is a few hundred bytes).
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// What the API's requests share.
+pub struct Api {
+    pub config: ApiConfig,
+    pub signers: SignersFile,
+    pub backend: Backend,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The API's routes over `api`.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new().fallback(handle).with_state(api)
+}
+
+/// An answer: JSON, never cached.
+fn answer(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    answer(status, &json!({ "error": code, "message": message }))
+}
+
+fn refusal(refusal: &Refusal) -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        &refusal.to_string(),
+    )
+}
+
+fn failure(failure: Failure) -> Response {
+    match failure {
+        Failure::NoSuchKey(m) => error(StatusCode::NOT_FOUND, "no_such_key", &m),
+        Failure::Refused(m) => error(StatusCode::CONFLICT, "refused", &m),
+        Failure::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &m),
+    }
+}
+
+/// A key as JSON.
+fn key_json(view: &KeyView, now: OffsetDateTime) -> Value {
+    let key = &view.state;
+    let state = match key.condition(now) {
+        crate::keystore::Condition::Active { .. } => "active",
+        crate::keystore::Condition::Disabled => "disabled",
+        crate::keystore::Condition::ShutDown(_) => "shut_down",
+    };
+    let mut value = json!({
+        "instance": key.instance.as_str(),
+        "key_id": key.key_id,
+        "kcv": key.kcv.to_string(),
+        "state": state,
+        "disabled": key.disabled,
+        "not_after": key.not_after.map(format_timestamp),
+        "last_poll": view.last_poll.as_ref().map(|p| json!({
+            "at": p.at,
+            "replica": (!p.replica.is_empty()).then_some(&p.replica),
+            "status": p.status,
+            "reason": p.reason,
+            "validUntil": p.valid_until,
+        })),
+    });
+    if let (Some((revision, at, by, reason)), Some(object)) = (&view.changed, value.as_object_mut())
+    {
+        object.insert(
+            "last_change".into(),
+            json!({ "revision": revision, "at": at, "actor": by, "reason": reason }),
+        );
+    }
+    value
+}
+
+async fn handle(State(api): State<Arc<Api>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let route = Route::parse(&parts.method, parts.uri.path());
+    let action = route.as_ref().map_or("none", |r| r.permission().name());
+    let (response, signer) = match route {
+        Err(NoRoute::NotFound) => (
+            error(StatusCode::NOT_FOUND, "not_found", "no such endpoint: see GET /v1/keys, GET /v1/keys/{instance}/{key_id}, GET /v1/approvals, POST /v1/keys/{instance}/{key_id}/{disable|enable|shutdown|renew}"),
+            None,
+        ),
+        Err(NoRoute::Method(allowed)) => {
+            let mut response = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("this endpoint takes {allowed} only"),
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allowed));
+            (response, None)
+        }
+        Err(NoRoute::BadName(message)) => {
+            (error(StatusCode::BAD_REQUEST, "bad_request", &message), None)
+        }
+        Ok(route) => match axum::body::to_bytes(body, MAX_BODY).await {
+            Err(_) => (
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    &format!("the body is larger than {MAX_BODY} bytes, or was cut short"),
+                ),
+                None,
+            ),
+            Ok(body) => api.serve(route, &parts, &body).await,
+        },
+    };
+    let status = response.status().as_u16();
+    api.metrics.api_request(action, status);
+    tracing::info!(
+        target: "ccs_endpoint::audit",
+        event = "api_request",
+        method = %parts.method,
+        path = parts.uri.path(),
+        action,
+        signer = signer.as_deref().unwrap_or("-"),
+        status,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "admin API request"
+    );
+    response
+}
+
+impl Api {
+    /// Authenticates, authorises and serves `route`: the answer, and who signed it.
+    async fn serve(
+        &self,
+        route: Route,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+    ) -> (Response, Option<String>) {
+        let Some(host) = parts.headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+            return (
+                error(StatusCode::BAD_REQUEST, "bad_request", "no Host header"),
+                None,
+            );
+        };
+        let headers: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
+        let message = Message {
+            method: parts.method.as_str(),
+            authority: host,
+            path_and_query: path,
+            headers: &headers,
+            body,
+        };
+        let signers = match self.signers.current() {
+            Ok(signers) => signers,
+            Err(e) => {
+                let message = format!("the signers file cannot be used, so no request can be authenticated until it is fixed: {e}");
+                return (
+                    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &message),
+                    None,
+                );
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let skew = i64::try_from(self.config.clock_skew.as_secs()).unwrap_or(60);
+        let (signer, params) = match authenticate(&message, &signers, now, skew) {
+            Ok(found) => found,
+            Err(refused) => return (refusal(&refused), None),
+        };
+        let key_id = signer.key_id.clone();
+        if parts.method == axum::http::Method::POST
+            && !params.components.iter().any(|c| c == "content-digest")
+        {
+            let refused = Refusal::NotCovered("content-digest (required for every POST)");
+            return (refusal(&refused), Some(key_id));
+        }
+        let permission = route.permission();
+        if !signer.actions.contains(&permission) {
+            let message = format!(
+                "key id {key_id:?} may not {}: its actions are {}",
+                permission.name(),
+                signer
+                    .actions
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return (
+                error(StatusCode::FORBIDDEN, "forbidden", &message),
+                Some(key_id),
+            );
+        }
+        if let Err(e) = self
+            .backend
+            .take_nonce(&key_id, &params.nonce, params.created, now.unix_timestamp(), skew)
+            .await
+        {
+            let response = match e {
+                Ok(refused) => refusal(&refused),
+                Err(f) => failure(f),
+            };
+            return (response, Some(key_id));
+        }
+        let response = match self.route(route, body, &key_id, now).await {
+            Ok(response) => response,
+            Err(f) => failure(f),
+        };
+        (response, Some(key_id))
+    }
+
+    async fn route(
+        &self,
+        route: Route,
+        body: &[u8],
+        signer: &str,
+        now: OffsetDateTime,
+    ) -> Result<Response, Failure> {
+        match route {
+            Route::Keys => {
+                let keys = self.backend.keys(None).await?;
+                let keys: Vec<Value> = keys.iter().map(|k| key_json(k, now)).collect();
+                Ok(answer(StatusCode::OK, &json!({ "keys": keys })))
+            }
+            Route::Key(instance, key_id) => {
+                let keys = self.backend.keys(Some((&instance, key_id))).await?;
+                match keys.first() {
+                    Some(key) => Ok(answer(StatusCode::OK, &key_json(key, now))),
+                    None => Err(Failure::NoSuchKey(format!(
+                        "no key for instance {instance}, key_id {key_id}"
+                    ))),
+                }
+            }
+            Route::Approvals => {
+                let approvals = self.backend.approvals().await?;
+                Ok(answer(StatusCode::OK, &json!({ "approvals": approvals })))
+            }
+            Route::Change(instance, key_id, permission) => {
+                let parsed = ChangeBody::parse(body).and_then(|b| {
+                    let (action, target) = b.action(permission, now)?;
+                    Ok((b, action, target))
+                });
+                let (body, action, target) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(message) => {
+                        return Ok(error(StatusCode::BAD_REQUEST, "bad_request", &message))
+                    }
+                };
+                let ballot = Ballot {
+                    instance: instance.as_str().to_owned(),
+                    key_id,
+                    action: permission.name(),
+                    target,
+                    signer: signer.to_owned(),
+                    reason: body.reason,
+                };
+                let required = self.config.quorum.required(permission);
+                let outcome = self
+                    .backend
+                    .change(ballot, action, required, self.config.approval_timeout)
+                    .await?;
+                Ok(outcome_response(outcome, now))
+            }
+        }
+    }
+}
+
+fn outcome_response(outcome: Outcome, now: OffsetDateTime) -> Response {
+    match outcome {
+        Outcome::Applied {
+            revision,
+            applied,
+            total,
+            approvers,
+            key,
+        } => {
+            let view = KeyView {
+                state: key,
+                last_poll: None,
+                changed: None,
+            };
+            let mut key = key_json(&view, now);
+            if let Some(object) = key.as_object_mut() {
+                object.remove("last_poll");
+            }
+            answer(
+                StatusCode::OK,
+                &json!({
+                    "status": "applied",
+                    "revision": revision,
+                    "replicas": { "applied": applied, "total": total },
+                    "approvers": approvers,
+                    "key": key,
+                }),
+            )
+        }
+        Outcome::Pending(pending) => answer(
+            StatusCode::ACCEPTED,
+            &json!({
+                "status": "pending",
+                "approval": pending.id,
+                "approvals": pending.approvers.len(),
+                "required": pending.required,
+                "approvers": pending.approvers,
+                "expires": pending.expires,
+            }),
+        ),
+    }
+}
+
+/// How long a fleet change waits for the live replicas before answering.
+pub fn fleet_wait(request_timeout: Duration) -> Duration {
+    (request_timeout / 2).min(Duration::from_secs(5))
+}

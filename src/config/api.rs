@@ -1,0 +1,153 @@
+//! `[api]`: the signed admin API (PRODUCT.md §9) — where it listens, who may sign, how long a
+//! signature and a pending approval live, and how many distinct signers each action needs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[api]` as TOML writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    listen: String,
+    signers: PathBuf,
+    clock_skew: Option<String>,
+    approval_timeout: Option<String>,
+    #[serde(default)]
+    quorum: BTreeMap<String, u32>,
+}
+
+/// `[api]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// HTTPS with the server's own TLS identity.
+    pub listen: SocketAddr,
+    /// The signers file (judged like the key store).
+    pub signers: PathBuf,
+    /// How far a signature's `created` may be from the server's clock.
+    pub clock_skew: Duration,
+    /// How long a change waiting for more signers stays pending.
+    pub approval_timeout: Duration,
+    pub quorum: Quorum,
+}
+
+/// Distinct signers needed per action: a kill takes one, an un-kill two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quorum {
+    pub disable: u32,
+    pub shutdown: u32,
+    pub renew: u32,
+    pub enable: u32,
+}
+
+impl Default for Quorum {
+    fn default() -> Self {
+        Self {
+            disable: 1,
+            shutdown: 1,
+            renew: 1,
+            enable: 2,
+        }
+    }
+}
+
+impl Quorum {
+    /// The distinct signers `action` needs (reading needs one).
+    pub fn required(&self, action: crate::signers::Action) -> u32 {
+        use crate::signers::Action;
+        match action {
+            Action::Disable => self.disable,
+            Action::Shutdown => self.shutdown,
+            Action::Renew => self.renew,
+            Action::Enable => self.enable,
+            Action::Status => 1,
+        }
+    }
+}
+
+/// The most signers an action may require.
+pub const MAX_QUORUM: u32 = 16;
+
+fn duration(
+    field: &'static str,
+    text: Option<&str>,
+    default: Duration,
+    range: (Duration, Duration),
+) -> Result<Duration, (&'static str, String)> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= range.0 && d <= range.1 => Ok(d),
+        Ok(_) => Err((
+            field,
+            format!(
+                "{text:?} must be between {} and {}",
+                humantime::format_duration(range.0),
+                humantime::format_duration(range.1)
+            ),
+        )),
+        Err(e) => Err((field, format!("{text:?} is not a duration such as \"60s\": {e}"))),
+    }
+}
+
+impl ApiConfig {
+    pub(super) fn parse(
+        raw: &RawApi,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Self, (&'static str, String)> {
+        let listen = raw.listen.parse::<SocketAddr>().map_err(|_| {
+            (
+                "api.listen",
+                format!("{:?} is not an address:port such as \"127.0.0.1:9443\"", raw.listen),
+            )
+        })?;
+        if raw.signers.as_os_str().is_empty() {
+            return Err(("api.signers", "is empty: name the signers file".into()));
+        }
+        let clock_skew = duration(
+            "api.clock_skew",
+            raw.clock_skew.as_deref(),
+            Duration::from_secs(60),
+            (Duration::from_secs(1), Duration::from_secs(600)),
+        )?;
+        let approval_timeout = duration(
+            "api.approval_timeout",
+            raw.approval_timeout.as_deref(),
+            Duration::from_secs(3600),
+            (Duration::from_secs(10), Duration::from_secs(7 * 24 * 3600)),
+        )?;
+        let mut quorum = Quorum::default();
+        for (action, &needed) in &raw.quorum {
+            let slot = match action.as_str() {
+                "disable" => &mut quorum.disable,
+                "shutdown" => &mut quorum.shutdown,
+                "renew" => &mut quorum.renew,
+                "enable" => &mut quorum.enable,
+                other => {
+                    return Err((
+                        "api.quorum",
+                        format!("{other:?} is not an action that changes a key: disable, shutdown, renew or enable"),
+                    ))
+                }
+            };
+            if !(1..=MAX_QUORUM).contains(&needed) {
+                return Err((
+                    "api.quorum",
+                    format!("{action} = {needed}: must be between 1 and {MAX_QUORUM}"),
+                ));
+            }
+            *slot = needed;
+        }
+        Ok(Self {
+            listen,
+            signers: resolve(&raw.signers),
+            clock_skew,
+            approval_timeout,
+            quorum,
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! Quorum for the admin API's changes (PRODUCT.md §9): a change that needs more than one signer
+//! waits as a pending approval until enough distinct signers asked for the same change of the
+//! same key, or it expires. The same signer counts once. This is the rule and the single-node
+//! book; a fleet keeps its book in the database (`fleet::approvals`) by the same rule.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::protocol::format_timestamp;
+
+/// Pending approvals kept at most (a single node): only signers can add one.
+pub const MAX_PENDING: usize = 1000;
+
+/// One signer asking for one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ballot {
+    pub instance: String,
+    pub key_id: u64,
+    /// The API's action: `disable`, `enable`, `shutdown`, `renew`.
+    pub action: &'static str,
+    /// What the change sets (`at`, `until`), RFC 3339, or empty: signers agree on it too.
+    pub target: String,
+    pub signer: String,
+    pub reason: String,
+}
+
+/// A change waiting for more signers, as `GET /v1/approvals` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    pub id: String,
+    pub instance: String,
+    pub key_id: u64,
+    pub action: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    pub approvers: Vec<String>,
+    pub reasons: Vec<String>,
+    pub required: u32,
+    pub created: String,
+    pub expires: String,
+}
+
+/// Where a ballot left its change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vote {
+    /// Needs more signers.
+    Pending(Pending),
+    /// Enough distinct signers: make the change, in their order.
+    Reached {
+        approvers: Vec<String>,
+        reasons: Vec<String>,
+    },
+}
+
+impl Vote {
+    /// The audit chain's actor for a reached change: the signers' key ids joined by `+` (key
+    /// ids cannot hold it).
+    pub fn actor(approvers: &[String]) -> String {
+        approvers.join("+")
+    }
+
+    /// The audit chain's reason: one signer's own, or each signer's prefixed by its key id.
+    pub fn reason(approvers: &[String], reasons: &[String]) -> String {
+        match (approvers, reasons) {
+            ([_], [reason]) => reason.clone(),
+            _ => approvers
+                .iter()
+                .zip(reasons)
+                .map(|(who, why)| format!("{who}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+/// A new approval id: 128 random bits.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    // A CSPRNG failure leaves zeros: ids are names, not secrets, and a clash is refused by the
+    // book (the same id is never handed to two changes at once).
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    format!("apr_{}", hex::encode(bytes))
+}
+
+/// Counts `ballot` in `pending` (its change's approval): the same signer once. Whether the
+/// quorum `required` is reached.
+pub fn count(pending: &mut Pending, ballot: &Ballot, required: u32) -> bool {
+    if !pending.approvers.contains(&ballot.signer) {
+        pending.approvers.push(ballot.signer.clone());
+        pending.reasons.push(ballot.reason.clone());
+    }
+    pending.required = required;
+    pending.approvers.len() >= required as usize
+}
+
+/// The approvals of a single node, in memory (a restart forgets them; they expire anyway).
+#[derive(Debug, Default)]
+pub struct Book {
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// Why a ballot could not be counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_PENDING} approvals are pending already: let some complete or expire")]
+pub struct BookFull;
+
+impl Book {
+    /// Counts `ballot` towards its change, needing `required` distinct signers; a new approval
+    /// expires after `timeout`.
+    pub fn vote(
+        &self,
+        ballot: &Ballot,
+        required: u32,
+        timeout: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Vote, BookFull> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = |t: OffsetDateTime| format_timestamp(t);
+        pending.retain(|p| {
+            crate::keystore::parse_time(&p.expires).is_ok_and(|expires| expires > now)
+        });
+        let same = pending.iter().position(|p| {
+            p.instance == ballot.instance
+                && p.key_id == ballot.key_id
+                && p.action == ballot.action
+                && p.target == ballot.target
+        });
+        if let Some(i) = same {
+            if count(&mut pending[i], ballot, required) {
+                let done = pending.remove(i);
+                return Ok(Vote::Reached {
+                    approvers: done.approvers,
+                    reasons: done.reasons,
+                });
+            }
+            return Ok(Vote::Pending(pending[i].clone()));
+        }
+        if required <= 1 {
+            return Ok(Vote::Reached {
+                approvers: vec![ballot.signer.clone()],
+                reasons: vec![ballot.reason.clone()],
+            });
+        }
+        if pending.len() >= MAX_PENDING {
+            return Err(BookFull);
+        }
+        let expires = now + timeout;
+        let approval = Pending {
+            id: new_id(),
+            instance: ballot.instance.clone(),
+            key_id: ballot.key_id,
+            action: ballot.action.to_owned(),
+            target: ballot.target.clone(),
+            approvers: vec![ballot.signer.clone()],
+            reasons: vec![ballot.reason.clone()],
+            required,
+            created: stamp(now),
+            expires: stamp(expires),
+        };
+        pending.push(approval.clone());
+        Ok(Vote::Pending(approval))
+    }
+
+    /// The approvals pending at `now`.
+    pub fn list(&self, now: OffsetDateTime) -> Vec<Pending> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .iter()
+            .filter(|p| crate::keystore::parse_time(&p.expires).is_ok_and(|t| t > now))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn ballot(signer: &str, target: &str) -> Ballot {
+        Ballot {
+            instance: "db1".into(),
+            key_id: 1,
+            action: "enable",
+            target: target.into(),
+            signer: signer.into(),
+            reason: format!("{signer} says so"),
+        }
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-11-26 12:00 UTC);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn two_distinct_signers_complete_a_change_and_the_same_one_counts_once() {
+        let book = Book::default();
+        let Vote::Pending(first) = book.vote(&ballot("a", ""), 2, HOUR, NOW).unwrap() else {
+            panic!("one signer of two completed it");
+        };
+        let Vote::Pending(again) = book.vote(&ballot("a", ""), 2, HOUR, NOW).unwrap() else {
+            panic!("the same signer twice completed it");
+        };
+        assert_eq!((again.id.as_str(), again.approvers.len()), (first.id.as_str(), 1));
+        // Another target is another change.
+        let Vote::Pending(other) = book.vote(&ballot("b", "2027-01-01T00:00:00Z"), 2, HOUR, NOW).unwrap() else {
+            panic!("a different change counted");
+        };
+        assert_ne!(other.id, first.id);
+        let reached = book.vote(&ballot("b", ""), 2, HOUR, NOW).unwrap();
+        let Vote::Reached { approvers, reasons } = reached else {
+            panic!("two signers did not complete it");
+        };
+        assert_eq!(Vote::actor(&approvers), "a+b");
+        assert_eq!(Vote::reason(&approvers, &reasons), "a: a says so; b: b says so");
+        assert_eq!(book.list(NOW).len(), 1, "only the other change is left");
+    }
+
+    #[test]
+    fn approvals_expire() {
+        let book = Book::default();
+        book.vote(&ballot("a", ""), 2, HOUR, NOW).unwrap();
+        let later = NOW + HOUR;
+        assert!(book.list(later).is_empty());
+        assert!(matches!(
+            book.vote(&ballot("b", ""), 2, HOUR, later).unwrap(),
+            Vote::Pending(p) if p.approvers == ["b"]
+        ));
+    }
+
+    #[test]
+    fn one_signer_is_enough_when_one_is_required() {
+        let book = Book::default();
+        assert!(matches!(
+            book.vote(&ballot("a", ""), 1, HOUR, NOW).unwrap(),
+            Vote::Reached { approvers, .. } if approvers == ["a"]
+        ));
+        assert!(book.list(NOW).is_empty());
+    }
+}
