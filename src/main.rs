@@ -144,6 +144,23 @@ enum Command {
         #[arg(long, short, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
+    /// The signed admin API, as an operator or a runbook calls it: list, status, approvals,
+    /// disable, shutdown, enable, renew; every request signed (RFC 9421, HMAC) with the
+    /// signer's secret.
+    ///
+    /// Exit codes: 0 applied (or read); 2 pending: more signers must ask for the same change;
+    /// 1 refused or failed (the server's message is printed).
+    Api {
+        #[command(subcommand)]
+        command: commands::api::ApiCommand,
+    },
+    /// The admin API's signers file: add a signer with a new secret (printed once).
+    ///
+    /// Exit codes: 0 added; 1 refused (the message names the file and field).
+    Signers {
+        #[command(subcommand)]
+        command: commands::api::SignersCommand,
+    },
     /// Write a production-shaped skeleton (config, empty key store mode 600, certs/README.md).
     ///
     /// Exit codes: 0 written; 1 when a file exists already (nothing is overwritten).
@@ -172,6 +189,11 @@ fn main() -> ExitCode {
         Command::Wrap(args) => commands::wrap(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Init { dir } => commands::init(&dir),
+        Command::Api { command } => match commands::api::api(command) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Signers { command } => commands::api::signers(command),
         Command::Db { command, config } => Config::load(&config_path(config))
             .map_err(Into::into)
             .and_then(|c| commands::fleet::db(command, &c)),

@@ -69,6 +69,7 @@ impl Vote {
             _ => approvers
                 .iter()
                 .zip(reasons)
+                .filter(|(_, why)| !why.is_empty())
                 .map(|(who, why)| format!("{who}: {why}"))
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -119,9 +120,8 @@ impl Book {
     ) -> Result<Vote, BookFull> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let stamp = |t: OffsetDateTime| format_timestamp(t);
-        pending.retain(|p| {
-            crate::keystore::parse_time(&p.expires).is_ok_and(|expires| expires > now)
-        });
+        pending
+            .retain(|p| crate::keystore::parse_time(&p.expires).is_ok_and(|expires| expires > now));
         let same = pending.iter().position(|p| {
             p.instance == ballot.instance
                 && p.key_id == ballot.key_id
@@ -205,9 +205,15 @@ mod tests {
         let Vote::Pending(again) = book.vote(&ballot("a", ""), 2, HOUR, NOW).unwrap() else {
             panic!("the same signer twice completed it");
         };
-        assert_eq!((again.id.as_str(), again.approvers.len()), (first.id.as_str(), 1));
+        assert_eq!(
+            (again.id.as_str(), again.approvers.len()),
+            (first.id.as_str(), 1)
+        );
         // Another target is another change.
-        let Vote::Pending(other) = book.vote(&ballot("b", "2027-01-01T00:00:00Z"), 2, HOUR, NOW).unwrap() else {
+        let Vote::Pending(other) = book
+            .vote(&ballot("b", "2027-01-01T00:00:00Z"), 2, HOUR, NOW)
+            .unwrap()
+        else {
             panic!("a different change counted");
         };
         assert_ne!(other.id, first.id);
@@ -216,8 +222,13 @@ mod tests {
             panic!("two signers did not complete it");
         };
         assert_eq!(Vote::actor(&approvers), "a+b");
-        assert_eq!(Vote::reason(&approvers, &reasons), "a: a says so; b: b says so");
+        assert_eq!(
+            Vote::reason(&approvers, &reasons),
+            "a: a says so; b: b says so"
+        );
         assert_eq!(book.list(NOW).len(), 1, "only the other change is left");
+        let quiet = [String::new(), "second look".to_owned()];
+        assert_eq!(Vote::reason(&approvers, &quiet), "b: second look");
     }
 
     #[test]

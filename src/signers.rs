@@ -285,6 +285,11 @@ impl Signers {
         }
     }
 
+    /// Every signer's key id.
+    pub fn signer_ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

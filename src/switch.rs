@@ -104,8 +104,8 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::secret::Kcv;
     use crate::protocol::InstanceName;
+    use crate::secret::Kcv;
 
     fn key(disabled: bool, not_after: Option<OffsetDateTime>) -> KeyState {
         KeyState {
@@ -125,9 +125,13 @@ mod tests {
         let ahead = Some(datetime!(2026-12-01 00:00 UTC));
         let both = Action::Reenable(None).apply(&key(true, past), NOW).unwrap();
         assert_eq!((both.disabled, both.not_after), (false, None));
-        let leased = Action::Reenable(ahead).apply(&key(false, past), NOW).unwrap();
+        let leased = Action::Reenable(ahead)
+            .apply(&key(false, past), NOW)
+            .unwrap();
         assert_eq!(leased.not_after, ahead);
-        let kept = Action::Reenable(None).apply(&key(true, ahead), NOW).unwrap();
+        let kept = Action::Reenable(None)
+            .apply(&key(true, ahead), NOW)
+            .unwrap();
         assert_eq!((kept.disabled, kept.not_after), (false, ahead));
     }
 
@@ -138,26 +142,45 @@ mod tests {
         let renewed = Action::Renew(later).apply(&key(false, lease), NOW).unwrap();
         assert_eq!(renewed.not_after, Some(later));
         assert_eq!(
-            Action::Renew(later).apply(&key(false, None), NOW).unwrap().not_after,
+            Action::Renew(later)
+                .apply(&key(false, None), NOW)
+                .unwrap()
+                .not_after,
             Some(later)
         );
         let lapsed = Some(datetime!(2026-11-26 11:59 UTC));
-        let error = Action::Renew(later).apply(&key(false, lapsed), NOW).unwrap_err();
+        let error = Action::Renew(later)
+            .apply(&key(false, lapsed), NOW)
+            .unwrap_err();
         assert!(error.contains("shut down"), "{error}");
         let back = datetime!(2026-11-28 00:00 UTC);
         assert!(Action::Renew(back).apply(&key(false, lease), NOW).is_err());
         assert!(Action::Renew(NOW).apply(&key(false, None), NOW).is_err());
         // A disabled key stays disabled.
-        assert!(Action::Renew(later).apply(&key(true, lease), NOW).unwrap().disabled);
+        assert!(
+            Action::Renew(later)
+                .apply(&key(true, lease), NOW)
+                .unwrap()
+                .disabled
+        );
     }
 
     #[test]
     fn shutdown_never_moves_not_after_later() {
         let soon = Some(datetime!(2026-11-26 12:30 UTC));
         let at = datetime!(2026-11-27 00:00 UTC);
-        assert_eq!(Action::Shutdown(at).apply(&key(false, soon), NOW).unwrap().not_after, soon);
         assert_eq!(
-            Action::Shutdown(NOW).apply(&key(false, soon), NOW).unwrap().not_after,
+            Action::Shutdown(at)
+                .apply(&key(false, soon), NOW)
+                .unwrap()
+                .not_after,
+            soon
+        );
+        assert_eq!(
+            Action::Shutdown(NOW)
+                .apply(&key(false, soon), NOW)
+                .unwrap()
+                .not_after,
             Some(NOW)
         );
     }

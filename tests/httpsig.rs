@@ -7,50 +7,13 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ccs_endpoint::httpsig::{self, Algorithm, Message, Signing};
 use serde_json::{json, Value};
+use support::api::pyhms;
 
 const AUTHORITY: &str = "ccs.example.com:9443";
-
-/// The Python with `http-message-signatures`: $CCS_TEST_PYTHON, else target/pyenv's.
-fn python() -> PathBuf {
-    let python = std::env::var_os("CCS_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python3")
-        });
-    let found = Command::new(&python)
-        .args(["-c", "import http_message_signatures"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "Python's http-message-signatures (PyPI) is missing: python3 -m venv target/pyenv && target/pyenv/bin/pip install http-message-signatures (.ci/run does), or set CCS_TEST_PYTHON"
-    );
-    python
-}
-
-fn pyhms(mode: &str, cases: &Value) -> Vec<String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/httpsig/pyhms.py");
-    let mut cmd = Command::new(python());
-    cmd.arg(script).arg(mode);
-    let out = support::process::output_with_stdin(cmd, &cases.to_string());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

@@ -18,8 +18,8 @@ use crate::httpsig::{NonceCache, Refusal};
 use crate::keystore::{read_entries, KeyState, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
 use crate::quorum::{Ballot, Book, Pending, Vote};
-use crate::runtime::state::AppState;
 use crate::runtime::reload::{Part, Reloader};
+use crate::runtime::state::AppState;
 use crate::switch::Action;
 use crate::tools::keyfile::KeyFile;
 
@@ -113,15 +113,16 @@ impl FileBackend {
 }
 
 fn file_view(state: &AppState, key: KeyState) -> KeyView {
-    let last_poll = state.last_polls.get(&key.instance, key.key_id).map(|a| {
-        report::Poll {
+    let last_poll = state
+        .last_polls
+        .get(&key.instance, key.key_id)
+        .map(|a| report::Poll {
             replica: String::new(),
             at: crate::protocol::format_timestamp(a.at),
             status: a.status,
             reason: a.reason.to_owned(),
             valid_until: a.valid_until.map(crate::protocol::format_timestamp),
-        }
-    });
+        });
     KeyView {
         state: key,
         last_poll,
@@ -230,8 +231,7 @@ impl Backend {
                 let key_id = ballot.key_id;
                 let work = move || {
                     write_change(
-                        &store, secrets, &reloader, &instance, key_id, action, &approvers,
-                        &reasons,
+                        &store, secrets, &reloader, &instance, key_id, action, &approvers, &reasons,
                     )
                     .map(|(revision, key)| Outcome::Applied {
                         revision,
@@ -309,10 +309,17 @@ fn write_change(
         let reason = Vote::reason(approvers, reasons);
         let old = chain::states([&before]);
         let new = chain::states([&key]);
-        let changes = chain::changes(&old, &new, &actor, &reason, now);
+        let mut changes = chain::changes(&old, &new, &actor, &reason, now);
+        // Named by what was asked, as a fleet's database names it (an enable that also
+        // lifts a shutdown is an enable).
+        for change in &mut changes {
+            change.action = action.name().to_owned();
+        }
         match locked.append(&changes).and_then(|_| locked.read()) {
             Ok(records) => revision = records.last().map_or(0, |r| r.seq as i64),
-            Err(e) => tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain"),
+            Err(e) => {
+                tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain")
+            }
         }
     }
     drop(locked);
@@ -339,8 +346,8 @@ impl FleetBackend {
             .transaction()
             .await
             .map_err(FleetError::from)?;
-        let instance = InstanceName::parse(&ballot.instance)
-            .map_err(|e| Failure::NoSuchKey(e.to_string()))?;
+        let instance =
+            InstanceName::parse(&ballot.instance).map_err(|e| Failure::NoSuchKey(e.to_string()))?;
         // The key must exist and the action apply before a ballot is counted (checked again,
         // under the row's lock, when the change is made).
         let key = report::key_status(&tx, Some(&instance), Some(ballot.key_id)).await?;
@@ -363,7 +370,8 @@ impl FleetBackend {
         };
         let actor = Vote::actor(&approvers);
         let reason = Vote::reason(&approvers, &reasons);
-        let changed = change_in(&tx, &actor, &instance, Some(ballot.key_id), action, &reason).await?;
+        let changed =
+            change_in(&tx, &actor, &instance, Some(ballot.key_id), action, &reason).await?;
         tx.commit().await.map_err(FleetError::from)?;
         let Some(changed) = changed.into_iter().next() else {
             return Err(Failure::NoSuchKey("the key vanished".into()));

@@ -187,10 +187,7 @@ impl Api {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
             .collect();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str());
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let message = Message {
             method: parts.method.as_str(),
             authority: host,
@@ -240,7 +237,13 @@ impl Api {
         }
         if let Err(e) = self
             .backend
-            .take_nonce(&key_id, &params.nonce, params.created, now.unix_timestamp(), skew)
+            .take_nonce(
+                &key_id,
+                &params.nonce,
+                params.created,
+                now.unix_timestamp(),
+                skew,
+            )
             .await
         {
             let response = match e {

@@ -49,9 +49,7 @@ impl Route {
                 .parse::<KeyId>()
                 .ok()
                 .filter(|_| key_id.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| {
-                    NoRoute::BadName(format!("key_id {key_id:?} is not a number"))
-                })?;
+                .ok_or_else(|| NoRoute::BadName(format!("key_id {key_id:?} is not a number")))?;
             Ok((instance, key_id))
         };
         let (route, allowed) = match segments.as_slice() {
@@ -111,8 +109,9 @@ impl ChangeBody {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let body: Self = serde_json::from_slice(body)
-            .map_err(|e| format!("the body is not a change ({{\"reason\", \"at\", \"until\"}}): {e}"))?;
+        let body: Self = serde_json::from_slice(body).map_err(|e| {
+            format!("the body is not a change ({{\"reason\", \"at\", \"until\"}}): {e}")
+        })?;
         if body.reason.chars().count() > MAX_REASON {
             return Err(format!("reason is longer than {MAX_REASON} characters"));
         }
@@ -133,10 +132,7 @@ impl ChangeBody {
         let only = |allowed: &[&str]| {
             for (field, set) in [("at", self.at.is_some()), ("until", self.until.is_some())] {
                 if set && !allowed.contains(&field) {
-                    return Err(format!(
-                        "{field} does not apply to {}",
-                        permission.name()
-                    ));
+                    return Err(format!("{field} does not apply to {}", permission.name()));
                 }
             }
             Ok(())

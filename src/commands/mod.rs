@@ -15,6 +15,7 @@ use ccs_endpoint::wrap::{Padding, Plaintext, WrapOptions};
 use clap::Args;
 use time::OffsetDateTime;
 
+pub mod api;
 mod audit;
 mod escrow;
 pub mod fleet;

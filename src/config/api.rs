@@ -90,7 +90,10 @@ fn duration(
                 humantime::format_duration(range.1)
             ),
         )),
-        Err(e) => Err((field, format!("{text:?} is not a duration such as \"60s\": {e}"))),
+        Err(e) => Err((
+            field,
+            format!("{text:?} is not a duration such as \"60s\": {e}"),
+        )),
     }
 }
 
@@ -102,7 +105,10 @@ impl ApiConfig {
         let listen = raw.listen.parse::<SocketAddr>().map_err(|_| {
             (
                 "api.listen",
-                format!("{:?} is not an address:port such as \"127.0.0.1:9443\"", raw.listen),
+                format!(
+                    "{:?} is not an address:port such as \"127.0.0.1:9443\"",
+                    raw.listen
+                ),
             )
         })?;
         if raw.signers.as_os_str().is_empty() {

@@ -156,7 +156,13 @@ pub async fn key_status(
     rows.iter()
         .map(|r| {
             let not_after: Option<String> = r.get(3);
-            let state = key_state(r.get(13), r.get(0), r.get(1), r.get(2), not_after.as_deref())?;
+            let state = key_state(
+                r.get(13),
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                not_after.as_deref(),
+            )?;
             let last_poll = r.get::<_, Option<String>>(8).map(|replica| Poll {
                 replica,
                 at: r.get(9),

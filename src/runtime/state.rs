@@ -1,8 +1,8 @@
 //! What request handlers share: the trust roots and the keys in force (each swapped whole on
 //! reload), the wrap settings, metrics and readiness.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -11,8 +11,8 @@ use super::keys::Keys;
 use super::metrics::Metrics;
 use crate::cert::TrustStore;
 use crate::fleet::polls::{Answer, PollQueue, BATCH};
-use crate::protocol::{InstanceName, KeyId};
 use crate::keystore::KeyStore;
+use crate::protocol::{InstanceName, KeyId};
 use crate::wrap::WrapOptions;
 
 /// Shared by every request handler.
@@ -34,14 +34,19 @@ pub struct AppState {
 /// The latest poll outcome per key, for at most [`BATCH`] keys (only polls whose certificate
 /// verified are recorded, so only the SaaS can add keys; beyond the bound they are not kept).
 #[derive(Debug, Default)]
-pub struct LastPolls(Mutex<(usize, HashMap<InstanceName, HashMap<KeyId, Answer>>)>);
+pub struct LastPolls(Mutex<(usize, ByKey)>);
+
+type ByKey = HashMap<InstanceName, HashMap<KeyId, Answer>>;
 
 impl LastPolls {
     /// Keeps `answer` as the latest of its key (a key already known allocates nothing).
     pub fn record(&self, instance: &InstanceName, key_id: KeyId, answer: Answer) {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let (keys, by_instance) = &mut *last;
-        if let Some(slot) = by_instance.get_mut(instance).and_then(|k| k.get_mut(&key_id)) {
+        if let Some(slot) = by_instance
+            .get_mut(instance)
+            .and_then(|k| k.get_mut(&key_id))
+        {
             *slot = answer;
         } else if *keys < BATCH {
             *keys += 1;

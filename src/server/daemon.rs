@@ -82,7 +82,13 @@ impl Loaded {
             };
             let store = config.keys.file.clone();
             let allow_open = config.keys.allow_insecure_permissions;
-            (api, store, secrets, allow_open, config.state.postgres().cloned())
+            (
+                api,
+                store,
+                secrets,
+                allow_open,
+                config.state.postgres().cloned(),
+            )
         });
         let api_tls = tls::api_config(Arc::clone(&switch)).map_err(|e| TlsError {
             file: config.tls.cert.clone(),

@@ -1,6 +1,7 @@
 //! What the operator commands use: key-store editing, the probe, certificate inspection,
 //! `init`, and the development PKI.
 
+pub mod api_client;
 pub mod dev;
 pub mod escrow;
 pub mod init;
@@ -9,6 +10,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod pki;
 pub mod probe;
+pub mod signers_edit;
 
 use std::path::Path;
 

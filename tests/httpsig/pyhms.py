@@ -3,12 +3,20 @@
 
     python pyhms.py sign   < cases.json   -> one JSON object of headers per case
     python pyhms.py verify < cases.json   -> "ok" or the library's refusal, per case
+    python pyhms.py send   < cases.json   -> per case, a JSON list of {"status", "body"}: the
+                                             request signed (unless "unsigned") and sent over
+                                             HTTPS (http.client, verified against "cafile")
+                                             "repeat" times (default 1); "send_body" replaces
+                                             the body after signing
 
 A case: method, url, headers (list of pairs), body (text), keyid, secret (base64), alg, and for
 signing created, nonce, label, components.
 """
 import base64
 import datetime
+import http.client
+import ssl
+import urllib.parse
 import hashlib
 import hmac
 import json
@@ -93,6 +101,25 @@ class Keys(HTTPSignatureKeyResolver):
         return self.secret
 
 
+def send(case, request, body):
+    """Sends `request` as signed, `repeat` times; the answers."""
+    url = urllib.parse.urlsplit(case["url"])
+    context = ssl.create_default_context(cafile=case["cafile"])
+    answers = []
+    for _ in range(case.get("repeat", 1)):
+        conn = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=30)
+        path = url.path + (("?" + url.query) if url.query else "")
+        headers = {}
+        for name, value in request.headers.items():
+            headers[name] = value
+        sent = case.get("send_body", case["body"]).encode()
+        conn.request(request.method, path, body=sent if sent else None, headers=headers)
+        response = conn.getresponse()
+        answers.append({"status": response.status, "body": response.read().decode()})
+        conn.close()
+    print(json.dumps(answers))
+
+
 def main():
     mode = sys.argv[1]
     for case in json.load(sys.stdin):
@@ -100,7 +127,21 @@ def main():
         algorithm = ALGORITHMS[case["alg"]]
         request = Request(case)
         body = case["body"].encode()
-        if mode == "sign":
+        if mode == "send":
+            if not case.get("unsigned"):
+                signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=Keys(secret))
+                signer.sign(
+                    request,
+                    key_id=case["keyid"],
+                    created=datetime.datetime.fromtimestamp(case["created"], datetime.timezone.utc),
+                    nonce=case["nonce"],
+                    label="sig1",
+                    covered_component_ids=case["components"],
+                    # The library covers content-digest whenever it is given a body.
+                    body=body if body and "content-digest" in case["components"] else None,
+                )
+            send(case, request, body)
+        elif mode == "sign":
             signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=Keys(secret))
             signer.sign(
                 request,

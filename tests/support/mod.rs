@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod api;
 #[path = "../../benches/support/attack.rs"]
 pub mod attack;
 pub mod postgres;
@@ -146,6 +147,8 @@ pub fn write_private(path: &Path, text: &str) {
 /// A server running in this process until dropped: the whole daemon (reload, admin listener).
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin API's listener, with `[api]` (its `listen` may be port 0).
+    pub api: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -161,11 +164,36 @@ impl TestServer {
 
     /// As `start`, letting the test change the daemon before it runs (e.g. its key store).
     pub async fn start_with(keys: &[Key], extra_config: &str, edit: impl FnOnce(&Daemon)) -> Self {
+        Self::start_inner(keys, extra_config, |_| (), edit).await
+    }
+
+    /// As `start`, `files` writing what the configuration names into its folder first.
+    pub async fn start_with_files(
+        keys: &[Key],
+        extra_config: &str,
+        files: impl FnOnce(&Path),
+    ) -> Self {
+        Self::start_inner(keys, extra_config, files, |_| ()).await
+    }
+
+    async fn start_inner(
+        keys: &[Key],
+        extra_config: &str,
+        files: impl FnOnce(&Path),
+        edit: impl FnOnce(&Daemon),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), keys, extra_config);
+        files(dir.path());
         let loaded = Loaded::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
-        let daemon = loaded.into_daemon().unwrap();
+        let mut daemon = loaded.into_daemon().unwrap_or_else(|e| panic!("{e}"));
         edit(&daemon);
+        let mut api = None;
+        if let Some(address) = daemon.api_address() {
+            let listener = TcpListener::bind(address).await.unwrap();
+            api = Some(listener.local_addr().unwrap());
+            daemon.listen_api(listener);
+        }
         let reloader = Arc::clone(&daemon.reloader);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -177,6 +205,7 @@ impl TestServer {
         }));
         Self {
             addr,
+            api,
             admin,
             dir,
             stop: Some(stop),
