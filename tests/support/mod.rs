@@ -7,6 +7,7 @@
 pub mod api;
 #[path = "../../benches/support/attack.rs"]
 pub mod attack;
+pub mod fleet;
 pub mod postgres;
 pub mod process;
 

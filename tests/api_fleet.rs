@@ -1,0 +1,155 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The signed admin API of a fleet (PRODUCT.md §8, §9) against a real PostgreSQL: a request may
+//! reach any replica behind the load balancer, so the quorum's approvals and the one-time
+//! nonces are shared in the database; a change is answered once every live replica applied it,
+//! and the database's audit chain names its signers. The client is Python's
+//! `http-message-signatures` (PyPI).
+
+mod support;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ccs_endpoint::httpsig::{self, Algorithm, Message, Signing};
+use serde_json::json;
+use support::api::{add_signer, call, Signer};
+use support::fleet::{all_answer, state, Bed};
+use support::postgres::{within, Postgres};
+use support::{raw_request, Key, TestServer};
+
+async fn replica(bed: &Bed, keys: &[Key], name: &str, signers: &str) -> TestServer {
+    let config = format!(
+        "{}[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\n",
+        state(&bed.url_file, name, "2s")
+    );
+    TestServer::start_with_files(keys, &config, |dir| {
+        support::write_private(&dir.join("signers.toml"), signers);
+    })
+    .await
+}
+
+fn post(
+    server: &TestServer,
+    signer: &Signer,
+    action: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let path = format!("/v1/keys/ccsdemo/1/{action}");
+    tokio::task::block_in_place(|| {
+        call(
+            server.api.unwrap(),
+            signer,
+            "POST",
+            &path,
+            &body.to_string(),
+        )
+    })
+}
+
+/// A GET /v1/keys signed for the load balancer's name, sent to `server` as the balancer would
+/// forward it.
+async fn through_balancer(server: &TestServer, headers: &[(String, String)]) -> u16 {
+    let mut raw =
+        "GET /v1/keys HTTP/1.1\r\nHost: ccs.example.com\r\nConnection: close\r\n".to_owned();
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw_request(server.api.unwrap(), &rustls::version::TLS13, raw.as_bytes())
+        .await
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_approvals_nonces_and_the_audit_chain() {
+    let pg = Postgres::start();
+    let keys = [Key::new("ccsdemo", 1)];
+    let bed = Bed::new(&pg, "api", &keys).await;
+    let file = bed.work.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable,enable");
+    let lead = add_signer(&file, "sec-lead", "status,enable");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    let (r1, r2) = (
+        replica(&bed, &keys, "r1", &signers).await,
+        replica(&bed, &keys, "r2", &signers).await,
+    );
+    let both = [&r1, &r2];
+    assert!(
+        within(Duration::from_secs(10), async || all_answer(
+            &both,
+            (200, false)
+        )
+        .await)
+        .await
+    );
+
+    // A kill through one replica is answered once both serve it.
+    let (status, body) = post(&r1, &soc, "disable", json!({"reason": "INC-11"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["replicas"],
+        json!({"applied": 2, "total": 2}),
+        "{body}"
+    );
+    assert!(all_answer(&both, (404, false)).await);
+
+    // The undo's two signers reach different replicas: one approval, shared.
+    let (status, first) = post(&r1, &soc, "enable", json!({"reason": "false alarm"}));
+    assert_eq!(status, 202, "{first}");
+    let (status, listed) =
+        tokio::task::block_in_place(|| call(r2.api.unwrap(), &lead, "GET", "/v1/approvals", ""));
+    assert_eq!(status, 200);
+    assert_eq!(listed["approvals"][0]["id"], first["approval"], "{listed}");
+    assert!(
+        all_answer(&both, (404, false)).await,
+        "one signer undid the kill"
+    );
+    let (status, done) = post(&r2, &lead, "enable", json!({"reason": "confirmed"}));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["approvers"], json!(["soc-oncall", "sec-lead"]));
+    assert!(all_answer(&both, (200, false)).await);
+
+    // The key's status, from either replica, names the change and the last poll's replica.
+    let (status, key) = tokio::task::block_in_place(|| {
+        call(r2.api.unwrap(), &soc, "GET", "/v1/keys/ccsdemo/1", "")
+    });
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(key["last_change"]["actor"], "soc-oncall+sec-lead", "{key}");
+    assert!(key["last_change"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("confirmed"));
+
+    // A signed request replayed to the other replica behind the same name is refused there.
+    let secret = BASE64.decode(&soc.secret).unwrap();
+    let message = Message {
+        method: "GET",
+        authority: "ccs.example.com",
+        path_and_query: "/v1/keys",
+        headers: &[],
+        body: b"",
+    };
+    let signing = Signing {
+        label: "sig1",
+        keyid: "soc-oncall",
+        algorithm: Algorithm::HmacSha256,
+        secret: &secret,
+        created: time::OffsetDateTime::now_utc().unix_timestamp(),
+        nonce: "once-only-4f1c",
+    };
+    let headers = httpsig::sign(&message, signing).unwrap();
+    assert_eq!(through_balancer(&r1, &headers).await, 200);
+    assert_eq!(
+        through_balancer(&r2, &headers).await,
+        401,
+        "a replay was taken by another replica"
+    );
+
+    // The database's chain verifies and names the signers.
+    let (code, out, err) = bed.cli(&["audit", "verify"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, chain, _) = bed.cli(&["audit", "show"]).await;
+    assert!(chain.contains("soc-oncall+sec-lead"), "{chain}");
+    assert!(chain.contains("INC-11"), "{chain}");
+}
