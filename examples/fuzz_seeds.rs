@@ -81,6 +81,68 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, head) in heads.iter().enumerate() {
         write(out, "head", &format!("seed{i}"), head)?;
     }
+    // Signed requests as the API's client signs them (with another secret than the fuzzer's),
+    // one line per field: method, authority, path, Signature-Input, Signature, Content-Digest,
+    // body.
+    use ccs_endpoint::httpsig::{self, Algorithm, Message, Signing};
+    for (i, (method, path, body, algorithm)) in [
+        (
+            "POST",
+            "/v1/keys/ccsdemo/1/disable",
+            "{\"reason\":\"INC-1\"}",
+            Algorithm::HmacSha256,
+        ),
+        ("GET", "/v1/keys", "", Algorithm::HmacSha384),
+        (
+            "POST",
+            "/v1/keys/a/2/renew?x=1",
+            "{\"until\":\"2027-01-01T00:00:00Z\"}",
+            Algorithm::HmacSha512,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let message = Message {
+            method,
+            authority: "ccs.example.com:9443",
+            path_and_query: path,
+            headers: &[],
+            body: body.as_bytes(),
+        };
+        let signing = Signing {
+            label: "sig1",
+            keyid: "soc-oncall",
+            algorithm,
+            secret: b"a seed secret, not the fuzzer's, 32+ bytes",
+            created: 1_790_000_000,
+            nonce: "seed-nonce",
+        };
+        let headers = httpsig::sign(&message, signing)?;
+        let field = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let seed = format!(
+            "{method}\nccs.example.com:9443\n{path}\n{}\n{}\n{}\n{body}",
+            field("Signature-Input"),
+            field("Signature"),
+            field("Content-Digest")
+        );
+        write(out, "signature", &format!("seed{i}"), seed.as_bytes())?;
+    }
+    let secret = "c2VlZCBzZWNyZXQgb2YgdGhpcnR5LXR3byBieXRlcyBsb25nISE=";
+    let signers = [
+        format!("[[signer]]\nkey_id = \"soc-oncall\"\nsecret = \"{secret}\"\nalgorithm = \"hmac-sha256\"\nactions = [\"status\", \"disable\", \"shutdown\"]\n"),
+        format!("[[signer]]\nkey_id = \"lead\"\nsecret = \"{secret}\"\nalgorithm = \"hmac-sha512\"\nactions = [\"enable\"]\nexpires = \"2027-06-01T00:00:00Z\"\nactive = false\n"),
+        format!("[[signer]]\nkey_id = \"x\"\nsecret = \"{}\"\nalgorithm = \"md5\"\nactions = []\n", &secret[..20]),
+    ];
+    for (i, text) in signers.iter().enumerate() {
+        write(out, "signers", &format!("seed{i}"), text.as_bytes())?;
+    }
     println!("seed corpora written under {}", out.display());
     Ok(())
 }

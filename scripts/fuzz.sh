@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 cargo run -q --locked --example fuzz_seeds -- fuzz/corpus
-targets=(path_parser certificate keystore config head)
+targets=(path_parser certificate keystore config head signature signers)
 cargo fuzz build -s none
 for target in "${targets[@]}"; do
   before=$(find "fuzz/corpus/$target" -type f | wc -l)

@@ -1,0 +1,33 @@
+//! The signers file (PRODUCT.md §9): parsing never panics, and no error quotes a `secret` value
+//! it was given (values of 16 or more characters, what a secret or a piece of one looks like;
+//! a value that also stands elsewhere in the text is exempt: errors name an entry by its key id
+//! and an unknown field by its name, and those are not secrets).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+/// The quoted values that follow each occurrence of `field`.
+fn values<'a>(text: &'a str, field: &str) -> Vec<&'a str> {
+    text.split(field)
+        .skip(1)
+        .filter_map(|rest| {
+            let start = rest.find('"')? + 1;
+            let len = rest[start..].find('"')?;
+            Some(&rest[start..start + len])
+        })
+        .collect()
+}
+
+fuzz_target!(|text: &str| {
+    let path = std::path::Path::new("signers.toml");
+    if let Err(e) = ccs_endpoint::signers::Signers::parse(path, text) {
+        let message = e.to_string();
+        let ids = values(text, "key_id");
+        for value in values(text, "secret") {
+            let elsewhere = text.matches(value).count() > 1 || ids.iter().any(|id| id.contains(value));
+            if value.len() >= 16 && !elsewhere {
+                assert!(!message.contains(value), "an error quoted a secret");
+            }
+        }
+    }
+});
