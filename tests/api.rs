@@ -328,6 +328,29 @@ async fn signers_reload_and_a_broken_file_fails_closed() {
     assert_eq!(get(api, &newcomer, "/v1/keys").0, 200);
     let (_, metrics) = server.admin_get("/metrics").await;
     assert_eq!(support::sample(&metrics, "ccs_api_signers_ok"), Some(1.0));
+    assert_eq!(
+        support::sample(
+            &metrics,
+            "ccs_api_requests_total{action=\"status\",status=\"401\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // Every API series the shipped alert rules query is one this server exports.
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
+    )
+    .unwrap();
+    let names = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("ccs_api_"));
+    for name in names {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "alerts.yml queries {name}: not exported"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,4 +471,76 @@ fn the_operators_client_throws_and_undoes_the_switch_on_a_real_process() {
             "a signer's secret is in the log"
         );
     }
+}
+
+#[test]
+fn check_judges_the_signers_file_and_signers_add_keeps_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable");
+    let config = support::write_config(
+        dir.path(),
+        &[Key::new("ccsdemo", 1)],
+        &api_config("127.0.0.1:9443"),
+    );
+    let check = || {
+        bin()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 signers in") && text.contains("soc-oncall"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quorum disable 1 shutdown 1 renew 1 enable 2"),
+        "{text}"
+    );
+
+    // The same key id twice is refused, and the file is left as it was.
+    let before = std::fs::read_to_string(&file).unwrap();
+    let again = bin()
+        .args(["signers", "add", "--file"])
+        .arg(&file)
+        .args(["--key-id", "soc-oncall", "--actions", "status"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    assert!(
+        again.stdout.is_empty(),
+        "a secret was printed for a refused signer"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A broken entry: `check` names the file, the entry and the field, and never the secret.
+    write_private(&file, &before.replace("hmac-sha256", "hmac-md5"));
+    let out = check();
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        error.contains("signers.toml") && error.contains("entry 1") && error.contains("algorithm"),
+        "{error}"
+    );
+    assert!(!error.contains(&soc.secret), "{error}");
+    // Open to others: refused like the key store.
+    write_private(&file, &before);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("signers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

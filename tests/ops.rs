@@ -241,8 +241,9 @@ async fn metrics_health_and_readiness_after_traffic() {
         let mut names: Vec<&str> = text
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| w.starts_with("ccs_") || w.starts_with("process_"))
-            // A fleet's series (tests/fleet.rs checks those against a replica).
-            .filter(|w| !w.starts_with("ccs_state_"))
+            // A fleet's series (tests/fleet.rs checks those against a replica), the admin
+            // API's (tests/api.rs, against a server with [api]).
+            .filter(|w| !w.starts_with("ccs_state_") && !w.starts_with("ccs_api_"))
             .collect();
         names.sort();
         names.dedup();

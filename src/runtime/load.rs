@@ -167,6 +167,8 @@ pub struct Loaded {
     pub source: KeySource,
     /// Things an operator should fix that do not stop the server.
     pub warnings: Vec<String>,
+    /// With `[api]`: the key ids of the signers file, which must load.
+    pub signers: Vec<String>,
 }
 
 impl Loaded {
@@ -182,8 +184,17 @@ impl Loaded {
         let trust = trust(&config, now)?;
         let source = key_source(&config)?;
         let keys = keys(&config, &source.value)?;
-        let warnings = [tls.warnings, trust.warnings, source.warnings, keys.warnings].concat();
+        let mut warnings = [tls.warnings, trust.warnings, source.warnings, keys.warnings].concat();
+        let mut signers = Vec::new();
+        if let Some(api) = &config.api {
+            let allow_open = config.keys.allow_insecure_permissions;
+            let (loaded, warning) = crate::signers::Signers::load(&api.signers, allow_open)
+                .map_err(|e| LoadError::Api(e.to_string()))?;
+            warnings.extend(warning);
+            signers = loaded.signer_ids().map(str::to_owned).collect();
+        }
         Ok(Self {
+            signers,
             config,
             tls: tls.value,
             trust: trust.value,

@@ -75,6 +75,17 @@ impl Loaded {
                 }),
             },
             "keys": keys,
+            "api": c.api.as_ref().map(|api| json!({
+                "listen": api.listen.to_string(),
+                "signers_file": api.signers.display().to_string(),
+                "signers": self.signers,
+                "quorum": {
+                    "disable": api.quorum.disable,
+                    "shutdown": api.quorum.shutdown,
+                    "renew": api.quorum.renew,
+                    "enable": api.quorum.enable,
+                },
+            })),
             "warnings": self.warnings,
         })
     }
@@ -146,6 +157,21 @@ impl Loaded {
             }
         } else {
             Self::key_lines(&mut out, keys);
+        }
+        if let Some(api) = &c.api {
+            let q = api.quorum;
+            let _ = writeln!(
+                out,
+                "api         {} (signed requests); {} signers in {} ({}); quorum disable {} shutdown {} renew {} enable {}",
+                api.listen,
+                self.signers.len(),
+                api.signers.display(),
+                self.signers.join(", "),
+                q.disable,
+                q.shutdown,
+                q.renew,
+                q.enable
+            );
         }
         for warning in &self.warnings {
             let _ = writeln!(out, "warning     {warning}");
