@@ -544,3 +544,52 @@ fn check_judges_the_signers_file_and_signers_add_keeps_it_whole() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_api_runbooks_run_as_written_by_two_signers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable,shutdown,renew,enable");
+    let lead = add_signer(&file, "sec-lead", "status,enable");
+    for signer in [&soc, &lead] {
+        write_private(
+            &dir.path().join(format!("{}.secret", signer.key_id)),
+            &signer.secret,
+        );
+    }
+    let ca = dir.path().join("server-ca.pem");
+    std::fs::write(&ca, support::pki().server_ca.cert_pem()).unwrap();
+    let api_port = free_port();
+    let (mut server, _) = spawn_configured(
+        dir.path(),
+        &[Key::new("ccsdemo", 1)],
+        &api_config(&format!("127.0.0.1:{api_port}")),
+    );
+    let lines = support::runbook("api");
+    assert!(lines.len() >= 8, "{lines:?}");
+    let home = format!("{}/", dir.path().display());
+    for line in lines {
+        let mut cmd = bin();
+        cmd.args(&line.args)
+            .env("CCS_API_URL", format!("https://127.0.0.1:{api_port}"))
+            .env("CCS_API_CACERT", &ca)
+            .env("CCS_API_KEY_ID", "soc-oncall")
+            .env("CCS_API_SECRET_FILE", dir.path().join("soc-oncall.secret"));
+        for (name, value) in &line.env {
+            cmd.env(name, value.replace("~/.ccs/", &home));
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(line.code),
+            "ccs-endpoint {}: {}{}",
+            line.args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.terminate();
+    let chain = audit(dir.path());
+    assert!(chain.contains("soc-oncall+sec-lead enable"), "{chain}");
+    assert!(chain.contains("INC-1235-resolved"), "{chain}");
+}

@@ -592,33 +592,12 @@ async fn tls_to_the_database_is_verified_against_the_configured_ca() {
 }
 
 /// The `ccs-endpoint` lines of the runbooks' `sh fleet` blocks, with the exit status each
-/// expects (`# exit N`, else 0).
+/// expects.
 fn fleet_runbook() -> Vec<(Vec<String>, i32)> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks.md"))
-            .unwrap();
-    let mut commands = Vec::new();
-    let mut in_block = false;
-    for line in text.lines().map(str::trim) {
-        match line {
-            "```sh fleet" => in_block = true,
-            "```" => in_block = false,
-            command if in_block && command.starts_with("ccs-endpoint ") => {
-                let (command, code) = match command.split_once("# exit ") {
-                    Some((command, code)) => (command, code.trim().parse().unwrap()),
-                    None => (command, 0),
-                };
-                let words = command
-                    .split_whitespace()
-                    .skip(1)
-                    .map(|w| w.replace("<instance>", "ccsdemo"))
-                    .collect();
-                commands.push((words, code));
-            }
-            _ => {}
-        }
-    }
-    commands
+    support::runbook("fleet")
+        .into_iter()
+        .map(|line| (line.args, line.code))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

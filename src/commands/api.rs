@@ -53,7 +53,7 @@ pub struct Signing {
     #[arg(long, value_enum, default_value = "hmac-sha256")]
     algorithm: AlgorithmArg,
     /// The CA that signed the API's TLS certificate (default: the public web PKI).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "CCS_API_CACERT")]
     cacert: Option<PathBuf>,
     /// Give up after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]

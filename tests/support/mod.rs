@@ -430,3 +430,55 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// One `ccs-endpoint` line of a runbook block: the environment it sets before the command
+/// (`VAR=value ccs-endpoint …`), its arguments, and the exit status it expects (`# exit N`).
+#[derive(Debug, Clone)]
+pub struct RunbookLine {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub code: i32,
+}
+
+/// The `ccs-endpoint` lines of docs/runbooks.md's blocks fenced "```sh <tag>", in order,
+/// `<instance>` read as `ccsdemo`.
+pub fn runbook(tag: &str) -> Vec<RunbookLine> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks.md"))
+            .unwrap();
+    let fence = format!("```sh {tag}");
+    let mut lines = Vec::new();
+    let mut in_block = false;
+    for line in text.lines().map(str::trim) {
+        if line == fence {
+            in_block = true;
+            continue;
+        }
+        if line == "```" {
+            in_block = false;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let (command, code) = match line.split_once("# exit ") {
+            Some((command, code)) => (command, code.trim().parse().unwrap()),
+            None => (line, 0),
+        };
+        let mut words = command.split_whitespace().peekable();
+        let mut env = Vec::new();
+        while let Some((name, value)) = words.peek().and_then(|w| w.split_once('=')) {
+            if !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                break;
+            }
+            env.push((name.to_owned(), value.to_owned()));
+            words.next();
+        }
+        if words.next() != Some("ccs-endpoint") {
+            continue;
+        }
+        let args = words.map(|w| w.replace("<instance>", "ccsdemo")).collect();
+        lines.push(RunbookLine { env, args, code });
+    }
+    lines
+}
