@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks the rendered Kubernetes manifests (`kubectl kustomize deploy/kubernetes/base`, or an
 overlay, on standard input) against what the binary and its image depend on: the command and the
-configuration variable of the Dockerfile, the ports of the configuration in the ConfigMap, the
+configuration variable of the Dockerfile, the ports of the configuration in the ConfigMap (the
+admin API's too, with its Service and signers Secret), the
 image's user, the files the configuration names lying under the volumes mounted for them, the
 probes on the admin port, and the hardening (non-root, read-only root, no token, 2+ replicas, a
 PodDisruptionBudget). Exit 1 with every problem found. Needs PyYAML (python3-yaml)."""
@@ -80,11 +81,19 @@ fleet = state.get("backend") == "postgres"
 if fleet:
     check("url_file" in state, "[state] reads its URL from url_file, which no Secret provides")
     named += [state[k] for k in ("url_file", "ca") if k in state]
+# The signed admin API: its port, its signers file under a secret volume.
+api = config.get("api")
+api_port = int(api["listen"].rsplit(":", 1)[1]) if api else None
+if api:
+    named.append(api["signers"])
+    check(ports.get("api") == api_port, f"port api is not [api] listen's {api_port}")
+    check(fleet, "[api] without a fleet edits the key-store file, which a Secret mount makes read-only")
+    check(any(port["targetPort"] == "api" for svc in by_kind["Service"] for port in svc["spec"]["ports"]), "no Service reaches the API")
 for file in named:
     path = posixpath.normpath(posixpath.join(config_dir, file))
     under = [n for n, p in mounts.items() if path.startswith(p.rstrip("/") + "/")]
     check(under, f"{path} (from the configuration) is under no volume mount")
-for name in ("tls", "keys", *(["state"] if fleet else [])):
+for name in ("tls", "keys", *(["state"] if fleet else []), *(["signers"] if api else [])):
     mode = volumes[name].get("secret", {}).get("defaultMode")
     check(mode is not None and mode & 0o007 == 0, f"secret volume {name} is readable by others")
 
@@ -98,7 +107,7 @@ for service in by_kind["Service"]:
         check(port["targetPort"] in ports, f"service {service['metadata']['name']} targets unknown port {port['targetPort']}")
 (policy,) = by_kind["NetworkPolicy"]
 allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
-check(allowed == {service_port, admin_port}, f"the NetworkPolicy admits ports {allowed}")
+check(allowed == {service_port, admin_port, *([api_port] if api else [])}, f"the NetworkPolicy admits ports {allowed}")
 # Out: nothing for the file backend; the database (and DNS) for a fleet.
 egress = {p["port"] for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])}
 if fleet:

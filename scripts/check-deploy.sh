@@ -36,7 +36,7 @@ grep -q "^ExecStart=$binary " "$work/ccs-endpoint.service" || {
 systemd-analyze verify "$work/ccs-endpoint.service"
 echo "deploy/systemd: systemd-analyze verify passed"
 
-for kustomization in deploy/kubernetes/base deploy/kubernetes/overlays/postgres; do
+for kustomization in deploy/kubernetes/base deploy/kubernetes/overlays/postgres deploy/kubernetes/overlays/api; do
   kubectl kustomize "$kustomization" >"$work/kubernetes.yaml"
   echo "$kustomization:"
   python3 scripts/check-deploy.py <"$work/kubernetes.yaml"
