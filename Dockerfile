@@ -41,6 +41,8 @@ ENV CCS_ENDPOINT_ADMIN_LISTEN=0.0.0.0:9090
 USER 65532:65532
 # 8443: the service (TLS). 9090: the admin listener, when [admin] listen = "0.0.0.0:9090"
 # (inside a container 127.0.0.1 is unreachable to probes); never publish it to the internet.
-EXPOSE 8443 9090
+# 9443: the signed admin API, when [api] listen = "0.0.0.0:9443"; publish it only to the
+# network its signers use.
+EXPOSE 8443 9090 9443
 ENTRYPOINT ["/usr/local/bin/ccs-endpoint"]
 CMD ["serve"]
