@@ -471,6 +471,9 @@ fn the_operators_client_throws_and_undoes_the_switch_on_a_real_process() {
             "a signer's secret is in the log"
         );
     }
+    for form in support::process::leak_forms(&keys[0].secret) {
+        assert!(!log.contains(&form), "the key's secret is in the log");
+    }
 }
 
 #[test]

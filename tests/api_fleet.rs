@@ -152,4 +152,27 @@ async fn two_replicas_share_approvals_nonces_and_the_audit_chain() {
     let (_, chain, _) = bed.cli(&["audit", "show"]).await;
     assert!(chain.contains("soc-oncall+sec-lead"), "{chain}");
     assert!(chain.contains("INC-11"), "{chain}");
+
+    // The database gone: a change cannot be made, so it is never answered as made (503), and
+    // nothing was applied when it comes back.
+    pg.stop();
+    let began = std::time::Instant::now();
+    let (status, body) = post(&r1, &soc, "disable", json!({"reason": "while down"}));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        began.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        began.elapsed()
+    );
+    pg.resume();
+    assert!(
+        within(Duration::from_secs(15), async || all_answer(
+            &both,
+            (200, false)
+        )
+        .await)
+        .await
+    );
+    let (_, chain, _) = bed.cli(&["audit", "show"]).await;
+    assert!(!chain.contains("while down"), "{chain}");
 }

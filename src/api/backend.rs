@@ -10,18 +10,17 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::chain::{self, AuditFile};
+use super::file::{find, write_change};
 use crate::fleet::change::{change_in, wait_applied};
 use crate::fleet::db::Target;
 use crate::fleet::{approvals, report, FleetError};
 use crate::httpsig::{NonceCache, Refusal};
-use crate::keystore::{read_entries, KeyState, SecretsIn};
+use crate::keystore::{KeyState, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
 use crate::quorum::{Ballot, Book, Pending, Vote};
-use crate::runtime::reload::{Part, Reloader};
+use crate::runtime::reload::Reloader;
 use crate::runtime::state::AppState;
 use crate::switch::Action;
-use crate::tools::keyfile::KeyFile;
 
 /// Nonces remembered at once on a single node.
 const NONCES: usize = 10_000;
@@ -73,7 +72,7 @@ impl From<FleetError> for Failure {
 /// The state the API works on.
 pub enum Backend {
     File(FileBackend),
-    Fleet(FleetBackend),
+    Fleet(Box<FleetBackend>),
 }
 
 /// A single node: the key-store file, reloaded into the running server after a change.
@@ -86,9 +85,12 @@ pub struct FileBackend {
     pub nonces: NonceCache,
 }
 
-/// A fleet: its database, connected per request (the API is seldom called).
+/// A fleet: its database, connected per request (the API is seldom called), a few at a time.
 pub struct FleetBackend {
     pub target: Target,
+    /// Database sessions the API holds at once: a burst of signed requests queues here rather
+    /// than taking the database's connections.
+    pub sessions: tokio::sync::Semaphore,
     pub max_staleness: Duration,
     /// How long a change waits for the live replicas to apply it before answering.
     pub wait: Duration,
@@ -159,6 +161,7 @@ impl Backend {
                 .take(signer, nonce, created, now, skew)
                 .map_err(Ok),
             Backend::Fleet(fleet) => {
+                let _turn = fleet.turn().await.map_err(Err)?;
                 let session = fleet.target.connect().await.map_err(|e| Err(e.into()))?;
                 let until = created.saturating_add(skew);
                 match approvals::take_nonce(&session.client, signer, nonce, until, now).await {
@@ -183,6 +186,7 @@ impl Backend {
                     .collect())
             }
             Backend::Fleet(fleet) => {
+                let _turn = fleet.turn().await?;
                 let session = fleet.target.connect().await?;
                 let (instance, key_id) = key.map_or((None, None), |(i, k)| (Some(i), Some(k)));
                 let keys = report::key_status(&session.client, instance, key_id).await?;
@@ -196,6 +200,7 @@ impl Backend {
         match self {
             Backend::File(file) => Ok(file.book.list(OffsetDateTime::now_utc())),
             Backend::Fleet(fleet) => {
+                let _turn = fleet.turn().await?;
                 let session = fleet.target.connect().await?;
                 Ok(approvals::list(&session.client).await?)
             }
@@ -250,89 +255,18 @@ impl Backend {
     }
 }
 
-/// The key's state in the file now.
-fn find(
-    store: &std::path::Path,
-    secrets: SecretsIn,
-    instance: &InstanceName,
-    key_id: KeyId,
-) -> Result<KeyState, Failure> {
-    let entries = read_entries(store, secrets)
-        .map_err(|e| Failure::Unavailable(format!("the key store cannot be read: {e}")))?;
-    entries
-        .into_iter()
-        .map(|e| e.state)
-        .find(|k| &k.instance == instance && k.key_id == key_id)
-        .ok_or_else(|| {
-            Failure::NoSuchKey(format!("no key for instance {instance}, key_id {key_id}"))
-        })
-}
-
-/// Writes a reached change to the key-store file (its chain locked first, so the server's own
-/// reload does not record it as `file`), records it with its signers, and reloads the server.
-#[allow(clippy::too_many_arguments)]
-fn write_change(
-    store: &std::path::Path,
-    secrets: SecretsIn,
-    reloader: &Reloader,
-    instance: &InstanceName,
-    key_id: KeyId,
-    action: Action,
-    approvers: &[String],
-    reasons: &[String],
-) -> Result<(i64, KeyState), Failure> {
-    let chain = AuditFile::beside(store);
-    let mut locked = chain
-        .lock(Duration::from_secs(5))
-        .map_err(|e| {
-            tracing::warn!(%e, "the API's change goes ahead but is not recorded in the audit chain");
-        })
-        .ok();
-    let now = OffsetDateTime::now_utc();
-    let before = find(store, secrets, instance, key_id)?;
-    let after = action.apply(&before, now).map_err(Failure::Refused)?;
-    let unavailable = |e: crate::tools::keyfile::KeyFileError| Failure::Unavailable(e.to_string());
-    let mut file = KeyFile::open_with(store, secrets).map_err(unavailable)?;
-    file.set_disabled(instance, key_id, after.disabled)
-        .map_err(unavailable)?;
-    file.set_not_after(instance, Some(key_id), after.not_after)
-        .map_err(unavailable)?;
-    let states = file.save().map_err(unavailable)?;
-    let key = states
-        .iter()
-        .find(|k| &k.instance == instance && k.key_id == key_id)
-        .cloned()
-        .ok_or_else(|| Failure::Unavailable("the key vanished from the store".into()))?;
-    let mut revision = 0;
-    if let Some(locked) = &mut locked {
-        let actor = Vote::actor(approvers);
-        let reason = Vote::reason(approvers, reasons);
-        let old = chain::states([&before]);
-        let new = chain::states([&key]);
-        let mut changes = chain::changes(&old, &new, &actor, &reason, now);
-        // Named by what was asked, as a fleet's database names it (an enable that also
-        // lifts a shutdown is an enable).
-        for change in &mut changes {
-            change.action = action.name().to_owned();
-        }
-        match locked.append(&changes).and_then(|_| locked.read()) {
-            Ok(records) => revision = records.last().map_or(0, |r| r.seq as i64),
-            Err(e) => {
-                tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain")
-            }
-        }
-    }
-    drop(locked);
-    let report = reloader.reload(false, "api");
-    if let Some((_, error)) = report.failed.iter().find(|(part, _)| *part == Part::Keys) {
-        return Err(Failure::Unavailable(format!(
-            "the key store was written but the server could not load it ({error}); keys it cannot confirm answer 503"
-        )));
-    }
-    Ok((revision, key))
-}
+/// Database sessions the API holds at once.
+pub const FLEET_SESSIONS: usize = 4;
 
 impl FleetBackend {
+    /// A turn to use the database.
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {
+        self.sessions
+            .acquire()
+            .await
+            .map_err(|_| Failure::Unavailable("shutting down".into()))
+    }
+
     async fn change(
         &self,
         ballot: Ballot,
@@ -340,6 +274,7 @@ impl FleetBackend {
         required: u32,
         timeout: Duration,
     ) -> Result<Outcome, Failure> {
+        let _turn = self.turn().await?;
         let mut session = self.target.connect().await?;
         let tx = session
             .client

@@ -27,6 +27,7 @@ use crate::runtime::metrics::Metrics;
 
 mod auth;
 pub mod backend;
+mod file;
 mod routes;
 mod signers_file;
 
@@ -304,7 +305,7 @@ impl Api {
                     signer: signer.to_owned(),
                     reason: body.reason,
                 };
-                let required = self.config.quorum.required(permission);
+                let required = required(&self.config.quorum, permission);
                 let outcome = self
                     .backend
                     .change(ballot, action, required, self.config.approval_timeout)
@@ -355,6 +356,18 @@ fn outcome_response(outcome: Outcome, now: OffsetDateTime) -> Response {
                 "expires": pending.expires,
             }),
         ),
+    }
+}
+
+/// The distinct signers `action` needs (reading needs one).
+fn required(quorum: &crate::config::Quorum, action: crate::signers::Action) -> u32 {
+    use crate::signers::Action;
+    match action {
+        Action::Disable => quorum.disable,
+        Action::Shutdown => quorum.shutdown,
+        Action::Renew => quorum.renew,
+        Action::Enable => quorum.enable,
+        Action::Status => 1,
     }
 }
 

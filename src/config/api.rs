@@ -54,20 +54,6 @@ impl Default for Quorum {
     }
 }
 
-impl Quorum {
-    /// The distinct signers `action` needs (reading needs one).
-    pub fn required(&self, action: crate::signers::Action) -> u32 {
-        use crate::signers::Action;
-        match action {
-            Action::Disable => self.disable,
-            Action::Shutdown => self.shutdown,
-            Action::Renew => self.renew,
-            Action::Enable => self.enable,
-            Action::Status => 1,
-        }
-    }
-}
-
 /// The most signers an action may require.
 pub const MAX_QUORUM: u32 = 16;
 

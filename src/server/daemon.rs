@@ -118,12 +118,13 @@ impl Loaded {
                         Arc::clone(&state),
                         Arc::clone(&reloader),
                     )),
-                    Some(pg) => Backend::Fleet(FleetBackend {
+                    Some(pg) => Backend::Fleet(Box::new(FleetBackend {
                         target: Target::new(&pg, "ccs-endpoint api")
                             .map_err(|e| LoadError::Fleet(e.to_string()))?,
+                        sessions: tokio::sync::Semaphore::new(api::backend::FLEET_SESSIONS),
                         max_staleness: pg.max_staleness,
                         wait: api::fleet_wait(request_timeout),
-                    }),
+                    })),
                 };
                 let api = Api {
                     config,

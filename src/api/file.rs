@@ -1,0 +1,99 @@
+//! The single node's changes: the key-store file edited as `ccs-endpoint keys` edits it, its
+//! audit chain locked first and appended with the signers' key ids, then the running server
+//! reloaded, so that the change is served before the API answers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::backend::Failure;
+use crate::chain::{self, AuditFile};
+use crate::keystore::{read_entries, KeyState, SecretsIn};
+use crate::protocol::{InstanceName, KeyId};
+use crate::quorum::Vote;
+use crate::runtime::reload::{Part, Reloader};
+use crate::switch::Action;
+use crate::tools::keyfile::KeyFile;
+
+/// The key's state in the file now.
+pub(super) fn find(
+    store: &Path,
+    secrets: SecretsIn,
+    instance: &InstanceName,
+    key_id: KeyId,
+) -> Result<KeyState, Failure> {
+    let entries = read_entries(store, secrets)
+        .map_err(|e| Failure::Unavailable(format!("the key store cannot be read: {e}")))?;
+    entries
+        .into_iter()
+        .map(|e| e.state)
+        .find(|k| &k.instance == instance && k.key_id == key_id)
+        .ok_or_else(|| {
+            Failure::NoSuchKey(format!("no key for instance {instance}, key_id {key_id}"))
+        })
+}
+
+/// Writes a reached change to the key-store file (its chain locked first, so the server's own
+/// reload does not record it as `file`), records it with its signers, and reloads the server.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_change(
+    store: &Path,
+    secrets: SecretsIn,
+    reloader: &Reloader,
+    instance: &InstanceName,
+    key_id: KeyId,
+    action: Action,
+    approvers: &[String],
+    reasons: &[String],
+) -> Result<(i64, KeyState), Failure> {
+    let chain = AuditFile::beside(store);
+    let mut locked = chain
+        .lock(Duration::from_secs(5))
+        .map_err(|e| {
+            tracing::warn!(%e, "the API's change goes ahead but is not recorded in the audit chain");
+        })
+        .ok();
+    let now = OffsetDateTime::now_utc();
+    let before = find(store, secrets, instance, key_id)?;
+    let after = action.apply(&before, now).map_err(Failure::Refused)?;
+    let unavailable = |e: crate::tools::keyfile::KeyFileError| Failure::Unavailable(e.to_string());
+    let mut file = KeyFile::open_with(store, secrets).map_err(unavailable)?;
+    file.set_disabled(instance, key_id, after.disabled)
+        .map_err(unavailable)?;
+    file.set_not_after(instance, Some(key_id), after.not_after)
+        .map_err(unavailable)?;
+    let states = file.save().map_err(unavailable)?;
+    let key = states
+        .iter()
+        .find(|k| &k.instance == instance && k.key_id == key_id)
+        .cloned()
+        .ok_or_else(|| Failure::Unavailable("the key vanished from the store".into()))?;
+    let mut revision = 0;
+    if let Some(locked) = &mut locked {
+        let actor = Vote::actor(approvers);
+        let reason = Vote::reason(approvers, reasons);
+        let old = chain::states([&before]);
+        let new = chain::states([&key]);
+        let mut changes = chain::changes(&old, &new, &actor, &reason, now);
+        // Named by what was asked, as a fleet's database names it (an enable that also
+        // lifts a shutdown is an enable).
+        for change in &mut changes {
+            change.action = action.name().to_owned();
+        }
+        match locked.append(&changes).and_then(|_| locked.read()) {
+            Ok(records) => revision = records.last().map_or(0, |r| r.seq as i64),
+            Err(e) => {
+                tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain")
+            }
+        }
+    }
+    drop(locked);
+    let report = reloader.reload(false, "api");
+    if let Some((_, error)) = report.failed.iter().find(|(part, _)| *part == Part::Keys) {
+        return Err(Failure::Unavailable(format!(
+            "the key store was written but the server could not load it ({error}); keys it cannot confirm answer 503"
+        )));
+    }
+    Ok((revision, key))
+}
