@@ -270,7 +270,14 @@ fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 's
 }
 
 fn check(path: PathBuf, json: bool) -> anyhow::Result<()> {
-    let loaded = Loaded::from_file(&path);
+    // The admin API's export certificates are read by `serve` when it wires the API.
+    let loaded = Loaded::from_file(&path).and_then(|loaded| {
+        if let Some(api) = &loaded.config.api {
+            ccs_endpoint::api::ExportTargets::load(&api.export_to)
+                .map_err(ccs_endpoint::runtime::LoadError::Api)?;
+        }
+        Ok(loaded)
+    });
     match (loaded, json) {
         (Ok(loaded), false) => {
             print!("{}", loaded.summary());

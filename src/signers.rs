@@ -28,15 +28,18 @@ pub enum Action {
     Enable,
     Shutdown,
     Renew,
+    /// Escrow: the key wrapped to a certificate of `[api] export_to` (issue 15).
+    Export,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Status,
         Action::Disable,
         Action::Enable,
         Action::Shutdown,
         Action::Renew,
+        Action::Export,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Action {
             Action::Enable => "enable",
             Action::Shutdown => "shutdown",
             Action::Renew => "renew",
+            Action::Export => "export",
         }
     }
 }
@@ -225,7 +229,7 @@ impl Signers {
                         Action::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
                             error(
                                 "actions",
-                                format!("{item} is not an action (status, disable, enable, shutdown, renew)"),
+                                format!("{item} is not an action (status, disable, enable, shutdown, renew, export)"),
                             )
                         })
                     })

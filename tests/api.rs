@@ -57,6 +57,15 @@ fn get(api: SocketAddr, signer: &Signer, path: &str) -> (u16, Value) {
     tokio::task::block_in_place(|| call(api, signer, "GET", path, ""))
 }
 
+/// The secret of the one key of the key store in `dir`.
+fn keys_secret(dir: &Path) -> String {
+    let store = std::fs::read_to_string(dir.join("keys.toml")).unwrap();
+    let line = store.lines().find(|l| l.starts_with("secret = ")).unwrap();
+    line.trim_start_matches("secret = ")
+        .trim_matches('"')
+        .to_owned()
+}
+
 fn audit(dir: &Path) -> String {
     let out = bin()
         .args(["audit", "show", "--config"])
@@ -501,7 +510,7 @@ fn check_judges_the_signers_file_and_signers_add_keeps_it_whole() {
         "{text}"
     );
     assert!(
-        text.contains("quorum disable 1 shutdown 1 renew 1 enable 2"),
+        text.contains("quorum disable 1 shutdown 1 renew 1 enable 2 export 2"),
         "{text}"
     );
 
@@ -552,8 +561,20 @@ fn check_judges_the_signers_file_and_signers_add_keeps_it_whole() {
 fn the_api_runbooks_run_as_written_by_two_signers() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("signers.toml");
-    let soc = add_signer(&file, "soc-oncall", "status,disable,shutdown,renew,enable");
-    let lead = add_signer(&file, "sec-lead", "status,enable");
+    let soc = add_signer(
+        &file,
+        "soc-oncall",
+        "status,disable,shutdown,renew,enable,export",
+    );
+    let lead = add_signer(&file, "sec-lead", "status,enable,export");
+    let escrow =
+        ccs_endpoint::tools::pki::ca("escrow", ccs_endpoint::tools::pki::KeyKind::Rsa2048).unwrap();
+    std::fs::write(dir.path().join("escrow.crt"), escrow.cert_pem()).unwrap();
+    write_private(&dir.path().join("escrow.key"), &escrow.key_pem());
+    let escrow_sha = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        escrow.cert_der(),
+    ));
     for signer in [&soc, &lead] {
         write_private(
             &dir.path().join(format!("{}.secret", signer.key_id)),
@@ -566,18 +587,26 @@ fn the_api_runbooks_run_as_written_by_two_signers() {
     let (mut server, _) = spawn_configured(
         dir.path(),
         &[Key::new("ccsdemo", 1)],
-        &api_config(&format!("127.0.0.1:{api_port}")),
+        &format!(
+            "{}export_to = [\"escrow.crt\"]\n",
+            api_config(&format!("127.0.0.1:{api_port}"))
+        ),
     );
     let lines = support::runbook("api");
     assert!(lines.len() >= 8, "{lines:?}");
     let home = format!("{}/", dir.path().display());
     for line in lines {
         let mut cmd = bin();
-        cmd.args(&line.args)
-            .env("CCS_API_URL", format!("https://127.0.0.1:{api_port}"))
-            .env("CCS_API_CACERT", &ca)
-            .env("CCS_API_KEY_ID", "soc-oncall")
-            .env("CCS_API_SECRET_FILE", dir.path().join("soc-oncall.secret"));
+        cmd.args(
+            line.args
+                .iter()
+                .map(|a| a.replace("<escrow-sha256>", &escrow_sha)),
+        )
+        .current_dir(dir.path())
+        .env("CCS_API_URL", format!("https://127.0.0.1:{api_port}"))
+        .env("CCS_API_CACERT", &ca)
+        .env("CCS_API_KEY_ID", "soc-oncall")
+        .env("CCS_API_SECRET_FILE", dir.path().join("soc-oncall.secret"));
         for (name, value) in &line.env {
             cmd.env(name, value.replace("~/.ccs/", &home));
         }
@@ -592,7 +621,112 @@ fn the_api_runbooks_run_as_written_by_two_signers() {
         );
     }
     server.terminate();
+    // The escrow record the runbook wrote restores the key.
+    let restored = bin()
+        .args([
+            "keys",
+            "import",
+            "--from-escrow",
+            "ccsdemo-1.escrow.json",
+            "--escrow-key",
+            "escrow.key",
+        ])
+        .args(["--file", "restored.toml", "--create"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let restored = std::fs::read_to_string(dir.path().join("restored.toml")).unwrap();
+    assert!(
+        restored.contains(&keys_secret(dir.path())),
+        "the restored key is another"
+    );
     let chain = audit(dir.path());
     assert!(chain.contains("soc-oncall+sec-lead enable"), "{chain}");
+    assert!(chain.contains("soc-oncall+sec-lead export"), "{chain}");
     assert!(chain.contains("INC-1235-resolved"), "{chain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escrow_through_the_api_takes_two_signers_and_a_configured_certificate() {
+    use base64::Engine;
+    use ccs_endpoint::tools::pki::{self, KeyKind};
+    let escrow = pki::ca("escrow", KeyKind::Rsa2048).unwrap();
+    let sha = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        escrow.cert_der(),
+    ));
+    let keys = [Key::new("ccsdemo", 1)];
+    let made = std::cell::RefCell::new(Vec::new());
+    let config = format!(
+        "{}export_to = [\"escrow.crt\"]\n",
+        api_config("127.0.0.1:0")
+    );
+    let server = TestServer::start_with_files(&keys, &config, |dir| {
+        std::fs::write(dir.join("escrow.crt"), escrow.cert_pem()).unwrap();
+        for (id, actions) in [
+            ("soc-oncall", "status,export"),
+            ("sec-lead", "export"),
+            ("viewer", "status"),
+        ] {
+            made.borrow_mut()
+                .push(add_signer(&dir.join("signers.toml"), id, actions));
+        }
+    })
+    .await;
+    let signers = made.into_inner();
+    let [soc, lead, viewer] = [&signers[0], &signers[1], &signers[2]];
+    let api = server.api.unwrap();
+    let export = |signer: &Signer, sha: &str| {
+        post(
+            api,
+            signer,
+            "export",
+            json!({"certificate_sha256": sha, "reason": "escrow INC-3"}),
+        )
+    };
+
+    assert_eq!(export(viewer, &sha).0, 403, "a signer without export");
+    let (status, body) = export(soc, &"ab".repeat(32));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("export_to"),
+        "{body}"
+    );
+    let (status, first) = export(soc, &sha);
+    assert_eq!(status, 202, "{first}");
+    assert!(first.get("record").is_none(), "one signer got the key");
+    let (status, done) = export(lead, &sha);
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["approvers"], json!(["soc-oncall", "sec-lead"]));
+    let record = &done["record"];
+    assert_eq!(
+        record["certificate_sha256"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase(),
+        sha
+    );
+    assert_eq!(
+        (record["padding"].as_str(), record["plaintext"].as_str()),
+        (Some("oaep-sha256"), Some("raw"))
+    );
+    // OpenSSL unwraps it with the escrow key to the key's secret.
+    let dir = server.dir.path();
+    write_private(&dir.join("escrow.key"), &escrow.key_pem());
+    let wrapped = base64::engine::general_purpose::STANDARD
+        .decode(record["wrappedKey"].as_str().unwrap())
+        .unwrap();
+    let unwrapped = support::openssl_unwrap(&dir.join("escrow.key"), &wrapped, dir);
+    assert_eq!(hex::encode(unwrapped), keys[0].secret.to_ascii_lowercase());
+    let chain = audit(dir);
+    assert!(chain.contains("soc-oncall+sec-lead export"), "{chain}");
+    assert!(
+        chain.contains(&format!("wrapped to escrow:{sha}")),
+        "{chain}"
+    );
 }

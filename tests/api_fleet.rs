@@ -7,24 +7,33 @@
 
 mod support;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ccs_endpoint::httpsig::{self, Algorithm, Message, Signing};
+use ccs_endpoint::tools::pki::{self, Issued, KeyKind};
 use serde_json::json;
 use support::api::{add_signer, call, Signer};
 use support::fleet::{all_answer, state, Bed};
 use support::postgres::{within, Postgres};
-use support::{raw_request, Key, TestServer};
+use support::{raw_request, write_private, Key, TestServer};
+
+/// The escrow certificate of `[api] export_to`.
+fn escrow() -> &'static Issued {
+    static ESCROW: OnceLock<Issued> = OnceLock::new();
+    ESCROW.get_or_init(|| pki::ca("escrow", KeyKind::Rsa2048).unwrap())
+}
 
 async fn replica(bed: &Bed, keys: &[Key], name: &str, signers: &str) -> TestServer {
     let config = format!(
-        "{}[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\n",
+        "{}[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\nexport_to = [\"escrow.crt\"]\n",
         state(&bed.url_file, name, "2s")
     );
     TestServer::start_with_files(keys, &config, |dir| {
         support::write_private(&dir.join("signers.toml"), signers);
+        std::fs::write(dir.join("escrow.crt"), escrow().cert_pem()).unwrap();
     })
     .await
 }
@@ -67,8 +76,8 @@ async fn two_replicas_share_approvals_nonces_and_the_audit_chain() {
     let keys = [Key::new("ccsdemo", 1)];
     let bed = Bed::new(&pg, "api", &keys).await;
     let file = bed.work.path().join("signers.toml");
-    let soc = add_signer(&file, "soc-oncall", "status,disable,enable");
-    let lead = add_signer(&file, "sec-lead", "status,enable");
+    let soc = add_signer(&file, "soc-oncall", "status,disable,enable,export");
+    let lead = add_signer(&file, "sec-lead", "status,enable,export");
     let signers = std::fs::read_to_string(&file).unwrap();
     let (r1, r2) = (
         replica(&bed, &keys, "r1", &signers).await,
@@ -146,12 +155,33 @@ async fn two_replicas_share_approvals_nonces_and_the_audit_chain() {
         "a replay was taken by another replica"
     );
 
+    // Escrow, begun on one replica and completed on the other; the database's chain has it.
+    let sha = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        escrow().cert_der(),
+    ));
+    let body = json!({"certificate_sha256": sha, "reason": "escrow"});
+    assert_eq!(post(&r1, &soc, "export", body.clone()).0, 202);
+    let (status, done) = post(&r2, &lead, "export", body);
+    assert_eq!(status, 200, "{done}");
+    let wrapped = BASE64
+        .decode(done["record"]["wrappedKey"].as_str().unwrap())
+        .unwrap();
+    write_private(&bed.work.path().join("escrow.key"), &escrow().key_pem());
+    let unwrapped = support::openssl_unwrap(
+        &bed.work.path().join("escrow.key"),
+        &wrapped,
+        bed.work.path(),
+    );
+    assert_eq!(hex::encode(unwrapped), keys[0].secret.to_ascii_lowercase());
+
     // The database's chain verifies and names the signers.
     let (code, out, err) = bed.cli(&["audit", "verify"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let (_, chain, _) = bed.cli(&["audit", "show"]).await;
     assert!(chain.contains("soc-oncall+sec-lead"), "{chain}");
     assert!(chain.contains("INC-11"), "{chain}");
+    assert!(chain.contains("soc-oncall+sec-lead export"), "{chain}");
 
     // The database gone: a change cannot be made, so it is never answered as made (503), and
     // nothing was applied when it comes back.

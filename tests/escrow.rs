@@ -7,12 +7,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use base64::Engine;
 use ccs_endpoint::tools::pki::{self, KeyKind};
 use support::process::*;
-use support::write_private;
+use support::{openssl_unwrap, write_private};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
     bin().args(args).current_dir(cwd).output().unwrap()
@@ -37,33 +37,6 @@ fn secret_of(path: &Path, instance: &str) -> String {
         .and_then(|k| k["secret"].as_str())
         .unwrap_or_else(|| panic!("no key for {instance}"))
         .to_owned()
-}
-
-/// OpenSSL's RSA-OAEP-SHA-256 (MGF1-SHA-256) decryption of `wrapped` with `key_pem`.
-fn openssl_unwrap(key_pem: &Path, wrapped: &[u8], dir: &Path) -> Vec<u8> {
-    let input = dir.join("wrapped.bin");
-    std::fs::write(&input, wrapped).unwrap();
-    let out = Command::new("openssl")
-        .args(["pkeyutl", "-decrypt", "-inkey"])
-        .arg(key_pem)
-        .arg("-in")
-        .arg(&input)
-        .args([
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            "rsa_oaep_md:sha256",
-            "-pkeyopt",
-            "rsa_mgf1_md:sha256",
-        ])
-        .output()
-        .expect("openssl is required (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 #[test]
@@ -111,6 +84,21 @@ fn export_is_unwrapped_by_openssl_and_import_restores_the_key() {
     let out = export(&["--out", "escrow.json"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("exported instance ccsdemo key_id 1"));
+    // The export is in the audit chain beside the store, as the CLI's user.
+    let chain = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(chain.lines().last().unwrap()).unwrap();
+    assert_eq!(last["action"], "export", "{chain}");
+    assert!(
+        last["actor"].as_str().unwrap().starts_with("cli:"),
+        "{chain}"
+    );
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrapped to escrow:"),
+        "{chain}"
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(d.join("escrow.json"))

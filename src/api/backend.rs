@@ -260,7 +260,7 @@ pub const FLEET_SESSIONS: usize = 4;
 
 impl FleetBackend {
     /// A turn to use the database.
-    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {
+    pub(super) async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {
         self.sessions
             .acquire()
             .await

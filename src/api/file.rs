@@ -97,3 +97,38 @@ pub(super) fn write_change(
     }
     Ok((revision, key))
 }
+
+/// Records an event that changes no state (`action`, e.g. an export) of a key in the chain
+/// beside `store`, with the key's state as `keys` serves it; a failure is logged, not fatal.
+pub(super) fn record_event(
+    store: &Path,
+    keys: &crate::keystore::KeyStore,
+    instance: &str,
+    key_id: KeyId,
+    action: &str,
+    actor: &str,
+    reason: &str,
+) {
+    let Some(state) = keys
+        .states()
+        .find(|k| k.instance.as_str() == instance && k.key_id == key_id)
+    else {
+        return;
+    };
+    let record = chain::StateRecord::of(state);
+    let change = chain::Change {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        instance: instance.to_owned(),
+        key_id,
+        before: Some(record.clone()),
+        after: Some(record),
+        reason: reason.to_owned(),
+    };
+    let appended = AuditFile::beside(store)
+        .lock(Duration::from_secs(5))
+        .and_then(|mut locked| locked.append(&[change]));
+    if let Err(e) = appended {
+        tracing::error!(target: "ccs_endpoint::audit", %e, action, "the event is not recorded in the audit chain");
+    }
+}

@@ -12,31 +12,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use axum::http::header::{ALLOW, HOST};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::config::ApiConfig;
 use crate::httpsig::{Message, Refusal};
-use crate::protocol::format_timestamp;
 use crate::quorum::Ballot;
 use crate::runtime::metrics::Metrics;
+use crate::signers::Action as Permission;
 
+mod answer;
 mod auth;
 pub mod backend;
+mod export;
 mod file;
 mod routes;
 mod signers_file;
 
 pub use auth::authenticate;
 pub use backend::{Backend, FileBackend, FleetBackend};
+pub use export::ExportTargets;
 pub use routes::{ChangeBody, Route};
 pub use signers_file::SignersFile;
 
-use backend::{Failure, KeyView, Outcome};
+use answer::{answer, error, failure, key_json, outcome_response, refusal};
+use backend::{Failure, Outcome};
+use export::Exported;
 use routes::NoRoute;
 
 /// The largest request body taken (a change's JSON is a few hundred bytes).
@@ -48,73 +53,15 @@ pub struct Api {
     pub signers: SignersFile,
     pub backend: Backend,
     pub metrics: Arc<Metrics>,
+    /// The keys this server serves (an export wraps from their secrets).
+    pub state: Arc<crate::runtime::AppState>,
+    /// The certificates of `[api] export_to`.
+    pub exports: Arc<ExportTargets>,
 }
 
 /// The API's routes over `api`.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new().fallback(handle).with_state(api)
-}
-
-/// An answer: JSON, never cached.
-fn answer(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    answer(status, &json!({ "error": code, "message": message }))
-}
-
-fn refusal(refusal: &Refusal) -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        &refusal.to_string(),
-    )
-}
-
-fn failure(failure: Failure) -> Response {
-    match failure {
-        Failure::NoSuchKey(m) => error(StatusCode::NOT_FOUND, "no_such_key", &m),
-        Failure::Refused(m) => error(StatusCode::CONFLICT, "refused", &m),
-        Failure::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &m),
-    }
-}
-
-/// A key as JSON.
-fn key_json(view: &KeyView, now: OffsetDateTime) -> Value {
-    let key = &view.state;
-    let state = match key.condition(now) {
-        crate::keystore::Condition::Active { .. } => "active",
-        crate::keystore::Condition::Disabled => "disabled",
-        crate::keystore::Condition::ShutDown(_) => "shut_down",
-    };
-    let mut value = json!({
-        "instance": key.instance.as_str(),
-        "key_id": key.key_id,
-        "kcv": key.kcv.to_string(),
-        "state": state,
-        "disabled": key.disabled,
-        "not_after": key.not_after.map(format_timestamp),
-        "last_poll": view.last_poll.as_ref().map(|p| json!({
-            "at": p.at,
-            "replica": (!p.replica.is_empty()).then_some(&p.replica),
-            "status": p.status,
-            "reason": p.reason,
-            "validUntil": p.valid_until,
-        })),
-    });
-    if let (Some((revision, at, by, reason)), Some(object)) = (&view.changed, value.as_object_mut())
-    {
-        object.insert(
-            "last_change".into(),
-            json!({ "revision": revision, "at": at, "actor": by, "reason": reason }),
-        );
-    }
-    value
 }
 
 async fn handle(State(api): State<Arc<Api>>, request: Request) -> Response {
@@ -286,6 +233,61 @@ impl Api {
                 let approvals = self.backend.approvals().await?;
                 Ok(answer(StatusCode::OK, &json!({ "approvals": approvals })))
             }
+            Route::Export(instance, key_id) => {
+                let parsed = ChangeBody::parse(body).and_then(|b| {
+                    let export = b.export()?;
+                    Ok((b, export))
+                });
+                let (body, (sha, cloud, target)) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(message) => {
+                        return Ok(error(StatusCode::BAD_REQUEST, "bad_request", &message))
+                    }
+                };
+                let store = self.state.keys.store();
+                if !store
+                    .states()
+                    .any(|k| k.instance == instance && k.key_id == key_id)
+                {
+                    return Err(Failure::NoSuchKey(format!(
+                        "no key for instance {instance}, key_id {key_id}"
+                    )));
+                }
+                if self.exports.find(&sha).is_none() {
+                    let message = format!("certificate sha256 {sha} is not one of [api] export_to: a key is exported only to a certificate the configuration names");
+                    return Ok(error(StatusCode::FORBIDDEN, "forbidden", &message));
+                }
+                let ballot = Ballot {
+                    instance: instance.as_str().to_owned(),
+                    key_id,
+                    action: "export",
+                    target,
+                    signer: signer.to_owned(),
+                    reason: body.reason,
+                };
+                let token = store.blocking().then_some(self.state.wrap.plaintext);
+                let required = required(&self.config.quorum, Permission::Export);
+                let exports = Arc::clone(&self.exports);
+                let outcome = self
+                    .backend
+                    .export(ballot, required, self.config.approval_timeout, || {
+                        export::wrap(&exports, store, &instance, key_id, &sha, cloud, token)
+                    })
+                    .await?;
+                Ok(match outcome {
+                    Exported::Pending(pending) => outcome_response(Outcome::Pending(pending), now),
+                    Exported::Done {
+                        answer: mut body,
+                        approvers,
+                    } => {
+                        if let Some(object) = body.as_object_mut() {
+                            object.insert("status".into(), json!("applied"));
+                            object.insert("approvers".into(), json!(approvers));
+                        }
+                        answer(StatusCode::OK, &body)
+                    }
+                })
+            }
             Route::Change(instance, key_id, permission) => {
                 let parsed = ChangeBody::parse(body).and_then(|b| {
                     let (action, target) = b.action(permission, now)?;
@@ -316,49 +318,6 @@ impl Api {
     }
 }
 
-fn outcome_response(outcome: Outcome, now: OffsetDateTime) -> Response {
-    match outcome {
-        Outcome::Applied {
-            revision,
-            applied,
-            total,
-            approvers,
-            key,
-        } => {
-            let view = KeyView {
-                state: key,
-                last_poll: None,
-                changed: None,
-            };
-            let mut key = key_json(&view, now);
-            if let Some(object) = key.as_object_mut() {
-                object.remove("last_poll");
-            }
-            answer(
-                StatusCode::OK,
-                &json!({
-                    "status": "applied",
-                    "revision": revision,
-                    "replicas": { "applied": applied, "total": total },
-                    "approvers": approvers,
-                    "key": key,
-                }),
-            )
-        }
-        Outcome::Pending(pending) => answer(
-            StatusCode::ACCEPTED,
-            &json!({
-                "status": "pending",
-                "approval": pending.id,
-                "approvals": pending.approvers.len(),
-                "required": pending.required,
-                "approvers": pending.approvers,
-                "expires": pending.expires,
-            }),
-        ),
-    }
-}
-
 /// The distinct signers `action` needs (reading needs one).
 fn required(quorum: &crate::config::Quorum, action: crate::signers::Action) -> u32 {
     use crate::signers::Action;
@@ -367,6 +326,7 @@ fn required(quorum: &crate::config::Quorum, action: crate::signers::Action) -> u
         Action::Shutdown => quorum.shutdown,
         Action::Renew => quorum.renew,
         Action::Enable => quorum.enable,
+        Action::Export => quorum.export,
         Action::Status => 1,
     }
 }

@@ -21,6 +21,8 @@ pub enum Route {
     Approvals,
     /// `POST /v1/keys/{instance}/{key_id}/{action}`
     Change(InstanceName, KeyId, Permission),
+    /// `POST /v1/keys/{instance}/{key_id}/export`: escrow (issue 15).
+    Export(InstanceName, KeyId),
 }
 
 /// A path or method no endpoint answers, by its status.
@@ -59,6 +61,10 @@ impl Route {
                 let (instance, key_id) = key(instance, key_id)?;
                 (Route::Key(instance, key_id), Method::GET)
             }
+            ["keys", instance, key_id, "export"] => {
+                let (instance, key_id) = key(instance, key_id)?;
+                (Route::Export(instance, key_id), Method::POST)
+            }
             ["keys", instance, key_id, action] => {
                 let permission = match *action {
                     "disable" => Permission::Disable,
@@ -84,6 +90,7 @@ impl Route {
         match self {
             Route::Keys | Route::Key(..) | Route::Approvals => Permission::Status,
             Route::Change(_, _, action) => *action,
+            Route::Export(..) => Permission::Export,
         }
     }
 }
@@ -98,12 +105,47 @@ pub struct ChangeBody {
     pub at: Option<String>,
     /// `renew`: the new `not_after`; `enable`: the `not_after` of a key that was shut down.
     pub until: Option<String>,
+    /// `export`: the SHA-256 (hex) of a certificate of `[api] export_to`.
+    pub certificate_sha256: Option<String>,
+    /// `export`: `escrow` (a record for `keys import --from-escrow`, the default) or
+    /// `cloud-encryption` (the upload Cloud Encryption takes).
+    pub format: Option<String>,
 }
 
 /// The longest `reason` taken (it goes into the audit chain and logs).
 pub const MAX_REASON: usize = 1000;
 
 impl ChangeBody {
+    /// What an export asks for: the certificate's SHA-256 (lower-case hex) and whether the
+    /// Cloud Encryption form is wanted; the target signers agree on.
+    pub fn export(&self) -> Result<(String, bool, String), String> {
+        if self.at.is_some() || self.until.is_some() {
+            return Err("at and until do not apply to export".into());
+        }
+        let sha = self
+            .certificate_sha256
+            .as_deref()
+            .ok_or("export needs \"certificate_sha256\": the SHA-256 of a certificate of [api] export_to")?
+            .to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("certificate_sha256 must be 64 hex digits".into());
+        }
+        let cloud = match self.format.as_deref() {
+            None | Some("escrow") => false,
+            Some("cloud-encryption") => true,
+            Some(other) => {
+                return Err(format!(
+                    "format {other:?} is not \"escrow\" or \"cloud-encryption\""
+                ))
+            }
+        };
+        let target = format!(
+            "{}:{sha}",
+            if cloud { "cloud-encryption" } else { "escrow" }
+        );
+        Ok((sha, cloud, target))
+    }
+
     /// Reads a change's body (empty: no reason, no time).
     pub fn parse(body: &[u8]) -> Result<Self, String> {
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -130,7 +172,12 @@ impl ChangeBody {
                 .transpose()
         };
         let only = |allowed: &[&str]| {
-            for (field, set) in [("at", self.at.is_some()), ("until", self.until.is_some())] {
+            for (field, set) in [
+                ("at", self.at.is_some()),
+                ("until", self.until.is_some()),
+                ("certificate_sha256", self.certificate_sha256.is_some()),
+                ("format", self.format.is_some()),
+            ] {
                 if set && !allowed.contains(&field) {
                     return Err(format!("{field} does not apply to {}", permission.name()));
                 }
@@ -162,7 +209,9 @@ impl ChangeBody {
                     .ok_or("renew needs \"until\": the new not_after (RFC 3339)")?;
                 Ok((Action::Renew(until), target(Some(until))))
             }
-            Permission::Status => Err("status changes nothing".into()),
+            Permission::Status | Permission::Export => {
+                Err(format!("{} changes no state", permission.name()))
+            }
         }
     }
 }

@@ -127,6 +127,26 @@ pub enum ApiCommand {
         #[command(flatten)]
         signing: Signing,
     },
+    /// Escrow: the key wrapped to a certificate of [api] export_to, named by its SHA-256 (needs
+    /// the quorum, 2 signers by default: the second signer's identical request completes it).
+    Export {
+        #[command(flatten)]
+        key: Key,
+        /// The SHA-256 (hex) of the certificate (`ccs-endpoint inspect CERT` shows it).
+        #[arg(long, value_name = "HEX")]
+        certificate_sha256: String,
+        /// `escrow` (a record for `keys import --from-escrow`) or `cloud-encryption` (the upload
+        /// Cloud Encryption takes).
+        #[arg(long, value_name = "FORMAT", default_value = "escrow")]
+        format: String,
+        /// Write the record (or the upload line) to this new file, mode 600.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        reason: Reason,
+        #[command(flatten)]
+        signing: Signing,
+    },
     /// The dead-man lease: move not_after forward to --until.
     Renew {
         #[command(flatten)]
@@ -150,7 +170,7 @@ pub enum SignersCommand {
         file: PathBuf,
         #[arg(long, value_name = "ID")]
         key_id: String,
-        /// What it may do: status, disable, enable, shutdown, renew (comma-separated).
+        /// What it may do: status, disable, enable, shutdown, renew, export (comma-separated).
         #[arg(long, value_name = "LIST", value_delimiter = ',', required = true)]
         actions: Vec<String>,
         #[arg(long, value_enum, default_value = "hmac-sha256")]
@@ -211,6 +231,21 @@ pub fn api(command: ApiCommand) -> anyhow::Result<ExitCode> {
             path(key, "enable")?,
             body(reason, Some(("until", until)))?,
         ),
+        ApiCommand::Export {
+            key,
+            certificate_sha256,
+            format,
+            reason,
+            signing,
+            ..
+        } => {
+            let body = serde_json::json!({
+                "reason": reason.reason,
+                "certificate_sha256": certificate_sha256,
+                "format": format,
+            });
+            (signing, "POST", path(key, "export")?, body.to_string())
+        }
         ApiCommand::Renew {
             key,
             until,
@@ -249,9 +284,26 @@ pub fn api(command: ApiCommand) -> anyhow::Result<ExitCode> {
         .build()?;
     let answer = runtime.block_on(api_client::send(&request))?;
     let json: Option<serde_json::Value> = serde_json::from_str(&answer.body).ok();
-    match &json {
-        Some(json) => println!("{}", serde_json::to_string_pretty(json)?),
-        None => println!("{}", answer.body),
+    let out = match &command {
+        ApiCommand::Export { out, .. } => out.as_deref(),
+        _ => None,
+    };
+    match (&json, out) {
+        (Some(json), Some(out)) if answer.status == 200 => {
+            let written = match (&json["record"], &json["upload"]) {
+                (record, _) if record.is_object() => serde_json::to_string_pretty(record)? + "\n",
+                (_, serde_json::Value::String(upload)) => format!("{upload}\n"),
+                _ => bail!("the answer holds neither a record nor an upload"),
+            };
+            super::escrow::write_new(out, written.as_bytes())?;
+            println!(
+                "exported to {} (approvers {})",
+                out.display(),
+                json["approvers"]
+            );
+        }
+        (Some(json), _) => println!("{}", serde_json::to_string_pretty(json)?),
+        (None, _) => println!("{}", answer.body),
     }
     match answer.status {
         200 => Ok(ExitCode::SUCCESS),

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ccs_endpoint::chain::{self, AuditFile, Locked};
+use ccs_endpoint::config::Config;
 use ccs_endpoint::fleet::cli_actor;
 use ccs_endpoint::keystore::{read_entries, KeyState, SecretsIn};
 use time::OffsetDateTime;
@@ -73,5 +74,45 @@ impl Audited {
                 self.chain.path().display()
             );
         }
+    }
+}
+
+/// Records `keys export` of `state` (wrapped to `target`, `escrow:<sha256>`) in the audit chain:
+/// a fleet's database when the configuration names one, else the chain beside the key store.
+/// The export is done; a chain that cannot take it is a warning.
+pub fn exported(config: Option<&Config>, path: &Path, state: &KeyState, target: &str) {
+    let reason = format!("wrapped to {target}");
+    let actor = cli_actor();
+    let result = match config.and_then(|c| c.state.postgres()) {
+        Some(pg) => super::fleet::with_db(pg, async |client| {
+            let key_id = i64::try_from(state.key_id)?;
+            client
+                .execute(
+                    "SELECT ccs_audit_event($1, 'export', $2, $3, $4)",
+                    &[&actor, &state.instance.as_str(), &key_id, &reason],
+                )
+                .await?;
+            Ok(())
+        }),
+        None => {
+            let record = chain::StateRecord::of(state);
+            let change = chain::Change {
+                actor,
+                action: "export".into(),
+                instance: state.instance.as_str().to_owned(),
+                key_id: state.key_id,
+                before: Some(record.clone()),
+                after: Some(record),
+                reason,
+            };
+            AuditFile::beside(path)
+                .lock(Duration::from_secs(10))
+                .and_then(|mut locked| locked.append(&[change]))
+                .map(|_| ())
+                .map_err(Into::into)
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("warning: {e:#}: the export is done but not recorded in the audit chain");
     }
 }

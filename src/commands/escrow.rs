@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use ccs_endpoint::hsm::Hsm;
-use ccs_endpoint::keystore::{read_entries, SecretsIn};
+use ccs_endpoint::keystore::{read_entries, KeyState, SecretsIn};
 use ccs_endpoint::protocol::KeyId;
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::escrow::{self, EscrowCertificate, EscrowRecord};
@@ -29,6 +29,7 @@ pub enum ExportFormat {
 
 /// `keys export`: `key` wrapped to the certificate `to`, written to `out` (a new file, mode 600)
 /// or standard output. With a token, the token wraps (`plaintext` is the form its objects hold).
+/// The key's state and what it was wrapped to (`escrow:<sha256>`), for the audit chain.
 pub fn export(
     path: &Path,
     key: &KeyArgs,
@@ -36,7 +37,7 @@ pub fn export(
     out: Option<&Path>,
     format: ExportFormat,
     token: Option<(&Hsm, Plaintext)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(KeyState, String)> {
     let instance = key.instance()?;
     let der = ccs_endpoint::tools::inspect::read_input(&to.to_string_lossy())
         .with_context(|| format!("--to {}", to.display()))?;
@@ -93,11 +94,19 @@ pub fn export(
         certificate.fingerprint(),
         out.map(|o| format!(", to {}", o.display())).unwrap_or_default()
     );
-    Ok(())
+    let form = match format {
+        ExportFormat::Escrow => "escrow",
+        ExportFormat::CloudEncryption => "cloud-encryption",
+    };
+    let target = format!(
+        "{form}:{}",
+        certificate.fingerprint().to_string().to_ascii_lowercase()
+    );
+    Ok((entry.state, target))
 }
 
 /// A new file, mode 600; an existing one is never overwritten.
-fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -15,6 +15,7 @@ use ccs_endpoint::fleet::{cli_actor, report, schema};
 use ccs_endpoint::keystore::{read_entries, Condition, SecretsIn};
 use ccs_endpoint::protocol::{format_timestamp, InstanceName, KeyId};
 use clap::{Args, Subcommand};
+
 use time::OffsetDateTime;
 
 /// `db`.
@@ -93,7 +94,7 @@ pub fn postgres(config: &Config) -> anyhow::Result<&PostgresConfig> {
 }
 
 /// Runs `work` with a connection to the database.
-fn with_db<T>(
+pub(super) fn with_db<T>(
     pg: &PostgresConfig,
     work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {

@@ -5,8 +5,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use ccs_endpoint::config::{self, Backend, PostgresConfig};
-use ccs_endpoint::fleet::change::Action;
+use ccs_endpoint::config::{self, Backend};
 use ccs_endpoint::hsm::Hsm;
 use ccs_endpoint::keystore::{
     check_permissions, label, read_entries, shared_secrets, KeyState, SecretsIn, LABEL_PREFIX,
@@ -17,7 +16,6 @@ use ccs_endpoint::tools::keyfile::KeyFile;
 use ccs_endpoint::tools::keys::{self, listing, listing_json, valid_until};
 
 use super::audit::Audited;
-use super::fleet;
 use super::keys_args::{KeyArgs, KeysCommand, StoreArgs, WriteArgs};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -28,7 +26,7 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
     let (path, config) = store.resolve()?;
     // In a fleet, key states live in the database; the file holds secrets only.
     if let Some(pg) = config.as_ref().and_then(|c| c.state.postgres()) {
-        if let Some(done) = fleet_keys(&command, pg)? {
+        if let Some(done) = super::fleet_keys::fleet_keys(&command, pg)? {
             return Ok(done);
         }
     }
@@ -116,7 +114,10 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
                 .map(|c| c.wrap.plaintext)
                 .unwrap_or_default();
             let token = hsm.as_ref().map(|hsm| (hsm, plaintext));
-            super::escrow::export(&path, &key, &to, out.as_deref(), format, token)
+            let (state, target) =
+                super::escrow::export(&path, &key, &to, out.as_deref(), format, token)?;
+            super::audit::exported(config.as_ref(), &path, &state, &target);
+            Ok(())
         }
         KeysCommand::List { json } => list(&path, secrets, open_token, now, validity, json),
         KeysCommand::Disable { key, change } => {
@@ -190,7 +191,10 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
 }
 
 /// A restore's new `not_after` must be ahead: a past one is a shutdown.
-fn restore_ahead(not_after: Option<OffsetDateTime>, now: OffsetDateTime) -> anyhow::Result<()> {
+pub(super) fn restore_ahead(
+    not_after: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
     if let Some(t) = not_after.filter(|t| *t <= now) {
         bail!(
             "--not-after {} has passed: that is a shutdown (`keys shutdown`), not a restore",
@@ -198,51 +202,6 @@ fn restore_ahead(not_after: Option<OffsetDateTime>, now: OffsetDateTime) -> anyh
         );
     }
     Ok(())
-}
-
-/// The state commands of a fleet, run on its database; `None` for the commands that work on
-/// the replica's own key-store file (its secrets).
-fn fleet_keys(command: &KeysCommand, pg: &PostgresConfig) -> anyhow::Result<Option<()>> {
-    let now = OffsetDateTime::now_utc();
-    let instance = |name: &str| InstanceName::parse(name).context("--instance");
-    let (instance, key_id, action, change) = match command {
-        KeysCommand::Disable { key, change } => {
-            (key.instance()?, Some(key.key_id), Action::Disable, change)
-        }
-        KeysCommand::Enable { key, change } => {
-            (key.instance()?, Some(key.key_id), Action::Enable, change)
-        }
-        KeysCommand::Shutdown {
-            instance: name,
-            key_id,
-            change,
-        } => (instance(name)?, *key_id, Action::Shutdown(now), change),
-        KeysCommand::Restore {
-            instance: name,
-            key_id,
-            not_after,
-            change,
-        } => {
-            restore_ahead(*not_after, now)?;
-            (
-                instance(name)?,
-                *key_id,
-                Action::Restore(*not_after),
-                change,
-            )
-        }
-        KeysCommand::Status {
-            instance: name,
-            key_id,
-            json,
-        } => {
-            fleet::status(pg, &instance(name)?, *key_id, *json)?;
-            return Ok(Some(()));
-        }
-        _ => return Ok(None),
-    };
-    fleet::change_keys(pg, &instance, key_id, action, change)?;
-    Ok(Some(()))
 }
 
 /// `keys list`: the states from the file and, with a token, what the token holds under

@@ -19,6 +19,7 @@ pub mod api;
 mod audit;
 mod escrow;
 pub mod fleet;
+mod fleet_keys;
 mod keys;
 mod keys_args;
 pub use keys::keys;

@@ -18,6 +18,8 @@ pub(super) struct RawApi {
     approval_timeout: Option<String>,
     #[serde(default)]
     quorum: BTreeMap<String, u32>,
+    #[serde(default)]
+    export_to: Vec<PathBuf>,
 }
 
 /// `[api]`, checked.
@@ -32,15 +34,19 @@ pub struct ApiConfig {
     /// How long a change waiting for more signers stays pending.
     pub approval_timeout: Duration,
     pub quorum: Quorum,
+    /// The only certificates `export` wraps a key to (escrow, Cloud Encryption's wrapping
+    /// certificate): a signer names one by its SHA-256, never sends one.
+    pub export_to: Vec<PathBuf>,
 }
 
-/// Distinct signers needed per action: a kill takes one, an un-kill two.
+/// Distinct signers needed per action: a kill takes one, an un-kill two, an export two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quorum {
     pub disable: u32,
     pub shutdown: u32,
     pub renew: u32,
     pub enable: u32,
+    pub export: u32,
 }
 
 impl Default for Quorum {
@@ -50,6 +56,7 @@ impl Default for Quorum {
             shutdown: 1,
             renew: 1,
             enable: 2,
+            export: 2,
         }
     }
 }
@@ -119,10 +126,11 @@ impl ApiConfig {
                 "shutdown" => &mut quorum.shutdown,
                 "renew" => &mut quorum.renew,
                 "enable" => &mut quorum.enable,
+                "export" => &mut quorum.export,
                 other => {
                     return Err((
                         "api.quorum",
-                        format!("{other:?} is not an action that changes a key: disable, shutdown, renew or enable"),
+                        format!("{other:?} is not an action that needs signers: disable, shutdown, renew, enable or export"),
                     ))
                 }
             };
@@ -140,6 +148,7 @@ impl ApiConfig {
             clock_skew,
             approval_timeout,
             quorum,
+            export_to: raw.export_to.iter().map(|p| resolve(p)).collect(),
         })
     }
 }

@@ -14,7 +14,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         2,
-        "the admin API's pending approvals and nonces",
+        "the admin API's pending approvals and nonces; audit events that change no state",
         include_str!("schema_api.sql"),
     ),
 ];

@@ -164,6 +164,25 @@ impl KeyStore {
         })
     }
 
+    /// `(instance, key_id)`'s secret wrapped with `options` for an escrow recipient, whatever
+    /// its switches (a disabled or shut-down key is escrowed too), unless its secret here is not
+    /// the one the shared state names. May block like [`wrap_for`](Self::wrap_for).
+    pub fn escrow(
+        &self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        recipient: &RecipientKey,
+        options: WrapOptions,
+    ) -> Result<Wrapped, LookupError> {
+        let id = (instance.clone(), key_id);
+        let state = self.states.get(&id).ok_or(LookupError::NotFound)?;
+        let state = self.matching(&id, state)?;
+        Ok(Wrapped {
+            ciphertext: self.secrets.wrap(state, recipient, options)?,
+            state: state.clone(),
+        })
+    }
+
     /// Every key's state, ordered by instance and key id.
     pub fn list(&self) -> Vec<KeyState> {
         self.states.values().cloned().collect()

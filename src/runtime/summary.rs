@@ -84,7 +84,9 @@ impl Loaded {
                     "shutdown": api.quorum.shutdown,
                     "renew": api.quorum.renew,
                     "enable": api.quorum.enable,
+                    "export": api.quorum.export,
                 },
+                "export_to": api.export_to.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             })),
             "warnings": self.warnings,
         })
@@ -162,7 +164,7 @@ impl Loaded {
             let q = api.quorum;
             let _ = writeln!(
                 out,
-                "api         {} (signed requests); {} signers in {} ({}); quorum disable {} shutdown {} renew {} enable {}",
+                "api         {} (signed requests); {} signers in {} ({}); quorum disable {} shutdown {} renew {} enable {} export {}; exports to {} certificates",
                 api.listen,
                 self.signers.len(),
                 api.signers.display(),
@@ -170,7 +172,9 @@ impl Loaded {
                 q.disable,
                 q.shutdown,
                 q.renew,
-                q.enable
+                q.enable,
+                q.export,
+                api.export_to.len()
             );
         }
         for warning in &self.warnings {

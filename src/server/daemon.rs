@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use super::notify::notify;
 use super::peer::PeerPolicy;
 use super::{admin, http, listener, tls, ServerOptions};
-use crate::api::{self, Api, Backend, FileBackend, FleetBackend, SignersFile};
+use crate::api::{self, Api, Backend, ExportTargets, FileBackend, FleetBackend, SignersFile};
 use crate::chain;
 use crate::config::Backend as KeyBackend;
 use crate::fleet::db::Target;
@@ -126,11 +126,14 @@ impl Loaded {
                         wait: api::fleet_wait(request_timeout),
                     })),
                 };
+                let exports = ExportTargets::load(&config.export_to).map_err(LoadError::Api)?;
                 let api = Api {
                     config,
                     signers,
                     backend,
                     metrics: Arc::clone(&state.metrics),
+                    state: Arc::clone(&state),
+                    exports: Arc::new(exports),
                 };
                 Some((Arc::new(api), api_tls))
             }

@@ -92,6 +92,11 @@ impl EscrowCertificate {
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
+
+    /// The certificate's RSA key.
+    pub fn recipient(&self) -> &RecipientKey {
+        &self.recipient
+    }
 }
 
 const OAEP_SHA256_RAW: WrapOptions = WrapOptions {

@@ -482,3 +482,30 @@ pub fn runbook(tag: &str) -> Vec<RunbookLine> {
     }
     lines
 }
+
+/// OpenSSL's RSA-OAEP-SHA-256 (MGF1-SHA-256) decryption of `wrapped` with `key_pem`.
+pub fn openssl_unwrap(key_pem: &Path, wrapped: &[u8], dir: &Path) -> Vec<u8> {
+    let input = dir.join("wrapped.bin");
+    std::fs::write(&input, wrapped).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey"])
+        .arg(key_pem)
+        .arg("-in")
+        .arg(&input)
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+        ])
+        .output()
+        .expect("openssl is required (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
