@@ -1,8 +1,8 @@
 -- Least-privilege roles for a ccs-endpoint fleet (PRODUCT.md §8). Run once, after
 -- `ccs-endpoint db migrate`, as the role that owns the schema; running it again is harmless.
 --
---   ccs_serving   what a replica needs: read the key states, register itself, record polls.
---                 It cannot change a key's state.
+--   ccs_serving   what a replica needs: read the key states and the audit chain (to verify
+--                 it), register itself, record polls. It cannot change a key's state.
 --   ccs_operator  change key states (the schema's trigger takes the revision and appends the
 --                 audit record for it) and read everything. It cannot write the audit table
 --                 or the revision counter, so nobody but the schema's owner can rewrite the past.
@@ -23,6 +23,8 @@ END
 $$;
 
 GRANT SELECT ON ccs_key_state, ccs_revision, ccs_schema_version TO ccs_serving;
+-- Each replica verifies the audit chain (ccs_audit_chain_ok); reading it changes nothing.
+GRANT SELECT ON ccs_audit TO ccs_serving;
 GRANT SELECT, INSERT, UPDATE ON ccs_replica, ccs_poll TO ccs_serving;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON ccs_key_state TO ccs_operator;

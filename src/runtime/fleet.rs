@@ -26,6 +26,8 @@ const NOT_YET: &str = "the fleet's shared key state has not been read from the d
 /// The fleet side of a replica, before it runs.
 pub struct Fleet {
     follower: Follower,
+    /// The connection the audit chain is verified on (apart from the follower's).
+    chain: Target,
     max_staleness: Duration,
     local: watch::Sender<Arc<KeyStore>>,
     pub polls: Arc<PollQueue>,
@@ -38,6 +40,7 @@ impl Fleet {
         let target = Target::new(pg, &format!("ccs-endpoint {}", pg.replica))?;
         let (queue, batch) = polls::queue();
         Ok(Self {
+            chain: target.clone(),
             follower: Follower {
                 target,
                 replica: pg.replica.clone(),
@@ -72,6 +75,11 @@ impl Fleet {
         gauges.enable(Arc::clone(&self.polls));
         let (confirmed, confirmed_rx) = watch::channel(None);
         let (applied, applied_rx) = watch::channel(-1);
+        tokio::spawn(super::fleet_chain::watch_chain(
+            self.chain,
+            Arc::clone(&state.metrics),
+            stop.clone(),
+        ));
         let links = Links {
             confirmed,
             applied: applied_rx,

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod fleet;
+mod fleet_chain;
 pub(crate) mod fleet_metrics;
 pub(crate) mod identity;
 mod keys;
