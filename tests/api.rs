@@ -346,20 +346,7 @@ async fn signers_reload_and_a_broken_file_fails_closed() {
         "{metrics}"
     );
     // Every API series the shipped alert rules query is one this server exports.
-    let rules = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
-    )
-    .unwrap();
-    let names = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("ccs_api_"));
-    for name in names {
-        let family = name.strip_suffix("_total").unwrap_or(name);
-        assert!(
-            metrics.contains(&format!("# TYPE {family} ")),
-            "alerts.yml queries {name}: not exported"
-        );
-    }
+    support::assert_exported(&metrics, "ccs_api_");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

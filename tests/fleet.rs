@@ -120,23 +120,7 @@ async fn three_replicas_follow_every_kill_switch_and_wait_confirms_it() {
     assert_eq!(support::sample(&metrics, "ccs_state_stale"), Some(0.0));
     assert!(support::sample(&metrics, "ccs_state_age_seconds").unwrap() < 2.0);
     // Every fleet series the alert rules and the dashboard query is one a replica exports.
-    for file in [
-        "deploy/prometheus/alerts.yml",
-        "deploy/grafana/ccs-endpoint.json",
-    ] {
-        let text =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
-        let names = text
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| w.starts_with("ccs_state_"));
-        for name in names {
-            let family = name.strip_suffix("_total").unwrap_or(name);
-            assert!(
-                metrics.contains(&format!("# TYPE {family} ")),
-                "{file} queries {name}, which a replica does not export:\n{metrics}"
-            );
-        }
-    }
+    support::assert_exported(&metrics, "ccs_state_");
 
     // No secret reached the database or the CLI's output.
     let client = pg.client("follow").await;

@@ -6,17 +6,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
-/// The quoted values that follow each occurrence of `field`.
-fn values<'a>(text: &'a str, field: &str) -> Vec<&'a str> {
-    text.split(field)
-        .skip(1)
-        .filter_map(|rest| {
-            let start = rest.find('"')? + 1;
-            let len = rest[start..].find('"')?;
-            Some(&rest[start..start + len])
-        })
-        .collect()
-}
+#[path = "shared/quoted.rs"]
+mod quoted;
+use quoted::values;
 
 fuzz_target!(|text: &str| {
     let path = std::path::Path::new("signers.toml");

@@ -2,7 +2,6 @@
 //! signs it (RFC 9421, HMAC, covering `@method`, `@target-uri` and `content-digest`), sends it
 //! over TLS (HTTP/1.1), and returns the status and JSON answer. A runbook needs nothing else.
 
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +11,11 @@ use hyper::body::Bytes;
 use hyper::header;
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::httpsig::{self, Algorithm, Message, Signing};
+use crate::tools::ConnectError;
 
 /// What to send, and who signs it.
 pub struct ApiRequest {
@@ -126,27 +125,19 @@ pub async fn send(request: &ApiRequest) -> Result<ApiAnswer, ClientError> {
         .map_err(|e| ClientError::Usage(format!("cannot sign: {e}")))?;
     let address = format!("{host}:{port}");
     let connect = async {
-        let addrs: Vec<_> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Connect {
-                address: address.clone(),
-                message: e.to_string(),
-            })?
-            .collect();
-        let tcp = tokio::net::TcpStream::connect(addrs.as_slice())
+        let tls = tls(request.cacert.as_ref())?;
+        crate::tools::connect_tls(&host, port, tls)
             .await
-            .map_err(|e| ClientError::Connect {
-                address: address.clone(),
-                message: e.to_string(),
-            })?;
-        let name = ServerName::try_from(host.clone())
-            .map_err(|e| ClientError::Usage(format!("bad host name {host:?}: {e}")))?;
-        tokio_rustls::TlsConnector::from(tls(request.cacert.as_ref())?)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| ClientError::Connect {
-                address: address.clone(),
-                message: format!("TLS: {e}"),
+            .map_err(|e| match e {
+                ConnectError::Connect(message) => ClientError::Connect {
+                    address: address.clone(),
+                    message,
+                },
+                ConnectError::Name(message) => ClientError::Usage(message),
+                ConnectError::Tls(message) => ClientError::Connect {
+                    address: address.clone(),
+                    message: format!("TLS: {message}"),
+                },
             })
     };
     let exchange = async {

@@ -61,3 +61,36 @@ pub fn shell_quote(path: &Path) -> String {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
+
+/// Why a TLS connection to an endpoint could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The address does not resolve, or TCP fails.
+    Connect(String),
+    /// The host cannot be a TLS server name.
+    Name(String),
+    /// The TLS handshake fails.
+    Tls(String),
+}
+
+/// TCP to `host:port` (every address it resolves to, in turn), then TLS with `config`.
+pub async fn connect_tls(
+    host: &str,
+    port: u16,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ConnectError> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::Connect(e.to_string()))?
+        .collect();
+    let tcp = tokio::net::TcpStream::connect(addrs.as_slice())
+        .await
+        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| ConnectError::Name(format!("bad host name {host:?}: {e}")))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ConnectError::Tls(e.to_string()))
+}

@@ -101,6 +101,20 @@ class Keys(HTTPSignatureKeyResolver):
         return self.secret
 
 
+def sign(case, request, algorithm, secret, label, body):
+    """Signs `request` in place as `case` says (Content-Digest too, when there is a body)."""
+    signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=Keys(secret))
+    signer.sign(
+        request,
+        key_id=case["keyid"],
+        created=datetime.datetime.fromtimestamp(case["created"], datetime.timezone.utc),
+        nonce=case["nonce"],
+        label=label,
+        covered_component_ids=case["components"],
+        body=body if body else None,
+    )
+
+
 def send(case, request, body):
     """Sends `request` as signed, `repeat` times; the answers."""
     url = urllib.parse.urlsplit(case["url"])
@@ -129,29 +143,12 @@ def main():
         body = case["body"].encode()
         if mode == "send":
             if not case.get("unsigned"):
-                signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=Keys(secret))
-                signer.sign(
-                    request,
-                    key_id=case["keyid"],
-                    created=datetime.datetime.fromtimestamp(case["created"], datetime.timezone.utc),
-                    nonce=case["nonce"],
-                    label="sig1",
-                    covered_component_ids=case["components"],
-                    # The library covers content-digest whenever it is given a body.
-                    body=body if body and "content-digest" in case["components"] else None,
-                )
+                # The library covers content-digest whenever it is given a body.
+                covered = body if body and "content-digest" in case["components"] else b""
+                sign(case, request, algorithm, secret, "sig1", covered)
             send(case, request, body)
         elif mode == "sign":
-            signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=Keys(secret))
-            signer.sign(
-                request,
-                key_id=case["keyid"],
-                created=datetime.datetime.fromtimestamp(case["created"], datetime.timezone.utc),
-                nonce=case["nonce"],
-                label=case["label"],
-                covered_component_ids=case["components"],
-                body=body if body else None,
-            )
+            sign(case, request, algorithm, secret, case["label"], body)
             print(json.dumps(request.headers.items()))
         else:
             verifier = HTTPMessageVerifier(signature_algorithm=algorithm, key_resolver=Keys(secret))

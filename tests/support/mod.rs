@@ -509,3 +509,25 @@ pub fn openssl_unwrap(key_pem: &Path, wrapped: &[u8], dir: &Path) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Asserts that every series named with `prefix` in the shipped alert rules and dashboard is
+/// one `metrics` (a `/metrics` page) exports.
+pub fn assert_exported(metrics: &str, prefix: &str) {
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/ccs-endpoint.json",
+    ] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let names = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with(prefix));
+        for name in names {
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "{file} queries {name}, which /metrics does not export:\n{metrics}"
+            );
+        }
+    }
+}

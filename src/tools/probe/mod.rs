@@ -3,7 +3,6 @@
 //! precisely what is wrong when anything is.
 
 use std::fmt;
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +12,8 @@ use base64::Engine;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+
+use crate::tools::ConnectError;
 use time::OffsetDateTime;
 
 use crate::protocol::{parse_kek_path, KeyId};
@@ -150,34 +150,24 @@ pub async fn probe(options: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
     let address = format!("{host}:{port}");
     let tls = tls_config(options)?;
     let connect = async {
-        let addrs: Vec<_> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| ProbeError::Connect {
-                address: address.clone(),
-                message: e.to_string(),
-            })?
-            .collect();
-        let tcp = tokio::net::TcpStream::connect(addrs.as_slice())
+        crate::tools::connect_tls(&host, port, tls)
             .await
-            .map_err(|e| ProbeError::Connect {
-                address: address.clone(),
-                message: e.to_string(),
-            })?;
-        let name = ServerName::try_from(host.clone())
-            .map_err(|e| ProbeError::Usage(format!("bad host name {host:?}: {e}")))?;
-        tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| {
-                let mut message = e.to_string();
-                if message.contains("UnknownIssuer") {
-                    message.push_str(
-                        " (for an endpoint certificate from a private CA, pass --cacert CA.pem)",
-                    );
-                }
-                ProbeError::Tls {
+            .map_err(|e| match e {
+                ConnectError::Connect(message) => ProbeError::Connect {
                     address: address.clone(),
                     message,
+                },
+                ConnectError::Name(message) => ProbeError::Usage(message),
+                ConnectError::Tls(mut message) => {
+                    if message.contains("UnknownIssuer") {
+                        message.push_str(
+                            " (for an endpoint certificate from a private CA, pass --cacert CA.pem)",
+                        );
+                    }
+                    ProbeError::Tls {
+                        address: address.clone(),
+                        message,
+                    }
                 }
             })
     };
