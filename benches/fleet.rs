@@ -1,10 +1,12 @@
 //! Kill-switch latency: from starting the command to every replica answering the new state,
-//! over many disable/enable cycles, for a fleet (`[state] backend = "postgres"`) and, as the
-//! same-run reference, for one replica with the file backend (the command edits its key store,
-//! the replica reloads it). scripts/bench-fleet.sh starts everything and passes:
+//! over many disable/enable cycles, for a fleet (`[state] backend = "postgres"`), for the same
+//! fleet through the signed admin API (`ccs-endpoint api disable|enable` against one replica)
+//! and, as the same-run reference (the last target), for one replica with the file backend (the
+//! command edits its key store, the replica reloads it). scripts/bench-fleet.sh starts
+//! everything and passes:
 //!
 //!   cargo bench --bench fleet -- CA.pem HEADER_FILE BINARY CYCLES \
-//!       fleet=CONFIG=ADDR,ADDR,ADDR file=CONFIG=ADDR
+//!       fleet=CONFIG=ADDR,ADDR,ADDR api=URL,KEY_ID,SECRET_FILE=ADDR,ADDR,ADDR file=CONFIG=ADDR
 //!
 //! Each poll is a new TLS connection, as the SaaS makes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -133,18 +135,20 @@ async fn main() {
                 ("enable", 200)
             };
             let mut command = std::process::Command::new(binary);
-            command
-                .args([
-                    "keys",
-                    action,
-                    "--config",
-                    config,
-                    "--instance",
-                    "ccsdemo",
-                    "--key-id",
-                    "1",
-                ])
-                .stdout(std::process::Stdio::null());
+            match name {
+                // CONFIG is URL,KEY_ID,SECRET_FILE: a signed request to one replica's API.
+                "api" => {
+                    let signing: Vec<&str> = config.split(',').collect();
+                    command.args(["api", action, "--instance", "ccsdemo", "--key", "1"]);
+                    command.args(["--url", signing[0], "--key-id", signing[1]]);
+                    command.args(["--secret-file", signing[2], "--cacert", &args[0]]);
+                }
+                _ => {
+                    command.args(["keys", action, "--config", config]);
+                    command.args(["--instance", "ccsdemo", "--key-id", "1"]);
+                }
+            }
+            command.stdout(std::process::Stdio::null());
             latencies.push(cycle(&mut command, &addrs, expected, &tls, &request).await);
         }
         latencies.sort();
@@ -157,7 +161,13 @@ async fn main() {
             ms(*latencies.last().unwrap())
         );
     }
-    if let [(a, pa), (b, pb)] = p50s.as_slice() {
-        println!("p50 {a}/{b}: {:.2}", pa.as_secs_f64() / pb.as_secs_f64());
+    // Each against the last target, the same run's reference.
+    if let Some(((reference, pr), rest)) = p50s.split_last() {
+        for (name, p) in rest {
+            println!(
+                "p50 {name}/{reference}: {:.2}",
+                p.as_secs_f64() / pr.as_secs_f64()
+            );
+        }
     }
 }

@@ -5,8 +5,9 @@
 #   PARTS="throughput" scripts/bench-fleet.sh    # some of: latency throughput memory
 #
 # 1. Kill-switch latency (benches/fleet.rs): from starting `keys disable|enable` to every one of
-#    three replicas answering the new state, CYCLES times; the reference is one replica of the
-#    file backend, whose `keys disable` edits its key store and which reloads it.
+#    three replicas answering the new state, CYCLES times; the same through the signed admin API
+#    of one replica (`api disable|enable`, quorum 1 for enable here); the reference is one
+#    replica of the file backend, whose `keys disable` edits its key store and which reloads it.
 # 2. Poll throughput (wrk, keep-alive, one thread): a fleet replica against a file-backend
 #    server, rounds interleaved; the ratio says what following the database costs a poll.
 # 3. Memory: the resident set of a fleet replica and of a file-backend server serving KEYS keys.
@@ -68,6 +69,11 @@ for r in r1 r2 r3; do
   eval "ADM_$r=$a; SVC_$r=$s"
   addrs+=("127.0.0.1:$s")
 done
+# r1 also serves the signed admin API (enable needs one signer here, to time one request).
+API=$(port)
+"$BIN" signers add --file "$WORK/signers.toml" --key-id bench --actions status,disable,enable \
+  >"$WORK/bench.secret" 2>/dev/null
+printf '[api]\nlisten = "127.0.0.1:%s"\nsigners = "signers.toml"\n[api.quorum]\nenable = 1\n' "$API" >>"$WORK/r1.toml"
 "$BIN" db migrate --config "$WORK/r1.toml" >/dev/null
 "$BIN" db import-states --config "$WORK/r1.toml" --from "$WORK/dev/keys.toml" >/dev/null
 for r in r1 r2 r3; do a="ADM_$r"; start "$r" "${!a}"; done
@@ -77,7 +83,8 @@ config file file/keys.toml file "$FS" "$FA"
 start file "$FA"
 fleet_addrs=$(IFS=,; echo "${addrs[*]}")
 part latency && cargo bench --locked -q --bench fleet -- "$WORK/dev/ca.crt" "$WORK/header" "$BIN" "$CYCLES" \
-  "fleet=$WORK/r1.toml=$fleet_addrs" "file=$WORK/file.toml=127.0.0.1:$FS"
+  "fleet=$WORK/r1.toml=$fleet_addrs" "api=https://localhost:$API,bench,$WORK/bench.secret=$fleet_addrs" \
+  "file=$WORK/file.toml=127.0.0.1:$FS"
 
 # 2. Poll throughput: a fleet replica (r1) against the file-backend server.
 rps() {

@@ -71,7 +71,7 @@ async fn handle(State(api): State<Arc<Api>>, request: Request) -> Response {
     let action = route.as_ref().map_or("none", |r| r.permission().name());
     let (response, signer) = match route {
         Err(NoRoute::NotFound) => (
-            error(StatusCode::NOT_FOUND, "not_found", "no such endpoint: see GET /v1/keys, GET /v1/keys/{instance}/{key_id}, GET /v1/approvals, POST /v1/keys/{instance}/{key_id}/{disable|enable|shutdown|renew}"),
+            error(StatusCode::NOT_FOUND, "not_found", "no such endpoint: see GET /v1/keys, GET /v1/keys/{instance}/{key_id}, GET /v1/approvals, POST /v1/keys/{instance}/{key_id}/{disable|enable|shutdown|renew|export}"),
             None,
         ),
         Err(NoRoute::Method(allowed)) => {
