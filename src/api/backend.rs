@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::file::{find, write_change};
 use crate::fleet::change::{change_in, wait_applied};
-use crate::fleet::db::Target;
+use crate::fleet::db::{Session, Target};
 use crate::fleet::{approvals, report, FleetError};
 use crate::httpsig::{NonceCache, Refusal};
 use crate::keystore::{KeyState, SecretsIn};
@@ -161,8 +161,7 @@ impl Backend {
                 .take(signer, nonce, created, now, skew)
                 .map_err(Ok),
             Backend::Fleet(fleet) => {
-                let _turn = fleet.turn().await.map_err(Err)?;
-                let session = fleet.target.connect().await.map_err(|e| Err(e.into()))?;
+                let (_turn, session) = fleet.session().await.map_err(Err)?;
                 let until = created.saturating_add(skew);
                 match approvals::take_nonce(&session.client, signer, nonce, until, now).await {
                     Ok(true) => Ok(()),
@@ -186,8 +185,7 @@ impl Backend {
                     .collect())
             }
             Backend::Fleet(fleet) => {
-                let _turn = fleet.turn().await?;
-                let session = fleet.target.connect().await?;
+                let (_turn, session) = fleet.session().await?;
                 let (instance, key_id) = key.map_or((None, None), |(i, k)| (Some(i), Some(k)));
                 let keys = report::key_status(&session.client, instance, key_id).await?;
                 Ok(keys.into_iter().map(fleet_view).collect())
@@ -200,8 +198,7 @@ impl Backend {
         match self {
             Backend::File(file) => Ok(file.book.list(OffsetDateTime::now_utc())),
             Backend::Fleet(fleet) => {
-                let _turn = fleet.turn().await?;
-                let session = fleet.target.connect().await?;
+                let (_turn, session) = fleet.session().await?;
                 Ok(approvals::list(&session.client).await?)
             }
         }
@@ -259,12 +256,17 @@ impl Backend {
 pub const FLEET_SESSIONS: usize = 4;
 
 impl FleetBackend {
-    /// A turn to use the database.
-    pub(super) async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {
-        self.sessions
+    /// A database session, in turn: at most [`FLEET_SESSIONS`] at once (the permit goes
+    /// with it).
+    pub(super) async fn session(
+        &self,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Session), Failure> {
+        let turn = self
+            .sessions
             .acquire()
             .await
-            .map_err(|_| Failure::Unavailable("shutting down".into()))
+            .map_err(|_| Failure::Unavailable("shutting down".into()))?;
+        Ok((turn, self.target.connect().await?))
     }
 
     async fn change(
@@ -274,8 +276,7 @@ impl FleetBackend {
         required: u32,
         timeout: Duration,
     ) -> Result<Outcome, Failure> {
-        let _turn = self.turn().await?;
-        let mut session = self.target.connect().await?;
+        let (_turn, mut session) = self.session().await?;
         let tx = session
             .client
             .transaction()

@@ -169,8 +169,7 @@ impl Backend {
                 Ok(Exported::Done { answer, approvers })
             }
             Backend::Fleet(fleet) => {
-                let _turn = fleet.turn().await?;
-                let mut session = fleet.target.connect().await?;
+                let (_turn, mut session) = fleet.session().await?;
                 let tx = session
                     .client
                     .transaction()

@@ -335,8 +335,8 @@ pub fn verify_hmac(
     hmac::verify(&key, base.as_bytes(), &params.signature).map_err(|_| Refusal::BadSignature)
 }
 
-/// What a client signs with.
-#[derive(Debug, Clone, Copy)]
+/// What a client signs with. `Debug` leaves the secret out.
+#[derive(Clone, Copy)]
 pub struct Signing<'a> {
     pub label: &'a str,
     pub keyid: &'a str,
@@ -344,6 +344,19 @@ pub struct Signing<'a> {
     pub secret: &'a [u8],
     pub created: i64,
     pub nonce: &'a str,
+}
+
+impl std::fmt::Debug for Signing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("label", &self.label)
+            .field("keyid", &self.keyid)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &"<redacted>")
+            .field("created", &self.created)
+            .field("nonce", &self.nonce)
+            .finish()
+    }
 }
 
 /// Signs `message` (covering `@method`, `@target-uri` and, with a body, `content-digest`):
