@@ -1,4 +1,5 @@
-//! Writes the fuzzers' seed corpora: `cargo run --example fuzz_seeds -- fuzz/corpus`.
+//! Writes the fuzzers' generated seeds: `cargo run --example fuzz_seeds -- fuzz/seeds`
+//! (scripts/fuzz.sh; the committed corpora are fuzz/corpus).
 //! Certificates are generated here, at run time (only certificates: no key is written).
 
 use std::path::Path;
@@ -15,7 +16,7 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "fuzz/corpus".into());
+        .unwrap_or_else(|| "fuzz/seeds".into());
     let out = Path::new(&out);
     for (i, path) in [
         "/kek/ccsdemo/1",
@@ -116,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             algorithm,
             secret: b"a seed secret, not the fuzzer's, 32+ bytes",
             created: 1_790_000_000,
-            nonce: "seed-nonce",
+            nonce: "seed-nonce-0123456",
         };
         let headers = httpsig::sign(&message, signing)?;
         let field = |name: &str| {

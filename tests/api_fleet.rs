@@ -26,9 +26,11 @@ fn escrow() -> &'static Issued {
     ESCROW.get_or_init(|| pki::ca("escrow", KeyKind::Rsa2048).unwrap())
 }
 
+/// A replica whose API answers to the load balancer's name and to its own address.
 async fn replica(bed: &Bed, keys: &[Key], name: &str, signers: &str) -> TestServer {
+    let port = support::process::free_port();
     let config = format!(
-        "{}[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\nexport_to = [\"escrow.crt\"]\n",
+        "{}[api]\nlisten = \"127.0.0.1:{port}\"\nsigners = \"signers.toml\"\nexport_to = [\"escrow.crt\"]\nnames = [\"ccs.example.com\", \"127.0.0.1:{port}\"]\n",
         state(&bed.url_file, name, "2s")
     );
     TestServer::start_with_files(keys, &config, |dir| {
@@ -145,7 +147,7 @@ async fn two_replicas_share_approvals_nonces_and_the_audit_chain() {
         algorithm: Algorithm::HmacSha256,
         secret: &secret,
         created: time::OffsetDateTime::now_utc().unix_timestamp(),
-        nonce: "once-only-4f1c",
+        nonce: "once-only-4f1c-0000",
     };
     let headers = httpsig::sign(&message, signing).unwrap();
     assert_eq!(through_balancer(&r1, &headers).await, 200);

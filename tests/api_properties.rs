@@ -71,7 +71,7 @@ fn signed() -> impl Strategy<Value = (Request, i64)> {
         "/v1/keys(/[A-Za-z0-9_-]{1,10}/[0-9]{1,5}(/disable)?)?(\\?[a-z]=[0-9])?",
         "\\{\"reason\":\"[ -~]{0,40}\"\\}",
         1_700_000_000i64..1_900_000_000,
-        "[A-Za-z0-9]{8,24}",
+        "[A-Za-z0-9]{16,24}",
     )
         .prop_map(|(method, authority, path, body, created, nonce)| {
             let body = if method == "POST" {

@@ -397,7 +397,7 @@ async fn migrations_race_safely_and_a_tampered_audit_row_is_named() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(versions, 2);
+    assert_eq!(versions, 3);
     let bed = Bed {
         work,
         url_file,
@@ -405,7 +405,7 @@ async fn migrations_race_safely_and_a_tampered_audit_row_is_named() {
     };
     let (code, out, _) = bed.cli(&["db", "migrate"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("schema is current (version 2)"), "{out}");
+    assert!(out.contains("schema is current (version 3)"), "{out}");
 
     let keys_file = bed.work.path().join("keys.toml");
     bed.cli(&["db", "import-states", "--from", keys_file.to_str().unwrap()])

@@ -80,7 +80,7 @@ fn requests_the_python_library_signs_verify_here() {
                 "method": c.method, "url": format!("https://{AUTHORITY}{}", c.path),
                 "headers": headers, "body": c.body, "keyid": "soc-oncall",
                 "secret": BASE64.encode(secret), "alg": c.algorithm.name(),
-                "created": created, "nonce": format!("nonce-{i}"), "label": format!("py{i}"),
+                "created": created, "nonce": format!("nonce-{i:016}"), "label": format!("py{i}"),
                 "components": c.components,
             })
         })
@@ -141,7 +141,7 @@ fn requests_signed_here_verify_in_the_python_library() {
                 algorithm: c.algorithm,
                 secret,
                 created: now(),
-                nonce: "n-42",
+                nonce: "n-42-0123456789ab",
             };
             let mut headers = vec![("Host".to_owned(), AUTHORITY.to_owned())];
             headers.extend(httpsig::sign(&message, signing).unwrap());

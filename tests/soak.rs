@@ -1,11 +1,10 @@
-//! Soak and robustness, behind the `soak` feature (`.ci/run` runs it in release mode): the
-//! real binary on loopback for SOAK_SECONDS (default 130) while valid polls mix with garbage
+//! Soak and robustness: the real binary on loopback for SOAK_SECONDS (default 30, part of the
+//! README's test command; `scripts/long-checks.sh` runs it for 10 minutes) while valid polls mix with garbage
 //! headers, huge headers, slow and half-open connections, TLS garbage and abrupt disconnects,
 //! and the key store is rewritten every second (a reload settles 500 ms after the last change).
-//! Asserts zero failed valid polls, zero 5xx, no panic in the log, resident memory growing
-//! less than 10 % from the first minute to the last, and a clean exit on SIGTERM. Bounded:
-//! time-limited loops, a few clients each.
-#![cfg(feature = "soak")]
+//! Asserts zero failed valid polls, zero 5xx, no panic in the log, a clean exit on SIGTERM and,
+//! on a run of two minutes or more, resident memory growing less than 10 % from the first
+//! window (a third of the run, at most a minute) to the last. Bounded: time-limited loops, a few clients each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -53,7 +52,7 @@ async fn soak() {
     let seconds: u64 = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(130);
+        .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
     let key = Key::new("ccsdemo", 1);
     let secret = key.secret.clone();
@@ -208,10 +207,11 @@ async fn soak() {
     let status = server.terminate();
     let log = server.output();
 
-    let minute = Duration::from_secs(60);
+    // Memory is judged between the first and the last window, past start-up's first samples.
+    let window = Duration::from_secs((seconds / 3).clamp(10, 60));
     let first = samples
         .iter()
-        .filter(|(t, _)| *t <= minute)
+        .filter(|(t, _)| *t <= window)
         .map(|s| s.1)
         .max()
         .unwrap_or(0);
@@ -220,7 +220,7 @@ async fn soak() {
         .filter(|(t, _)| {
             *t >= started
                 .elapsed()
-                .saturating_sub(minute + Duration::from_secs(15))
+                .saturating_sub(window + Duration::from_secs(5))
         })
         .map(|s| s.1)
         .max()
@@ -233,7 +233,9 @@ async fn soak() {
     let errors = counts.server_errors.load(Ordering::SeqCst);
     let reloads = log.matches("event=\"reload\"").count();
     println!(
-        "soak: {seconds}s, {valid} valid polls ({failed} failed), {hostile} hostile exchanges, {errors} 5xx, {reloads} reloads, RSS first minute {first} KiB, last minute {last} KiB ({:+.1} %)",
+        "soak: {seconds}s, {valid} valid polls ({failed} failed), {hostile} hostile exchanges, {errors} 5xx, {reloads} reloads, RSS first {}s {first} KiB, last {}s {last} KiB ({:+.1} %)",
+        window.as_secs(),
+        window.as_secs(),
         (last as f64 - first as f64) * 100.0 / first.max(1) as f64
     );
     assert!(status.success(), "exit after SIGTERM: {status}");
@@ -242,10 +244,14 @@ async fn soak() {
     assert_eq!(errors, 0, "5xx answers");
     assert!(reloads > 0, "the key store was never reloaded");
     assert!(!log.contains("panicked"), "a panic in the log");
-    assert!(
-        first > 0 && (last as f64) < first as f64 * 1.10,
-        "RSS grew from {first} to {last} KiB"
-    );
+    // A leak shows over minutes, not over the warm-up of a short run: memory is judged on a
+    // run of two minutes or more (scripts/long-checks.sh), printed on any.
+    if seconds >= 120 {
+        assert!(
+            first > 0 && (last as f64) < first as f64 * 1.10,
+            "RSS grew from {first} to {last} KiB"
+        );
+    }
     for form in leak_forms(&secret) {
         assert!(!log.contains(&form), "a form of the secret in the soak log");
     }

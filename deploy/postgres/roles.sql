@@ -2,7 +2,9 @@
 -- `ccs-endpoint db migrate`, as the role that owns the schema; running it again is harmless.
 --
 --   ccs_serving   what a replica needs: read the key states and the audit chain (to verify
---                 it), register itself, record polls. It cannot change a key's state.
+--                 it), register itself, record polls. It cannot change a key's state, and
+--                 writes only its own rows (row-level security, schema version 3): give
+--                 each replica its own login.
 --   ccs_operator  change key states (the schema's trigger takes the revision and appends the
 --                 audit record for it) and read everything. It cannot write the audit table
 --                 or the revision counter, so nobody but the schema's owner can rewrite the past.
@@ -19,6 +21,17 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ccs_operator') THEN
         CREATE ROLE ccs_operator NOLOGIN;
     END IF;
+END
+$$;
+
+-- No temporary objects in the state database (schema version 3 fixes the owner functions'
+-- lookups; this takes the means away as well). TEMPORARY is PUBLIC's by default, so it is
+-- taken from PUBLIC: keep the state database for ccs-endpoint alone. Needs the database's
+-- owner (or a superuser).
+DO $$
+BEGIN
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, ccs_serving, ccs_operator',
+                   current_database());
 END
 $$;
 

@@ -57,6 +57,10 @@ pub struct Api {
     pub state: Arc<crate::runtime::AppState>,
     /// The certificates of `[api] export_to`.
     pub exports: Arc<ExportTargets>,
+    /// The TLS identity presented now: its names are the API's own by default.
+    pub identity: Arc<crate::runtime::identity::CertSwitch>,
+    /// The port the API listens on (set once bound).
+    pub port: std::sync::OnceLock<u16>,
 }
 
 /// The API's routes over `api`.
@@ -124,12 +128,32 @@ impl Api {
         parts: &axum::http::request::Parts,
         body: &[u8],
     ) -> (Response, Option<String>) {
-        let Some(host) = parts.headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        let mut hosts = parts.headers.get_all(HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
             return (
-                error(StatusCode::BAD_REQUEST, "bad_request", "no Host header"),
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "send exactly one Host header",
+                ),
                 None,
             );
         };
+        let Ok(host) = host.to_str() else {
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the Host header is not ASCII",
+                ),
+                None,
+            );
+        };
+        // A signature is bound to this server (PRODUCT.md §9): its @target-uri is built from
+        // the Host header, which must be one of this API's names.
+        if let Err(refused) = self.addressed_here(host) {
+            return (refusal(&refused), None);
+        }
         let headers: Vec<(&str, &str)> = parts
             .headers
             .iter()
@@ -205,6 +229,40 @@ impl Api {
             Err(f) => failure(f),
         };
         (response, Some(key_id))
+    }
+
+    /// Whether `host` (the request's authority) is one of this API's names: `[api] names`, or
+    /// by default each name of the TLS certificate presented now with the API's port (and
+    /// alone on port 443).
+    fn addressed_here(&self, host: &str) -> Result<(), Refusal> {
+        let host = host.to_ascii_lowercase();
+        let names: Vec<String> = if self.config.names.is_empty() {
+            let port = self
+                .port
+                .get()
+                .copied()
+                .unwrap_or(self.config.listen.port());
+            let mut names = Vec::new();
+            for name in self.identity.names().iter() {
+                names.push(format!("{name}:{port}"));
+                if port == 443 {
+                    names.push(name.clone());
+                }
+            }
+            names
+        } else {
+            self.config.names.clone()
+        };
+        if names.contains(&host) {
+            return Ok(());
+        }
+        Err(Refusal::OtherServer {
+            authority: host,
+            names: match names.is_empty() {
+                true => "it has no names: its certificate names no DNS name or IP address, and [api] names is empty".into(),
+                false => names.join(", "),
+            },
+        })
     }
 
     async fn route(

@@ -4,7 +4,8 @@
 //! `hash` = hex SHA-256 of `prev` (64 hex digits; 64 zeros for the first record) followed by
 //! the record's canonical JSON: the fields below except `prev` and `hash`, keys sorted, no
 //! spaces, strings escaped as JSON requires and nothing more (UTF-8 as is), states as
-//! `{"disabled":…,"kcv":…,"not_after":…}` or `null`, times as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+//! `{"disabled":…,"kcv":…,"not_after":…}` or `null`, times as `YYYY-MM-DDTHH:MM:SS.ffffffZ`;
+//! `role` only where the record has one (a fleet's records since schema version 3).
 //! The fleet's database trigger writes exactly these bytes (`fleet/schema.sql`), and
 //! [`verify`] recomputes them here. A single node keeps the chain in `audit.jsonl` beside its
 //! key store ([`AuditFile`]).
@@ -44,6 +45,11 @@ pub struct Record {
     pub before: Option<StateRecord>,
     pub after: Option<StateRecord>,
     pub reason: String,
+    /// In a fleet, the database login that made the change (`session_user`): what the database
+    /// vouches for, beside the `actor` the client claims. Absent from a single node's records
+    /// and from those written before schema version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     pub prev: String,
     pub hash: String,
 }
@@ -151,6 +157,8 @@ struct Canonical<'a> {
     instance: &'a str,
     key_id: u64,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: &'a Option<String>,
     seq: u64,
     time: &'a str,
 }
@@ -168,6 +176,7 @@ impl Record {
             before: change.before.clone(),
             after: change.after.clone(),
             reason: change.reason.clone(),
+            role: None,
             prev: prev.to_owned(),
             hash: String::new(),
         };
@@ -185,6 +194,7 @@ impl Record {
             instance: &self.instance,
             key_id: self.key_id,
             reason: &self.reason,
+            role: &self.role,
             seq: self.seq,
             time: &self.time,
         };
@@ -260,6 +270,7 @@ mod tests {
                         not_after: None,
                     }),
                     reason: format!("incident \"{seq}\"\n\ttab é"),
+                    role: None,
                     prev: prev.clone(),
                     hash: String::new(),
                 };

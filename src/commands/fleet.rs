@@ -210,20 +210,26 @@ pub fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                 } else {
-                    // Quoted: a reason is free text and may hold line breaks.
+                    // What a client chose (actor, action, reason) never reaches the terminal
+                    // raw: control characters and line breaks are escaped, a reason quoted.
+                    // In a fleet the login the database saw ends the line.
                     println!(
-                        "{:>6} {} {:<16} {:<8} {} key_id {}: {} → {}{}",
+                        "{:>6} {} {:<16} {:<8} {} key_id {}: {} → {}{}{}",
                         r.seq,
-                        r.time,
+                        r.time.escape_debug(),
                         r.actor.escape_debug(),
-                        r.action,
-                        r.instance,
+                        r.action.escape_debug(),
+                        r.instance.escape_debug(),
                         r.key_id,
                         state_text(r.before.as_ref()),
                         state_text(r.after.as_ref()),
                         match r.reason.as_str() {
                             "" => String::new(),
                             reason => format!("  reason {reason:?}"),
+                        },
+                        match &r.role {
+                            Some(role) => format!("  login {role:?}"),
+                            None => String::new(),
                         }
                     );
                 }

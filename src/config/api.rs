@@ -20,6 +20,8 @@ pub(super) struct RawApi {
     quorum: BTreeMap<String, u32>,
     #[serde(default)]
     export_to: Vec<PathBuf>,
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 /// `[api]`, checked.
@@ -37,6 +39,10 @@ pub struct ApiConfig {
     /// The only certificates `export` wraps a key to (escrow, Cloud Encryption's wrapping
     /// certificate): a signer names one by its SHA-256, never sends one.
     pub export_to: Vec<PathBuf>,
+    /// The authorities (`host` or `host:port`, as a client's `Host` header writes them) a
+    /// signature must be made for; empty: each DNS name (and IP address) of the TLS
+    /// certificate with the API's port (and alone when that port is 443).
+    pub names: Vec<String>,
 }
 
 /// Distinct signers needed per action: a kill takes one, an un-kill two, an export two.
@@ -142,8 +148,23 @@ impl ApiConfig {
             }
             *slot = needed;
         }
+        let mut names = Vec::with_capacity(raw.names.len());
+        for name in &raw.names {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+            if !valid {
+                return Err((
+                    "api.names",
+                    format!("{name:?} is not an authority such as \"ccs.example.com\" or \"ccs.example.com:9443\""),
+                ));
+            }
+            names.push(name.to_ascii_lowercase());
+        }
         Ok(Self {
             listen,
+            names,
             signers: resolve(&raw.signers),
             clock_skew,
             approval_timeout,

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 
 use super::db::{Target, CHANNEL};
 use super::polls::{self, PollBatch};
-use super::{read_snapshot, schema_missing, sql_time, FleetError, Snapshot};
+use super::{read_snapshot, schema_missing, sql_time, FleetError, Snapshot, ROWS_DIGEST};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -87,11 +87,21 @@ impl Follower {
         let op = self.op_timeout();
         let mut session = self.target.connect().await?;
         let client = Arc::new(session.client);
+        timed(
+            op,
+            "checking the schema version",
+            super::schema::require_current(&*client),
+        )
+        .await?;
         timed(op, "listening", async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
             Ok(())
         })
         .await?;
+        // Registered before anything read here is served: a replica the fleet cannot see (its
+        // name taken by another login) is one `--wait` cannot vouch for, so it never serves.
+        let applied_now = *links.applied.borrow();
+        self.heartbeat(&client, applied_now, op).await?;
         (links.connected)(true);
         tracing::info!(replica = %self.replica, "fleet state: connected to the database");
         let mut flush = tokio::time::interval(FLUSH_EVERY);
@@ -103,6 +113,7 @@ impl Follower {
         loop {
             let asked = Instant::now();
             let snapshot = timed(op, "reading the key states", read_snapshot(&*client)).await?;
+            let read = (snapshot.revision, snapshot.digest.clone());
             let revision = snapshot.revision;
             links.confirmed.send_replace(Some(Confirmed {
                 snapshot: Arc::new(snapshot),
@@ -111,7 +122,7 @@ impl Follower {
             let applied = links.applied.wait_for(|r| *r >= revision);
             let _ = tokio::time::timeout(Duration::from_secs(1), applied).await;
             let mut applied = *links.applied.borrow();
-            if self.heartbeat(&client, applied, op).await? != revision {
+            if self.heartbeat(&client, applied, op).await? != read {
                 continue;
             }
             confirm.reset();
@@ -121,7 +132,8 @@ impl Follower {
                     _ = confirm.tick() => {
                         let asked = Instant::now();
                         applied = *links.applied.borrow();
-                        if self.heartbeat(&client, applied, op).await? != revision {
+                        // A new revision, or rows that changed without one: read again.
+                        if self.heartbeat(&client, applied, op).await? != read {
                             break;
                         }
                         links.confirmed.send_modify(|c| {
@@ -157,30 +169,32 @@ impl Follower {
     }
 
     /// Registers the replica (or says it is still here) with the revision it serves; returns
-    /// the revision of the last committed change.
+    /// the revision of the last committed change and the digest of the rows as stored.
     async fn heartbeat(
         &self,
         client: &Client,
         applied: i64,
         op: Duration,
-    ) -> Result<i64, FleetError> {
+    ) -> Result<(i64, String), FleetError> {
         let version = env!("CARGO_PKG_VERSION");
         let started = sql_time(self.started);
         timed(op, "confirming the key states", async {
             let row = client
                 .query_one(
-                    "INSERT INTO ccs_replica (name, version, started_at, last_seen, applied_revision)
+                    &format!(
+                        "INSERT INTO ccs_replica (name, version, started_at, last_seen, applied_revision)
                      VALUES ($1, $2, $3::text::timestamptz, now(), $4)
                      ON CONFLICT (name) DO UPDATE SET
                          version = EXCLUDED.version, started_at = EXCLUDED.started_at,
                          last_seen = now(), applied_revision = EXCLUDED.applied_revision,
-                         stopped_at = NULL
-                     RETURNING (SELECT revision FROM ccs_revision)",
+                         stopped_at = NULL, login = session_user
+                     RETURNING (SELECT revision FROM ccs_revision), {ROWS_DIGEST}"
+                    ),
                     &[&self.replica, &version, &started, &applied],
                 )
                 .await
-                .map_err(schema_missing)?;
-            Ok(row.get(0))
+                .map_err(|e| registration_refused(e, &self.replica))?;
+            Ok((row.get(0), row.get(1)))
         })
         .await
     }
@@ -199,6 +213,20 @@ impl Follower {
             }
         })
     }
+}
+
+/// A heartbeat's error as an operator can act on it: row-level security refuses a replica name
+/// that another login registered (schema version 3: each replica writes only its own rows).
+fn registration_refused(e: tokio_postgres::Error, replica: &str) -> FleetError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+        && e.as_db_error()
+            .is_some_and(|d| d.message().contains("row-level security"))
+    {
+        return FleetError::Refused(format!(
+            "replica name {replica:?} is registered in ccs_replica by another database login: give each replica its own name ([state] replica) and its own login"
+        ));
+    }
+    schema_missing(e)
 }
 
 /// `work`, or a timeout error naming what it was doing.

@@ -10,7 +10,7 @@
 use time::OffsetDateTime;
 use tokio_postgres::GenericClient;
 
-use crate::keystore::{parse_time, KeyState};
+use crate::keystore::{parse_time, KeyRef, KeyState};
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::Kcv;
 
@@ -53,37 +53,67 @@ fn describe(e: &tokio_postgres::Error) -> String {
 pub struct Snapshot {
     /// The revision of the last change the snapshot includes.
     pub revision: i64,
+    /// A digest of every row as stored ([`ROWS_DIGEST`]): a row changed without a revision
+    /// (outside the trigger) changes it, and the replica reads again.
+    pub digest: String,
     /// Every key's shared state; its `kcv` is the KCV the fleet expects of the secret.
     pub keys: Vec<KeyState>,
+    /// Keys whose row is not the state of their last audited change: changed outside the
+    /// audit chain, so in doubt (PRODUCT.md §7: served only as far as the row withdraws them).
+    pub unaudited: Vec<KeyRef>,
 }
 
+/// The digest of every key row as stored, in one order; the heartbeat compares it with the
+/// snapshot's. An expression over `ccs_key_state`.
+pub const ROWS_DIGEST: &str = "(SELECT md5(coalesce(string_agg(
+        concat_ws(' ', d.instance, d.key_id, d.kcv, d.disabled, d.revision, ccs_time(d.not_after)),
+        ',' ORDER BY d.instance, d.key_id), '')) FROM ccs_key_state d)";
+
 /// Reads every key's state and the revision they are at, in one statement (so one snapshot:
-/// a change's row and revision are committed together).
+/// a change's row and revision are committed together), each row judged against the key's
+/// last audited change (the record at the row's revision, with the row's state).
 pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, FleetError> {
-    let rows = client
-        .query(
-            "SELECT r.revision, k.instance, k.key_id, k.kcv, k.disabled, ccs_time(k.not_after)
-             FROM ccs_revision r LEFT JOIN ccs_key_state k ON true",
-            &[],
-        )
-        .await
-        .map_err(schema_missing)?;
+    let sql = format!(
+        "SELECT r.revision, k.instance, k.key_id, k.kcv, k.disabled, ccs_time(k.not_after),
+                a.seq IS NOT DISTINCT FROM k.revision
+                    AND a.after = ccs_state_json(k.disabled, k.kcv, k.not_after),
+                {ROWS_DIGEST}
+         FROM ccs_revision r
+         LEFT JOIN ccs_key_state k ON true
+         LEFT JOIN LATERAL (
+             SELECT seq, after FROM ccs_audit
+             WHERE instance = k.instance AND key_id = k.key_id AND before <> after
+             ORDER BY seq DESC LIMIT 1
+         ) a ON true"
+    );
+    let rows = client.query(&sql, &[]).await.map_err(schema_missing)?;
     let revision = rows.first().map_or(0, |row| row.get(0));
+    let digest = rows.first().map_or_else(String::new, |row| row.get(7));
     let mut keys = Vec::with_capacity(rows.len());
+    let mut unaudited = Vec::new();
     for row in &rows {
         let Some(instance) = row.get::<_, Option<String>>(1) else {
             continue; // no key at all: the one row of the join
         };
         let not_after: Option<String> = row.get(5);
-        keys.push(key_state(
+        let key = key_state(
             &instance,
             row.get(2),
             row.get(3),
             row.get(4),
             not_after.as_deref(),
-        )?);
+        )?;
+        if !row.get::<_, Option<bool>>(6).unwrap_or(false) {
+            unaudited.push((key.instance.clone(), key.key_id));
+        }
+        keys.push(key);
     }
-    Ok(Snapshot { revision, keys })
+    Ok(Snapshot {
+        revision,
+        digest,
+        keys,
+        unaudited,
+    })
 }
 
 /// The revision of the last committed change; tells a database without the schema apart.

@@ -152,9 +152,9 @@ pub async fn write(
              SELECT i, k, $3, a::timestamptz, s, r, v::timestamptz
              FROM unnest($1::text[], $2::int8[], $4::text[], $5::int4[], $6::text[], $7::text[])
                   AS u(i, k, a, s, r, v)
-             ON CONFLICT (instance, key_id) DO UPDATE SET
-                 replica = EXCLUDED.replica, at = EXCLUDED.at, status = EXCLUDED.status,
-                 reason = EXCLUDED.reason, valid_until = EXCLUDED.valid_until
+             ON CONFLICT (instance, key_id, replica) DO UPDATE SET
+                 at = EXCLUDED.at, status = EXCLUDED.status, reason = EXCLUDED.reason,
+                 valid_until = EXCLUDED.valid_until, login = session_user
              WHERE ccs_poll.at <= EXCLUDED.at",
             &[
                 &instances,

@@ -145,7 +145,10 @@ pub async fn key_status(
                     p.replica, ccs_time(p.at), p.status, p.reason, ccs_time(p.valid_until),
                     k.instance
              FROM ccs_key_state k
-             LEFT JOIN ccs_poll p ON p.instance = k.instance AND p.key_id = k.key_id
+             LEFT JOIN LATERAL (
+                 SELECT * FROM ccs_poll q WHERE q.instance = k.instance AND q.key_id = k.key_id
+                 ORDER BY q.at DESC LIMIT 1
+             ) p ON true
              WHERE ($1::text IS NULL OR k.instance = $1)
                AND ($2::int8 IS NULL OR k.key_id = $2)
              ORDER BY k.instance, k.key_id",
@@ -190,7 +193,8 @@ pub async fn audit(
 ) -> Result<Vec<Record>, FleetError> {
     let rows = client
         .query(
-            "SELECT seq, time, actor, action, instance, key_id, before, after, reason, prev, hash
+            "SELECT seq, time, actor, action, instance, key_id, before, after, reason, prev, hash,
+                    role
              FROM ccs_audit WHERE $1::text IS NULL OR instance = $1 ORDER BY seq",
             &[&instance.map(InstanceName::as_str)],
         )
@@ -214,6 +218,7 @@ pub async fn audit(
                 before: state(6)?,
                 after: state(7)?,
                 reason: r.get(8),
+                role: r.get(11),
                 prev: r.get(9),
                 hash: r.get(10),
             })

@@ -17,7 +17,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "the admin API's pending approvals and nonces; audit events that change no state",
         include_str!("schema_api.sql"),
     ),
+    (
+        3,
+        "owner functions with fixed lookups; the login in every audit record; each replica its own rows",
+        include_str!("schema_v3.sql"),
+    ),
 ];
+
+/// Where a migration's SQL names the schema that holds the tables (as a quoted identifier).
+const SCHEMA: &str = "@schema@";
 
 /// The advisory lock `db migrate` holds ("ccs_migr").
 const LOCK: i64 = 0x6363_735f_6d69_6772;
@@ -25,6 +33,32 @@ const LOCK: i64 = 0x6363_735f_6d69_6772;
 /// The newest schema version this binary knows.
 pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Refuses a database whose schema is older than this binary's (its queries would fail one by
+/// one), or newer, saying what to run.
+pub async fn require_current(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<(), FleetError> {
+    let found: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM ccs_schema_version",
+            &[],
+        )
+        .await
+        .map_err(super::schema_missing)?
+        .get(0);
+    match found.cmp(&latest()) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(FleetError::Schema(format!(
+            "the database's schema is version {found}, this binary needs version {}: run `ccs-endpoint db migrate --config …` with the owner's role",
+            latest()
+        ))),
+        std::cmp::Ordering::Greater => Err(FleetError::Schema(format!(
+            "the database's schema is version {found}, newer than this binary knows ({}): upgrade ccs-endpoint",
+            latest()
+        ))),
+    }
 }
 
 /// What one `db migrate` did.
@@ -62,9 +96,19 @@ pub async fn migrate(client: &mut Client) -> Result<Migrated, FleetError> {
             latest()
         )));
     }
+    // The tables live in the first schema of the owner's search_path (where version 1 made
+    // them); later versions name it in full.
+    let schema: Option<String> = tx.query_one("SELECT current_schema()", &[]).await?.get(0);
+    let schema = schema.ok_or_else(|| {
+        FleetError::Schema(
+            "the migrating role's search_path names no schema it can use: set one (ALTER ROLE … SET search_path)".into(),
+        )
+    })?;
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
     let mut applied = Vec::new();
     for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
-        tx.batch_execute(sql).await.map_err(|e| {
+        let sql = sql.replace(SCHEMA, &quoted);
+        tx.batch_execute(&sql).await.map_err(|e| {
             FleetError::Schema(format!(
                 "schema version {version} failed: {}",
                 FleetError::from(e)

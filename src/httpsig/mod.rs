@@ -124,7 +124,12 @@ pub enum Refusal {
     Replayed(String),
     #[error("too many signed requests within the clock-skew window; retry later")]
     ReplayCacheFull,
+    #[error("the request is addressed to {authority:?}, which is not this API ({names}): a signature is bound to the server it was made for; sign for one of its names, or list this one in [api] names")]
+    OtherServer { authority: String, names: String },
 }
+
+/// The shortest nonce taken: a short one is guessable and collides.
+pub const MIN_NONCE: usize = 16;
 
 /// Reads the one signature of `message`.
 pub fn params(message: &Message<'_>) -> Result<Params, Refusal> {
@@ -210,6 +215,13 @@ pub fn params(message: &Message<'_>) -> Result<Params, Refusal> {
     })]
     .serialize()
     .unwrap_or_default();
+    let nonce = string("nonce")?;
+    if nonce.chars().count() < MIN_NONCE {
+        return Err(malformed(format!(
+            "parameter nonce has {} characters: send at least {MIN_NONCE}, random (e.g. 16 random bytes in hex or base64)",
+            nonce.chars().count()
+        )));
+    }
     Ok(Params {
         label,
         components,
@@ -217,7 +229,7 @@ pub fn params(message: &Message<'_>) -> Result<Params, Refusal> {
         alg: string("alg")?,
         created: integer("created")?
             .ok_or_else(|| malformed("parameter created is missing".into()))?,
-        nonce: string("nonce")?,
+        nonce,
         expires: integer("expires")?,
         serialized,
         signature,

@@ -23,7 +23,7 @@ fn signed(method: &str, path: &str, body: &[u8], algorithm: Algorithm) -> Vec<(S
                 algorithm,
                 secret: SECRET,
                 created: NOW,
-                nonce: "n-1",
+                nonce: "n-0000000000000001",
             },
         )
         .unwrap(),
@@ -108,7 +108,10 @@ fn any_change_after_signing_is_refused() {
     // A covered parameter changed.
     for (from, to) in [
         ("created=1790000000", "created=1790000001"),
-        ("nonce=\"n-1\"", "nonce=\"n-2\""),
+        (
+            "nonce=\"n-0000000000000001\"",
+            "nonce=\"n-0000000000000002\"",
+        ),
         ("keyid=\"soc-oncall\"", "keyid=\"soc-other\""),
     ] {
         let changed: Vec<(String, String)> = headers
@@ -147,7 +150,9 @@ fn each_rule_has_its_refusal() {
             .unwrap()
             .to_string()
     };
-    assert!(refusal(edit(";nonce=\"n-1\"", "")).contains("parameter nonce is missing"));
+    assert!(
+        refusal(edit(";nonce=\"n-0000000000000001\"", "")).contains("parameter nonce is missing")
+    );
     assert!(refusal(edit(";alg=\"hmac-sha256\"", "")).contains("parameter alg is missing"));
     assert!(refusal(edit("created=1790000000", "created=1789999000"))
         .contains("outside the allowed clock skew"));
@@ -157,10 +162,11 @@ fn each_rule_has_its_refusal() {
     );
     assert!(refusal(edit("sig1=(", "a=(), sig1=(")).contains("exactly one"));
     assert!(refusal(edit("sig1=:", "sig2=:")).contains("Signature has no sig1"));
-    assert!(
-        refusal(edit(";nonce=\"n-1\"", ";nonce=\"n-1\";expires=1789999999"))
-            .contains("expired at 1789999999")
-    );
+    assert!(refusal(edit(
+        ";nonce=\"n-0000000000000001\"",
+        ";nonce=\"n-0000000000000001\";expires=1789999999"
+    ))
+    .contains("expired at 1789999999"));
 
     // A body whose digest the signature does not cover.
     let body = b"{}";

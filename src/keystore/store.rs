@@ -22,6 +22,9 @@ pub struct KeyStore {
     /// Keys the shared (fleet) state names whose secret here has another KCV, or none: refused
     /// with `KcvMismatch`, never wrapped (the detail names both KCVs).
     mismatched: BTreeMap<KeyRef, String>,
+    /// Keys whose shared state is in doubt (a fleet row changed outside the audit chain), with
+    /// why: served only as far as they are withdrawn (404, or a past `validUntil`), else 503.
+    doubted: BTreeMap<KeyRef, String>,
 }
 
 /// Why, and what else is withdrawn, while keys are withheld.
@@ -51,6 +54,7 @@ impl KeyStore {
             secrets,
             withheld: None,
             mismatched: BTreeMap::new(),
+            doubted: BTreeMap::new(),
         }
     }
 
@@ -82,6 +86,19 @@ impl KeyStore {
         }
     }
 
+    /// This store with `keys` in doubt for `reason` (PRODUCT.md §7): each is answered only as
+    /// far as its state withdraws it (404, or a `validUntil` that has passed), else 503.
+    pub fn doubting<'k>(
+        mut self,
+        keys: impl IntoIterator<Item = &'k KeyRef>,
+        reason: &str,
+    ) -> Self {
+        for id in keys {
+            self.doubted.insert(id.clone(), reason.to_owned());
+        }
+        self
+    }
+
     /// The keys as served while the key-store file fails to load (PRODUCT.md §7: doubt answers
     /// 503, never 404, never a stale 200). What can be read of the refused file's
     /// `withdrawals` — a `disabled` flag however it was typed, a `not_after`, an entry removed —
@@ -101,6 +118,7 @@ impl KeyStore {
                 reason,
             }),
             mismatched: last_good.mismatched.clone(),
+            doubted: last_good.doubted.clone(),
         }
     }
 
@@ -116,9 +134,14 @@ impl KeyStore {
         let id = (instance.clone(), key_id);
         let Some(withheld) = &self.withheld else {
             let state = self.states.get(&id).ok_or(LookupError::NotFound)?;
-            return match state.disabled {
-                true => Err(LookupError::Disabled),
-                false => self.matching(&id, state),
+            if state.disabled {
+                return Err(LookupError::Disabled);
+            }
+            return match self.doubted.get(&id) {
+                Some(reason) if state.not_after.is_none_or(|t| t > now) => {
+                    Err(LookupError::Unavailable(reason.clone()))
+                }
+                _ => self.matching(&id, state),
             };
         };
         let unavailable = || LookupError::Unavailable(withheld.reason.clone());

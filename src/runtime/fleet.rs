@@ -20,6 +20,9 @@ use crate::fleet::polls::{self, PollQueue};
 use crate::fleet::FleetError;
 use crate::keystore::{KeyStore, Withdrawals};
 
+/// Why a key whose row was changed outside the audit chain answers 503.
+const UNAUDITED: &str = "the key's row in the fleet database is not the state of its last audited change (changed outside the audit chain): it is served again once a change through the trigger records its state";
+
 /// Why keys are withheld before the first snapshot.
 const NOT_YET: &str = "the fleet's shared key state has not been read from the database yet";
 
@@ -102,6 +105,8 @@ impl Fleet {
 #[derive(PartialEq, Eq, Clone, Copy)]
 struct Served {
     revision: Option<i64>,
+    /// The snapshot's address: rows changed without a new revision are a new snapshot.
+    snapshot: usize,
     stale: bool,
     /// The local store's address: a reload of the key-store file sends a new one.
     local: usize,
@@ -125,6 +130,9 @@ async fn apply(
         let stale = deadline.is_none_or(|d| now >= d);
         let next = Served {
             revision: latest.as_ref().map(|c| c.snapshot.revision),
+            snapshot: latest
+                .as_ref()
+                .map_or(0, |c| Arc::as_ptr(&c.snapshot) as usize),
             stale,
             local: Arc::as_ptr(&secrets) as usize,
         };
@@ -139,6 +147,16 @@ async fn apply(
                 .as_ref()
                 .map_or(&[][..], |c| c.snapshot.keys.as_slice());
             let store = KeyStore::shared(shared, &secrets);
+            let unaudited = latest
+                .as_ref()
+                .map_or(&[][..], |c| c.snapshot.unaudited.as_slice());
+            let store = if unaudited.is_empty() {
+                store
+            } else {
+                let keys: Vec<String> = unaudited.iter().map(|(i, k)| format!("{i}/{k}")).collect();
+                tracing::error!(target: "ccs_endpoint::audit", event = "state_unaudited", keys = %keys.join(" "), "fleet state: key rows differ from their last audited change (changed outside the audit chain): those keys answer 503 unless their row withdraws them; run `audit verify` and look for changes made around the trigger");
+                store.doubting(unaudited, UNAUDITED)
+            };
             let store = match (&latest, stale) {
                 (None, _) => Arc::new(KeyStore::withholding(
                     &store,

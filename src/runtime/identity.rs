@@ -28,6 +28,9 @@ pub struct Identity {
     pub subject: String,
     /// Expiry of the leaf certificate.
     pub not_after: OffsetDateTime,
+    /// The leaf's subject alternative names (DNS names lowercased, IP addresses), which the
+    /// admin API takes as its own names by default.
+    pub names: Vec<String>,
 }
 
 /// Reads the PEM chain (leaf first) and private key; fails when the key is not the leaf's.
@@ -47,6 +50,24 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
         .map_err(|e| cert_err(format!("the first certificate does not parse: {e}")))?;
     let subject = parsed.subject().to_string();
     let not_after = parsed.validity().not_after.to_datetime();
+    let names = parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        Some(d.to_ascii_lowercase())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(ip) => ip_text(ip),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     // rustls' key errors never carry key material.
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError {
         file: key.to_owned(),
@@ -65,12 +86,26 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
         certified: Arc::new(certified),
         subject,
         not_after,
+        names,
     })
+}
+
+/// An iPAddress SAN as an authority writes it (IPv6 in brackets).
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?).to_string()),
+        16 => Some(format!(
+            "[{}]",
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)
+        )),
+        _ => None,
+    }
 }
 
 /// Presents whichever identity was stored last.
 pub struct CertSwitch {
     current: ArcSwap<CertifiedKey>,
+    names: ArcSwap<Vec<String>>,
 }
 
 impl CertSwitch {
@@ -78,12 +113,19 @@ impl CertSwitch {
     pub fn new(identity: &Identity) -> Self {
         Self {
             current: ArcSwap::new(Arc::clone(&identity.certified)),
+            names: ArcSwap::from_pointee(identity.names.clone()),
         }
     }
 
     /// Presents `identity` from the next handshake on.
     pub fn store(&self, identity: &Identity) {
         self.current.store(Arc::clone(&identity.certified));
+        self.names.store(Arc::new(identity.names.clone()));
+    }
+
+    /// The subject alternative names of the certificate presented now.
+    pub fn names(&self) -> Arc<Vec<String>> {
+        self.names.load_full()
     }
 }
 

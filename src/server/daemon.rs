@@ -71,6 +71,7 @@ impl Loaded {
             proxy_protocol: config.server.proxy_protocol,
             policy,
             metrics,
+            http2: true,
         };
         if let Some(fleet) = &fleet {
             let _ = state.polls.set(Arc::clone(&fleet.polls));
@@ -99,7 +100,7 @@ impl Loaded {
             config,
             self.source,
             Arc::clone(&state),
-            switch,
+            Arc::clone(&switch),
             fleet.as_ref().map(Fleet::local),
         ));
         let api = match api_parts {
@@ -134,6 +135,8 @@ impl Loaded {
                     metrics: Arc::clone(&state.metrics),
                     state: Arc::clone(&state),
                     exports: Arc::new(exports),
+                    identity: switch,
+                    port: std::sync::OnceLock::new(),
                 };
                 Some((Arc::new(api), api_tls))
             }
@@ -174,6 +177,9 @@ impl Daemon {
 
     /// Serves the admin API on `listener` (bound by the caller at `api_address`).
     pub fn listen_api(&mut self, listener: TcpListener) {
+        if let (Some((api, _)), Ok(local)) = (&self.api, listener.local_addr()) {
+            let _ = api.port.set(local.port());
+        }
         self.api_listener = Some(listener);
     }
 
@@ -228,6 +234,7 @@ impl Daemon {
                     proxy_protocol: false,
                     policy: PeerPolicy::new(None, Vec::new()),
                     metrics: Arc::clone(&self.options.metrics),
+                    http2: false,
                 };
                 Some(tokio::spawn(listener::run(
                     listener,

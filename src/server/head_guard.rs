@@ -89,6 +89,8 @@ pub struct HeadGuard<IO> {
     judged: usize,
     refusals: Arc<Refusals>,
     drain: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
+    /// Whether the HTTP/2 preface passes (prior knowledge); else it is refused.
+    h2: bool,
 }
 
 /// The verdict on the bytes read so far (see [`judge`]).
@@ -150,7 +152,15 @@ impl<IO> HeadGuard<IO> {
             judged: 0,
             refusals,
             drain: None,
+            h2: true,
         }
+    }
+
+    /// Refuses the HTTP/2 preface (prior knowledge) as a malformed head: a listener that
+    /// serves HTTP/1.1 only (the admin API).
+    pub fn http1_only(mut self) -> Self {
+        self.h2 = false;
+        self
     }
 
     /// Lets everything through (a connection that speaks HTTP/2 by ALPN).
@@ -270,8 +280,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<IO> {
                     }
                     continue;
                 }
-                Judged::H2 => {
+                Judged::H2 if this.h2 => {
                     this.state = State::Passthrough;
+                    continue;
+                }
+                Judged::H2 => {
+                    this.refuse(Refused::Malformed(
+                        "HTTP/2 is not served on this port: it takes HTTP/1.1 only".into(),
+                    ));
                     continue;
                 }
                 Judged::Refuse(refused) => {

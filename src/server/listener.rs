@@ -41,6 +41,8 @@ pub struct ServerOptions {
     pub proxy_protocol: bool,
     pub policy: PeerPolicy,
     pub metrics: Arc<Metrics>,
+    /// Whether HTTP/2 is served (by ALPN or prior knowledge); else HTTP/1.1 only.
+    pub http2: bool,
 }
 
 /// Counts a connection in `ccs_open_connections` for as long as it lives.
@@ -145,6 +147,12 @@ pub async fn run(
         // Pings find a vanished peer; the idle limit below closes a silent one.
         .keep_alive_interval(Some(limits.header_timeout))
         .keep_alive_timeout(limits.header_timeout);
+    // HTTP/1.1 only: hyper speaks nothing else, and the head guard refuses the HTTP/2 preface.
+    let builder = if options.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    };
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     let (mut last_warning, mut refused_since_warning) = (None::<Instant>, 0u64);
@@ -196,7 +204,13 @@ pub async fn run(
             let io = if h2 {
                 HeadGuard::passthrough(tls, Arc::clone(&refusals))
             } else {
-                HeadGuard::new(tls, options.limits.max_header_bytes, Arc::clone(&refusals))
+                let guard =
+                    HeadGuard::new(tls, options.limits.max_header_bytes, Arc::clone(&refusals));
+                if options.http2 {
+                    guard
+                } else {
+                    guard.http1_only()
+                }
             };
             let metrics = Arc::clone(&options.metrics);
             let service =

@@ -35,7 +35,7 @@ impl Bed {
         let bed = Self::bare(pg, db, keys, ca).await;
         let (code, out, err) = bed.cli(&["db", "migrate"]).await;
         assert_eq!(code, 0, "{out}{err}");
-        assert!(out.contains("applied schema version 2"), "{out}");
+        assert!(out.contains("applied schema version 3"), "{out}");
         let keys_file = bed.work.path().join("keys.toml");
         let keys_file = keys_file.to_str().unwrap();
         let (code, out, err) = bed.cli(&["db", "import-states", "--from", keys_file]).await;

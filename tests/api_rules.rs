@@ -1,0 +1,183 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! What a valid signature is allowed to mean on the signed admin API (PRODUCT.md §9): it is
+//! bound to the server it was made for (a staging/production pair sharing one signers file),
+//! one `Host` header, a nonce long enough not to be guessed, and HTTP/1.1 only on the port.
+
+mod support;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ccs_endpoint::httpsig::{self, Algorithm, Message, Signing};
+use support::api::{add_signer, Signer};
+use support::fleet::KEK;
+use support::{db_cert, header, raw_request, write_private, Key, TestServer};
+
+/// A server with the signed API answering to `names`, signers from `signers`.
+async fn server(keys: &[Key], names: &str, signers: &str) -> TestServer {
+    let config =
+        format!("[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\nnames = [{names}]\n");
+    TestServer::start_with_files(keys, &config, |dir| {
+        write_private(&dir.join("signers.toml"), signers);
+    })
+    .await
+}
+
+/// A request for `authority` signed by `signer` (covering @method, @target-uri and, for a
+/// POST, content-digest), as raw HTTP/1.1 bytes with the given extra header lines.
+fn signed(
+    signer: &Signer,
+    method: &str,
+    authority: &str,
+    path: &str,
+    body: &str,
+    nonce: &str,
+    extra: &str,
+) -> String {
+    let secret = BASE64.decode(&signer.secret).unwrap();
+    let message = Message {
+        method,
+        authority,
+        path_and_query: path,
+        headers: &[],
+        body: body.as_bytes(),
+    };
+    let signing = Signing {
+        label: "sig1",
+        keyid: &signer.key_id,
+        algorithm: Algorithm::HmacSha256,
+        secret: &secret,
+        created: time::OffsetDateTime::now_utc().unix_timestamp(),
+        nonce,
+    };
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{extra}");
+    for (name, value) in httpsig::sign(&message, signing).unwrap() {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        raw.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    raw.push_str("Connection: close\r\n\r\n");
+    raw.push_str(body);
+    raw
+}
+
+async fn send(server: &TestServer, raw: &str) -> support::Reply {
+    raw_request(server.api.unwrap(), &rustls::version::TLS13, raw.as_bytes()).await
+}
+
+/// The message of an API refusal.
+fn message(reply: &support::Reply) -> String {
+    reply.json()["message"]
+        .as_str()
+        .unwrap_or(&reply.body)
+        .to_owned()
+}
+
+fn nonce() -> String {
+    support::random_secret_hex()[..32].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_made_for_staging_changes_nothing_in_production() {
+    let keys = [Key::new("ccsdemo", 1).with("disabled = true")];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable,enable");
+    let lead = add_signer(&file, "sec-lead", "status,enable");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    // One signers file, two servers: staging and production.
+    let staging = server(&keys, "\"staging.example.com\"", &signers).await;
+    let production = server(&keys, "\"ccs.example.com\"", &signers).await;
+    let poll = async |s: &TestServer| s.get(KEK, Some(&header(&db_cert("ccsdemo")))).await.status;
+    assert_eq!(poll(&production).await, 404);
+
+    // Two signers un-kill the key on staging; their requests, replayed byte for byte to
+    // production, are refused there and the production key stays killed.
+    let path = "/v1/keys/ccsdemo/1/enable";
+    let body = r#"{"reason":"staging drill"}"#;
+    let requests: Vec<String> = [&soc, &lead]
+        .iter()
+        .map(|s| signed(s, "POST", "staging.example.com", path, body, &nonce(), ""))
+        .collect();
+    assert_eq!(send(&staging, &requests[0]).await.status, 202);
+    assert_eq!(send(&staging, &requests[1]).await.status, 200);
+    assert_eq!(poll(&staging).await, 200);
+    for request in &requests {
+        let reply = send(&production, request).await;
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        let message = message(&reply);
+        assert!(
+            message.contains("\"staging.example.com\"")
+                && message.contains("not this API (ccs.example.com)"),
+            "{message}"
+        );
+    }
+    assert_eq!(poll(&production).await, 404);
+
+    // The same requests re-addressed to production no longer verify (the authority is signed).
+    let moved = requests[0].replacen("Host: staging.example.com", "Host: ccs.example.com", 1);
+    let reply = send(&production, &moved).await;
+    assert_eq!(reply.status, 401);
+    assert!(message(&reply).contains("HMAC"), "{}", reply.body);
+
+    // Made for production, a GET works there.
+    let get = signed(&soc, "GET", "ccs.example.com", "/v1/keys", "", &nonce(), "");
+    assert_eq!(send(&production, &get).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_a_long_nonce_and_http1_only() {
+    let keys = [Key::new("ccsdemo", 1)];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    let api = server(&keys, "\"ccs.example.com\"", &signers).await;
+
+    // Two Host headers: which one was signed is ambiguous, so neither is taken.
+    let twice = signed(
+        &soc,
+        "GET",
+        "ccs.example.com",
+        "/v1/keys",
+        "",
+        &nonce(),
+        "Host: ccs.example.com\r\n",
+    );
+    let reply = send(&api, &twice).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        message(&reply).contains("exactly one Host"),
+        "{}",
+        reply.body
+    );
+
+    // A nonce of 15 characters is refused (before anything else of the signature); 16 is taken.
+    let enough = signed(
+        &soc,
+        "GET",
+        "ccs.example.com",
+        "/v1/keys",
+        "",
+        "0123456789abcdef",
+        "",
+    );
+    let short = enough.replace("nonce=\"0123456789abcdef\"", "nonce=\"0123456789abcde\"");
+    let reply = send(&api, &short).await;
+    assert_eq!(reply.status, 401);
+    assert!(message(&reply).contains("at least 16"), "{}", reply.body);
+    assert_eq!(send(&api, &enough).await.status, 200);
+
+    // HTTP/2 by prior knowledge gets an HTTP/1.1 refusal, not an HTTP/2 answer.
+    let reply = raw_request(
+        api.api.unwrap(),
+        &rustls::version::TLS13,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("HTTP/1.1 only"), "{}", reply.body);
+}
