@@ -25,6 +25,13 @@ pub struct Ballot {
     pub target: String,
     pub signer: String,
     pub reason: String,
+    /// The key's version when the ballot is cast (set by the backend: the fleet row's
+    /// revision, a single node's last audit record of the key and its state): an approval
+    /// counts only for the version it was cast on, and any change to the key voids it.
+    pub state: String,
+    /// The signers who may take this action now (active, unexpired, allowed it): an earlier
+    /// approver no longer among them no longer counts.
+    pub electorate: Vec<String>,
 }
 
 /// A change waiting for more signers, as `GET /v1/approvals` lists it.
@@ -41,6 +48,9 @@ pub struct Pending {
     pub required: u32,
     pub created: String,
     pub expires: String,
+    /// The key's version it was cast on (see [`Ballot::state`]).
+    #[serde(skip)]
+    pub state: String,
 }
 
 /// Where a ballot left its change.
@@ -86,15 +96,25 @@ pub fn new_id() -> String {
     format!("apr_{}", hex::encode(bytes))
 }
 
-/// Counts `ballot` in `pending` (its change's approval): the same signer once. Whether the
-/// quorum `required` is reached.
+/// Counts `ballot` in `pending` (its change's approval, cast on the same key version): the
+/// same signer once, and an earlier approver only while it is still in the ballot's
+/// electorate (PRODUCT.md §9: an approval counts only while it is still true). The quorum is
+/// the larger of the approval's own and `required`: a replica configured for fewer signers
+/// cannot lower it. Whether the quorum is reached.
 pub fn count(pending: &mut Pending, ballot: &Ballot, required: u32) -> bool {
+    let (approvers, reasons): (Vec<String>, Vec<String>) = std::mem::take(&mut pending.approvers)
+        .into_iter()
+        .zip(std::mem::take(&mut pending.reasons))
+        .filter(|(who, _)| ballot.electorate.contains(who))
+        .unzip();
+    pending.approvers = approvers;
+    pending.reasons = reasons;
     if !pending.approvers.contains(&ballot.signer) {
         pending.approvers.push(ballot.signer.clone());
         pending.reasons.push(ballot.reason.clone());
     }
-    pending.required = required;
-    pending.approvers.len() >= required as usize
+    pending.required = pending.required.max(required);
+    pending.approvers.len() >= pending.required as usize
 }
 
 /// The approvals of a single node, in memory (a restart forgets them; they expire anyway).
@@ -120,8 +140,14 @@ impl Book {
     ) -> Result<Vote, BookFull> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let stamp = |t: OffsetDateTime| format_timestamp(t);
-        pending
-            .retain(|p| crate::keystore::parse_time(&p.expires).is_ok_and(|expires| expires > now));
+        // Expired approvals go, and so does every approval of this key cast on another
+        // version of it: the key changed since.
+        pending.retain(|p| {
+            crate::keystore::parse_time(&p.expires).is_ok_and(|expires| expires > now)
+                && !(p.instance == ballot.instance
+                    && p.key_id == ballot.key_id
+                    && p.state != ballot.state)
+        });
         let same = pending.iter().position(|p| {
             p.instance == ballot.instance
                 && p.key_id == ballot.key_id
@@ -159,6 +185,7 @@ impl Book {
             required,
             created: stamp(now),
             expires: stamp(expires),
+            state: ballot.state.clone(),
         };
         pending.push(approval.clone());
         Ok(Vote::Pending(approval))
@@ -190,6 +217,8 @@ mod tests {
             target: target.into(),
             signer: signer.into(),
             reason: format!("{signer} says so"),
+            state: "seq 1".into(),
+            electorate: vec!["a".into(), "b".into(), "c".into()],
         }
     }
 
@@ -251,5 +280,33 @@ mod tests {
             Vote::Reached { approvers, .. } if approvers == ["a"]
         ));
         assert!(book.list(NOW).is_empty());
+    }
+
+    #[test]
+    fn an_approval_counts_only_while_its_signer_may_and_its_key_is_unchanged() {
+        let book = Book::default();
+        book.vote(&ballot("a", ""), 2, HOUR, NOW).unwrap();
+        // "a" was retired (or lost the action) since: its vote no longer counts.
+        let mut without_a = ballot("b", "");
+        without_a.electorate.retain(|s| s != "a");
+        let Vote::Pending(p) = book.vote(&without_a, 2, HOUR, NOW).unwrap() else {
+            panic!("a retired signer's vote completed a change");
+        };
+        assert_eq!(p.approvers, ["b"]);
+        // The key changed since "b" voted: its approval is void, "c" starts anew.
+        let mut changed = ballot("c", "");
+        changed.state = "seq 2".into();
+        let Vote::Pending(p) = book.vote(&changed, 2, HOUR, NOW).unwrap() else {
+            panic!("an approval cast on another version of the key counted");
+        };
+        assert_eq!(p.approvers, ["c"]);
+        assert_eq!(book.list(NOW).len(), 1);
+        // A replica configured for one signer does not lower an approval's quorum of two.
+        let mut again = ballot("c", "");
+        again.state = "seq 2".into();
+        assert!(matches!(
+            book.vote(&again, 1, HOUR, NOW).unwrap(),
+            Vote::Pending(p) if p.required == 2
+        ));
     }
 }

@@ -289,6 +289,19 @@ impl Signers {
         }
     }
 
+    /// The key ids of the signers who may take `action` at `now`: active, unexpired and
+    /// allowed it.
+    pub fn electorate(&self, action: Action, now: OffsetDateTime) -> Vec<String> {
+        self.by_id
+            .keys()
+            .filter(|id| {
+                self.signer(id, now)
+                    .is_ok_and(|s| s.actions.contains(&action))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Every signer's key id.
     pub fn signer_ids(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)

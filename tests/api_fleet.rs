@@ -28,9 +28,14 @@ fn escrow() -> &'static Issued {
 
 /// A replica whose API answers to the load balancer's name and to its own address.
 async fn replica(bed: &Bed, keys: &[Key], name: &str, signers: &str) -> TestServer {
+    replica_with(bed, keys, name, signers, "").await
+}
+
+/// As `replica`, with more `[api]` lines.
+async fn replica_with(bed: &Bed, keys: &[Key], name: &str, signers: &str, api: &str) -> TestServer {
     let port = support::process::free_port();
     let config = format!(
-        "{}[api]\nlisten = \"127.0.0.1:{port}\"\nsigners = \"signers.toml\"\nexport_to = [\"escrow.crt\"]\nnames = [\"ccs.example.com\", \"127.0.0.1:{port}\"]\n",
+        "{}[api]\nlisten = \"127.0.0.1:{port}\"\nsigners = \"signers.toml\"\nexport_to = [\"escrow.crt\"]\nnames = [\"ccs.example.com\", \"127.0.0.1:{port}\"]\n{api}",
         state(&bed.url_file, name, "2s")
     );
     TestServer::start_with_files(keys, &config, |dir| {
@@ -207,4 +212,44 @@ async fn two_replicas_share_approvals_nonces_and_the_audit_chain() {
     );
     let (_, chain, _) = bed.cli(&["audit", "show"]).await;
     assert!(!chain.contains("while down"), "{chain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_quorum_for_the_fleet_whatever_a_replica_is_configured_with() {
+    let pg = Postgres::start();
+    let keys = [Key::new("ccsdemo", 1)];
+    let bed = Bed::new(&pg, "quorum", &keys).await;
+    let file = bed.work.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable,enable");
+    let lead = add_signer(&file, "sec-lead", "status,enable");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    let strict = replica(&bed, &keys, "r1", &signers).await;
+    // A replica whose own configuration lets one signer un-kill.
+    let lax = replica_with(&bed, &keys, "r2", &signers, "[api.quorum]\nenable = 1\n").await;
+    let both = [&strict, &lax];
+    assert!(
+        within(Duration::from_secs(10), async || all_answer(
+            &both,
+            (200, false)
+        )
+        .await)
+        .await
+    );
+    let (status, body) = post(&strict, &soc, "disable", json!({"reason": "INC-7"}));
+    assert_eq!(status, 200, "{body}");
+    // One signer through the lax replica: pending, as the fleet's quorum (2) says.
+    let (status, body) = post(&lax, &soc, "enable", json!({"reason": "alone"}));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["required"], 2, "{body}");
+    assert!(all_answer(&both, (404, false)).await);
+    let (status, body) = post(&lax, &lead, "enable", json!({"reason": "second"}));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        within(Duration::from_secs(5), async || all_answer(
+            &both,
+            (200, false)
+        )
+        .await)
+        .await
+    );
 }

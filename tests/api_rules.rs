@@ -181,3 +181,77 @@ async fn one_host_a_long_nonce_and_http1_only() {
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.body.contains("HTTP/1.1 only"), "{}", reply.body);
 }
+
+/// Runs `ccs-endpoint keys <args>` on `server`'s configuration, as an operator on the host.
+fn keys_cli(server: &TestServer, args: &[&str]) {
+    let out = support::process::bin()
+        .arg("keys")
+        .args(args)
+        .args(["--instance", "ccsdemo", "--key-id", "1", "--config"])
+        .arg(server.dir.path().join("ccs-endpoint.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_counts_only_while_its_signer_may_and_its_key_is_unchanged() {
+    let keys = [Key::new("ccsdemo", 1).with("disabled = true")];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let signers: Vec<Signer> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|id| add_signer(&file, id, "status,disable,enable"))
+        .collect();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let api = server(&keys, "\"ccs.example.com\"", &text).await;
+    let path = "/v1/keys/ccsdemo/1/enable";
+    let enable = async |signer: &Signer, reason: &str| {
+        let body = format!(r#"{{"reason":"{reason}"}}"#);
+        let raw = signed(signer, "POST", "ccs.example.com", path, &body, &nonce(), "");
+        let reply = send(&api, &raw).await;
+        (reply.status, reply.json())
+    };
+    let poll = async || {
+        api.get(KEK, Some(&header(&db_cert("ccsdemo"))))
+            .await
+            .status
+    };
+
+    // alice approves the un-kill, then is retired: her approval no longer counts, so bob's is
+    // the first of two again.
+    assert_eq!(enable(&signers[0], "alice").await.0, 202);
+    let live = api.dir.path().join("signers.toml");
+    let retired = std::fs::read_to_string(&live).unwrap().replacen(
+        "actions = [",
+        "active = false\nactions = [",
+        1,
+    );
+    write_private(&live, &retired);
+    let (status, body) = enable(&signers[1], "bob").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["approvals"], 1, "{body}");
+    assert_eq!(poll().await, 404);
+
+    // bob's approval was cast on this kill; the key is un-killed and killed again on the host
+    // (a new incident): carol alone cannot complete the un-kill with bob's old approval.
+    write_private(&live, &text);
+    keys_cli(&api, &["enable"]);
+    keys_cli(&api, &["disable", "--reason", "incident 2"]);
+    let (status, body) = enable(&signers[2], "carol").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["approvals"], 1, "{body}");
+    // A second signer on this incident completes it.
+    let (status, body) = enable(&signers[1], "bob again").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["approvers"],
+        serde_json::json!(["carol", "bob"]),
+        "{body}"
+    );
+    assert_eq!(poll().await, 200);
+}

@@ -47,5 +47,7 @@ GRANT SELECT ON ccs_revision, ccs_replica, ccs_poll, ccs_audit, ccs_schema_versi
 -- and keeps the shared approvals and nonces, so its login needs ccs_operator as well, e.g.
 --   CREATE ROLE api_replica LOGIN PASSWORD '…' IN ROLE ccs_serving, ccs_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ccs_approval, ccs_nonce TO ccs_operator;
+-- The fleet's quorum (schema version 3), written by `db migrate` only.
+GRANT SELECT ON ccs_quorum TO ccs_serving, ccs_operator;
 -- An escrow export is recorded in the audit chain through this function (it changes no state).
 GRANT EXECUTE ON FUNCTION ccs_audit_event(text, text, text, bigint, text) TO ccs_operator;

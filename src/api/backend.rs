@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::file::{find, write_change};
+use super::file::{find, key_version, write_change};
 use crate::fleet::change::{change_in, wait_applied};
 use crate::fleet::db::{Session, Target};
 use crate::fleet::{approvals, report, FleetError};
@@ -163,7 +163,7 @@ impl Backend {
             Backend::Fleet(fleet) => {
                 let (_turn, session) = fleet.session().await.map_err(Err)?;
                 let until = created.saturating_add(skew);
-                match approvals::take_nonce(&session.client, signer, nonce, until, now).await {
+                match approvals::take_nonce(&session.client, signer, nonce, until).await {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(Ok(Refusal::Replayed(nonce.to_owned()))),
                     Err(e) => Err(Err(e.into())),
@@ -207,7 +207,7 @@ impl Backend {
     /// Counts `ballot` for `action` and, at its quorum `required`, makes the change.
     pub async fn change(
         &self,
-        ballot: Ballot,
+        mut ballot: Ballot,
         action: Action,
         required: u32,
         timeout: Duration,
@@ -223,6 +223,9 @@ impl Backend {
                 let now = OffsetDateTime::now_utc();
                 let before = find(&store, secrets, &instance, ballot.key_id)?;
                 action.apply(&before, now).map_err(Failure::Refused)?;
+                if required > 1 {
+                    ballot.state = key_version(&store, &before)?;
+                }
                 let vote = book
                     .vote(&ballot, required, timeout, now)
                     .map_err(|e| Failure::Unavailable(e.to_string()))?;
@@ -271,7 +274,7 @@ impl FleetBackend {
 
     async fn change(
         &self,
-        ballot: Ballot,
+        mut ballot: Ballot,
         action: Action,
         required: u32,
         timeout: Duration,
@@ -296,6 +299,7 @@ impl FleetBackend {
         action
             .apply(&key.state, OffsetDateTime::now_utc())
             .map_err(Failure::Refused)?;
+        ballot.state = format!("revision {}", key.revision);
         let vote = approvals::vote(&tx, &ballot, required, timeout).await?;
         let (approvers, reasons) = match vote {
             Vote::Pending(p) => {

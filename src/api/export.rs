@@ -123,7 +123,7 @@ impl Backend {
     /// approval, so a failed wrap leaves the approval pending and records nothing).
     pub async fn export<F, Fut>(
         &self,
-        ballot: Ballot,
+        mut ballot: Ballot,
         required: u32,
         timeout: Duration,
         wrap: F,
@@ -144,6 +144,12 @@ impl Backend {
         };
         match self {
             Backend::File(file) => {
+                let store = file.state.keys.store();
+                let key = store
+                    .states()
+                    .find(|k| k.instance.as_str() == ballot.instance && k.key_id == ballot.key_id)
+                    .ok_or_else(|| Failure::NoSuchKey("no such key".into()))?;
+                ballot.state = super::file::key_version(&file.store, key)?;
                 let vote = file
                     .book
                     .vote(&ballot, required, timeout, OffsetDateTime::now_utc())
@@ -175,6 +181,23 @@ impl Backend {
                     .transaction()
                     .await
                     .map_err(FleetError::from)?;
+                let key_id = i64::try_from(ballot.key_id)
+                    .map_err(|_| Failure::NoSuchKey("key id out of range".into()))?;
+                let revision: Option<i64> = tx
+                    .query_opt(
+                        "SELECT revision FROM ccs_key_state WHERE instance = $1 AND key_id = $2",
+                        &[&ballot.instance, &key_id],
+                    )
+                    .await
+                    .map_err(FleetError::from)?
+                    .map(|row| row.get(0));
+                let Some(revision) = revision else {
+                    return Err(Failure::NoSuchKey(format!(
+                        "the fleet database has no key_id {} for instance {}",
+                        ballot.key_id, ballot.instance
+                    )));
+                };
+                ballot.state = format!("revision {revision}");
                 let vote = approvals::vote(&tx, &ballot, required, timeout).await?;
                 let (approvers, reasons) = match vote {
                     Vote::Pending(p) => {
@@ -185,8 +208,6 @@ impl Backend {
                 };
                 let answer = wrap().await?;
                 let (actor, reason) = actor_reason(&approvers, &reasons);
-                let key_id = i64::try_from(ballot.key_id)
-                    .map_err(|_| Failure::NoSuchKey("key id out of range".into()))?;
                 tx.execute(
                     "SELECT ccs_audit_event($1, 'export', $2, $3, $4)",
                     &[&actor, &ballot.instance, &key_id, &reason],

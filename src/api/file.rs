@@ -34,6 +34,29 @@ pub(super) fn find(
         })
 }
 
+/// The version of `state` an approval is cast on (PRODUCT.md §9): the key's last record in
+/// the audit chain beside `store`, and its state now (a hand edit the server has not recorded
+/// yet changes it too). A chain that cannot be read leaves the version unknown: 503.
+pub(super) fn key_version(store: &Path, state: &KeyState) -> Result<String, Failure> {
+    let records = AuditFile::beside(store).read().map_err(|e| {
+        Failure::Unavailable(format!(
+            "the audit chain cannot be read, so an approval cannot be tied to the key's state: {e}"
+        ))
+    })?;
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r.instance == state.instance.as_str() && r.key_id == state.key_id)
+        .map_or(0, |r| r.seq);
+    let now = chain::StateRecord::of(state);
+    Ok(format!(
+        "seq {last} {} {} {}",
+        now.kcv,
+        now.disabled,
+        now.not_after.unwrap_or_default()
+    ))
+}
+
 /// Writes a reached change to the key-store file (its chain locked first, so the server's own
 /// reload does not record it as `file`), records it with its signers, and reloads the server.
 #[allow(clippy::too_many_arguments)]

@@ -224,7 +224,7 @@ impl Api {
             };
             return (response, Some(key_id));
         }
-        let response = match self.route(route, body, &key_id, now).await {
+        let response = match self.route(route, body, &key_id, &signers, now).await {
             Ok(response) => response,
             Err(f) => failure(f),
         };
@@ -270,6 +270,7 @@ impl Api {
         route: Route,
         body: &[u8],
         signer: &str,
+        signers: &crate::signers::Signers,
         now: OffsetDateTime,
     ) -> Result<Response, Failure> {
         match route {
@@ -322,6 +323,8 @@ impl Api {
                     target,
                     signer: signer.to_owned(),
                     reason: body.reason,
+                    state: String::new(),
+                    electorate: signers.electorate(Permission::Export, now),
                 };
                 let token = store.blocking().then_some(self.state.wrap.plaintext);
                 let required = required(&self.config.quorum, Permission::Export);
@@ -364,6 +367,8 @@ impl Api {
                     target,
                     signer: signer.to_owned(),
                     reason: body.reason,
+                    state: String::new(),
+                    electorate: signers.electorate(permission, now),
                 };
                 let required = required(&self.config.quorum, permission);
                 let outcome = self

@@ -121,6 +121,15 @@ pub fn db(command: DbCommand, config: &Config) -> anyhow::Result<()> {
                     }
                 }
             }
+            // The fleet's one quorum is the owner's: this configuration's [api.quorum].
+            if let Some(api) = &config.api {
+                let q = api.quorum;
+                schema::set_quorum(client, &q).await?;
+                println!(
+                    "fleet quorum: disable {}, shutdown {}, renew {}, enable {}, export {} (each replica counts the larger of this and its own)",
+                    q.disable, q.shutdown, q.renew, q.enable, q.export
+                );
+            }
             Ok(())
         }),
         DbCommand::ImportStates { from } => {

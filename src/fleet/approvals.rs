@@ -13,7 +13,7 @@ use crate::quorum::{count, new_id, Ballot, Pending, Vote};
 const LOCK: i64 = 0x6363_735f_6170_7072;
 
 const COLUMNS: &str = "id, instance, key_id, action, target, required, approvers, reasons,
-                       ccs_time(created_at), ccs_time(expires_at)";
+                       ccs_time(created_at), ccs_time(expires_at), state";
 
 fn pending(row: &Row) -> Pending {
     Pending {
@@ -27,10 +27,14 @@ fn pending(row: &Row) -> Pending {
         reasons: row.get(7),
         created: row.get(8),
         expires: row.get(9),
+        state: row.get(10),
     }
 }
 
 /// Counts `ballot` in `tx` (which makes the change when it is reached, and commits both).
+/// The quorum is the larger of `required` (this replica's) and the fleet's (`ccs_quorum`,
+/// which `db migrate` writes): one replica configured for fewer signers cannot lower it.
+/// Expiry is by the database's clock, one for the whole fleet.
 pub async fn vote(
     tx: &Transaction<'_>,
     ballot: &Ballot,
@@ -39,11 +43,25 @@ pub async fn vote(
 ) -> Result<Vote, FleetError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .await?;
-    tx.execute("DELETE FROM ccs_approval WHERE expires_at <= now()", &[])
-        .await
-        .map_err(schema_missing)?;
     let key_id = i64::try_from(ballot.key_id)
         .map_err(|_| FleetError::Refused("key id out of range".into()))?;
+    // Expired approvals go, and so does every approval of this key cast on another version
+    // of it (PRODUCT.md §9: any change to the key voids them).
+    tx.execute(
+        "DELETE FROM ccs_approval WHERE expires_at <= now()
+            OR (instance = $1 AND key_id = $2 AND state <> $3)",
+        &[&ballot.instance, &key_id, &ballot.state],
+    )
+    .await
+    .map_err(schema_missing)?;
+    let fleet: Option<i32> = tx
+        .query_one(
+            "SELECT max(required) FROM ccs_quorum WHERE action = $1",
+            &[&ballot.action],
+        )
+        .await?
+        .get(0);
+    let required = required.max(fleet.and_then(|r| u32::try_from(r).ok()).unwrap_or(0));
     let required_sql = i32::try_from(required).unwrap_or(i32::MAX);
     let found = tx
         .query_opt(
@@ -74,7 +92,7 @@ pub async fn vote(
                     &approval.id,
                     &approval.approvers,
                     &approval.reasons,
-                    &required_sql,
+                    &i32::try_from(approval.required).unwrap_or(i32::MAX),
                 ],
             )
             .await?;
@@ -90,9 +108,10 @@ pub async fn vote(
         .query_one(
             &format!(
                 "INSERT INTO ccs_approval
-                     (id, instance, key_id, action, target, required, approvers, reasons, expires_at)
+                     (id, instance, key_id, action, target, required, approvers, reasons, expires_at,
+                      state)
                  VALUES ($1, $2, $3, $4, $5, $6, ARRAY[$7], ARRAY[$8],
-                         now() + make_interval(secs => $9))
+                         now() + make_interval(secs => $9), $10)
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -105,6 +124,7 @@ pub async fn vote(
                 &ballot.signer,
                 &ballot.reason,
                 &timeout.as_secs_f64(),
+                &ballot.state,
             ],
         )
         .await?;
@@ -127,16 +147,20 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<Pending>, FleetErro
 }
 
 /// Takes `nonce` of `signer` until `until` (Unix seconds), for every replica: `false` when it
-/// was taken already and is still in its window (a replay).
+/// was taken already and is still in its window (a replay). Nonces past their window are
+/// purged by the database's clock, one for the whole fleet (a replica whose clock runs ahead
+/// cannot purge a nonce another replica still holds in its window).
 pub async fn take_nonce(
     client: &impl GenericClient,
     signer: &str,
     nonce: &str,
     until: i64,
-    now: i64,
 ) -> Result<bool, FleetError> {
     client
-        .execute("DELETE FROM ccs_nonce WHERE until < $1", &[&now])
+        .execute(
+            "DELETE FROM ccs_nonce WHERE until < extract(epoch FROM now())",
+            &[],
+        )
         .await
         .map_err(schema_missing)?;
     let taken = client

@@ -61,6 +61,33 @@ pub async fn require_current(
     }
 }
 
+/// Writes the fleet's quorum (`ccs_quorum`), which every replica's API counts together with
+/// its own (the larger wins).
+pub async fn set_quorum(
+    client: &impl tokio_postgres::GenericClient,
+    quorum: &crate::config::Quorum,
+) -> Result<(), FleetError> {
+    let actions = ["disable", "shutdown", "renew", "enable", "export"];
+    let required: Vec<i32> = [
+        quorum.disable,
+        quorum.shutdown,
+        quorum.renew,
+        quorum.enable,
+        quorum.export,
+    ]
+    .iter()
+    .map(|&n| i32::try_from(n).unwrap_or(i32::MAX))
+    .collect();
+    client
+        .execute(
+            "INSERT INTO ccs_quorum (action, required) SELECT * FROM unnest($1::text[], $2::int4[])
+             ON CONFLICT (action) DO UPDATE SET required = EXCLUDED.required",
+            &[&actions.as_slice(), &required],
+        )
+        .await?;
+    Ok(())
+}
+
 /// What one `db migrate` did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Migrated {

@@ -182,3 +182,16 @@ CREATE POLICY ccs_poll_update ON @schema@.ccs_poll FOR UPDATE
 -- A replica judges each row against the chain: the row's state and revision must be those of
 -- the key's last audited change (PRODUCT.md §7: a row changed outside the chain is in doubt).
 CREATE INDEX ccs_audit_key ON @schema@.ccs_audit (instance, key_id, seq);
+
+-- An approval counts only for the version of its key it was cast on (the row's revision):
+-- approvals pending from before this version carry none and are void.
+ALTER TABLE @schema@.ccs_approval ADD COLUMN state text NOT NULL DEFAULT '';
+
+-- One quorum for the fleet, the owner's: `db migrate` writes the [api.quorum] of the
+-- configuration it runs with; each replica counts the larger of it and its own.
+CREATE TABLE @schema@.ccs_quorum (
+    action text PRIMARY KEY,
+    required integer NOT NULL CHECK (required BETWEEN 1 AND 16)
+);
+INSERT INTO @schema@.ccs_quorum (action, required)
+    VALUES ('disable', 1), ('shutdown', 1), ('renew', 1), ('enable', 2), ('export', 2);
