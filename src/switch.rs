@@ -30,6 +30,8 @@ pub enum Action {
 pub struct Switches {
     pub disabled: bool,
     pub not_after: Option<OffsetDateTime>,
+    /// `not_after` is a lease `renew` may move (see [`KeyState::lease`]).
+    pub lease: bool,
 }
 
 impl Action {
@@ -47,32 +49,47 @@ impl Action {
     /// The switches of `before` after this action at `now`, or why it is refused.
     pub fn apply(self, before: &KeyState, now: OffsetDateTime) -> Result<Switches, String> {
         let (disabled, not_after) = (before.disabled, before.not_after);
+        let lease = before.lease && not_after.is_some();
         let lapsed = not_after.is_some_and(|t| t <= now);
         Ok(match self {
             Action::Disable => Switches {
                 disabled: true,
                 not_after,
+                lease,
             },
             Action::Enable => Switches {
                 disabled: false,
                 not_after,
+                lease,
             },
+            // A shutdown is never a lease, even when an earlier lease ends first.
             Action::Shutdown(at) => Switches {
                 disabled,
                 not_after: Some(not_after.map_or(at, |t| t.min(at))),
+                lease: false,
             },
             Action::Restore(until) => Switches {
                 disabled,
                 not_after: until,
+                lease: until.is_some(),
             },
             Action::Reenable(until) => Switches {
                 disabled: false,
                 not_after: if lapsed { until } else { not_after },
+                lease: if lapsed { until.is_some() } else { lease },
             },
             Action::Renew(until) => {
                 if let Some(t) = not_after.filter(|_| lapsed) {
                     return Err(format!(
                         "the key is shut down (not_after {} has passed): a lease that lapsed is not renewed; undoing a shutdown is `enable`",
+                        format_timestamp(t)
+                    ));
+                }
+                // One signer alone only makes things safer: renew never lifts, postpones or
+                // shortens a shutdown that is scheduled (PRODUCT.md §9).
+                if let Some(t) = not_after.filter(|_| !lease) {
+                    return Err(format!(
+                        "the key has a shutdown scheduled at {} (not a lease): renew only moves a lease; undoing a shutdown is `enable`, with its quorum",
                         format_timestamp(t)
                     ));
                 }
@@ -92,6 +109,7 @@ impl Action {
                 Switches {
                     disabled,
                     not_after: Some(until),
+                    lease: true,
                 }
             }
         })
@@ -113,6 +131,7 @@ mod tests {
             key_id: 1,
             disabled,
             not_after,
+            lease: not_after.is_some(),
             kcv: Kcv::parse("0a0b0c").unwrap(),
         }
     }
@@ -183,5 +202,24 @@ mod tests {
                 .not_after,
             Some(NOW)
         );
+    }
+
+    #[test]
+    fn renew_never_moves_a_scheduled_shutdown() {
+        let scheduled = Some(datetime!(2026-11-27 00:00 UTC));
+        let mut state = key(false, scheduled);
+        state.lease = false;
+        let later = datetime!(2026-12-07 00:00 UTC);
+        let error = Action::Renew(later).apply(&state, NOW).unwrap_err();
+        assert!(error.contains("scheduled"), "{error}");
+        // A shutdown ends a lease: the shutdown it sets is no lease either.
+        let leased = key(false, Some(datetime!(2026-11-30 00:00 UTC)));
+        let shut = Action::Shutdown(datetime!(2026-11-28 00:00 UTC))
+            .apply(&leased, NOW)
+            .unwrap();
+        assert!(!shut.lease);
+        // A renewal of a key without not_after starts a lease, which renew moves on.
+        let started = Action::Renew(later).apply(&key(false, None), NOW).unwrap();
+        assert!(started.lease);
     }
 }

@@ -255,3 +255,57 @@ async fn an_approval_counts_only_while_its_signer_may_and_its_key_is_unchanged()
     );
     assert_eq!(poll().await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_moves_a_lease_and_never_a_scheduled_shutdown() {
+    let keys = [Key::new("ccsdemo", 1)];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,shutdown");
+    let timer = add_signer(&file, "dead-man", "status,renew");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    let api = server(&keys, "\"ccs.example.com\"", &signers).await;
+    let post = async |signer: &Signer, action: &str, body: String| {
+        let path = format!("/v1/keys/ccsdemo/1/{action}");
+        let raw = signed(
+            signer,
+            "POST",
+            "ccs.example.com",
+            &path,
+            &body,
+            &nonce(),
+            "",
+        );
+        let reply = send(&api, &raw).await;
+        (reply.status, message(&reply))
+    };
+    let at = |days: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    // The dead-man timer starts a lease and moves it on.
+    let (status, body) = post(&timer, "renew", format!(r#"{{"until":"{}"}}"#, at(8))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&timer, "renew", format!(r#"{{"until":"{}"}}"#, at(9))).await;
+    assert_eq!(status, 200, "{body}");
+    let store = std::fs::read_to_string(api.dir.path().join("keys.toml")).unwrap();
+    assert!(store.contains("lease = true"), "{store}");
+
+    // A shutdown scheduled for tomorrow: the renew-only signer can neither lift nor postpone
+    // nor shorten it.
+    let (status, body) = post(
+        &soc,
+        "shutdown",
+        format!(r#"{{"reason":"planned exit","at":"{}"}}"#, at(1)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for until in [at(30), at(2)] {
+        let (status, body) = post(&timer, "renew", format!(r#"{{"until":"{until}"}}"#)).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(body.contains("scheduled"), "{body}");
+    }
+    let store = std::fs::read_to_string(api.dir.path().join("keys.toml")).unwrap();
+    assert!(!store.contains("lease"), "{store}");
+}

@@ -296,6 +296,7 @@ async fn a_database_of_schema_version_2_migrates_in_place() {
              INSERT INTO ccs_schema_version (version, description) VALUES (1, 'v1'), (2, 'v2');
              INSERT INTO ccs_key_state (instance, key_id, kcv) VALUES ('ccsdemo', 1, '{}'), ('ccsdemo', 2, '{}');
              UPDATE ccs_key_state SET disabled = true WHERE key_id = 2;
+             UPDATE ccs_key_state SET not_after = now() + interval '7 days' WHERE key_id = 1;
              INSERT INTO ccs_replica (name, version, started_at, last_seen, applied_revision)
                  VALUES ('old', '0.1.0', now(), now(), 3);
              INSERT INTO ccs_poll (instance, key_id, replica, at, status, reason)
@@ -322,7 +323,8 @@ async fn a_database_of_schema_version_2_migrates_in_place() {
     };
     for (table, rows) in [
         ("ccs_key_state", 2),
-        ("ccs_audit", 3),
+        // One more: the migration marks key 1's renewed not_after as a lease, audited.
+        ("ccs_audit", 5),
         ("ccs_replica", 1),
         ("ccs_poll", 1),
         ("ccs_approval", 1),
@@ -330,7 +332,13 @@ async fn a_database_of_schema_version_2_migrates_in_place() {
     ] {
         assert_eq!(count(table).await, rows, "{table}");
     }
-    assert_eq!(revision(&admin).await, 3);
+    assert_eq!(revision(&admin).await, 5);
+    let lease: bool = admin
+        .query_one("SELECT lease FROM ccs_key_state WHERE key_id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(lease, "a renewed not_after was not marked a lease");
     // `keys status` reads the old poll outcome.
     let (code, out, err) = bed
         .cli(&["keys", "status", "--instance", "ccsdemo", "--key-id", "2"])
@@ -344,9 +352,10 @@ async fn a_database_of_schema_version_2_migrates_in_place() {
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = bed.cli(&["audit", "verify"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("4 records"), "{out}");
+    assert!(out.contains("6 records"), "{out}");
     let (_, shown, _) = bed.cli(&["audit", "show"]).await;
-    assert_eq!(shown.matches("login ").count(), 1, "{shown}");
+    assert_eq!(shown.matches("login ").count(), 2, "{shown}");
+    assert!(shown.contains("db migrate renew"), "{shown}");
     // A replica follows the migrated database.
     let r1 = bed.replica(&keys, "r1").await;
     assert!(within(Duration::from_secs(10), async || poll(&r1).await.0 == 200).await);

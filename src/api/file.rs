@@ -86,6 +86,8 @@ pub(super) fn write_change(
         .map_err(unavailable)?;
     file.set_not_after(instance, Some(key_id), after.not_after)
         .map_err(unavailable)?;
+    file.set_lease(instance, key_id, after.lease && after.not_after.is_some())
+        .map_err(unavailable)?;
     let states = file.save().map_err(unavailable)?;
     let key = states
         .iter()

@@ -29,6 +29,9 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct StateRecord {
     pub disabled: bool,
     pub kcv: String,
+    /// Shown only when true: `not_after` is a lease (records before it stay as they were).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lease: bool,
     pub not_after: Option<String>,
 }
 
@@ -60,6 +63,7 @@ impl StateRecord {
         Self {
             disabled: state.disabled,
             kcv: state.kcv.to_string(),
+            lease: state.lease && state.not_after.is_some(),
             not_after: state.not_after.map(time_text),
         }
     }
@@ -130,7 +134,7 @@ pub fn changes(
                 (Some(b), Some(a)) if b.disabled && !a.disabled => "enable",
                 (Some(_), Some(a)) => match a.not_after.as_deref().map(parse_time) {
                     None => "restore",
-                    Some(Ok(t)) if t <= now => "shutdown",
+                    Some(Ok(t)) if t <= now || !a.lease => "shutdown",
                     Some(_) => "renew",
                 },
             };
@@ -267,6 +271,7 @@ mod tests {
                     after: Some(StateRecord {
                         disabled: true,
                         kcv: "ABC123".into(),
+                        lease: false,
                         not_after: None,
                     }),
                     reason: format!("incident \"{seq}\"\n\ttab é"),

@@ -57,7 +57,8 @@ pub async fn change_in(
         .transpose()?;
     let rows = tx
         .query(
-            "SELECT key_id, kcv, disabled, ccs_time(not_after), ccs_time(now()) FROM ccs_key_state
+            "SELECT key_id, kcv, disabled, ccs_time(not_after), ccs_time(now()), lease
+             FROM ccs_key_state
              WHERE instance = $1 AND ($2::int8 IS NULL OR key_id = $2)
              ORDER BY key_id FOR UPDATE",
             &[&instance.as_str(), &key_id],
@@ -80,6 +81,7 @@ pub async fn change_in(
             row.get(1),
             row.get(2),
             not_after.as_deref(),
+            row.get(5),
         )?;
         // The database's clock decides what has passed, as it stamps the change.
         let now = parse_time(&row.get::<_, String>(4)).map_err(FleetError::Refused)?;
@@ -87,10 +89,17 @@ pub async fn change_in(
         let not_after = after.not_after.map(sql_time);
         let row = tx
             .query_one(
-                "UPDATE ccs_key_state SET disabled = $3, not_after = $4::text::timestamptz
+                "UPDATE ccs_key_state SET disabled = $3, not_after = $4::text::timestamptz,
+                     lease = $5
                  WHERE instance = $1 AND key_id = $2
-                 RETURNING kcv, disabled, ccs_time(not_after), revision",
-                &[&instance.as_str(), &id, &after.disabled, &not_after],
+                 RETURNING kcv, disabled, ccs_time(not_after), revision, lease",
+                &[
+                    &instance.as_str(),
+                    &id,
+                    &after.disabled,
+                    &not_after,
+                    &after.lease,
+                ],
             )
             .await?;
         let not_after: Option<String> = row.get(2);
@@ -101,6 +110,7 @@ pub async fn change_in(
                 row.get(0),
                 row.get(1),
                 not_after.as_deref(),
+                row.get(4),
             )?,
             before,
             revision: row.get(3),
@@ -137,8 +147,8 @@ pub async fn import(
             .map_err(|_| FleetError::Refused(format!("key id {} out of range", state.key_id)))?;
         let added = tx
             .execute(
-                "INSERT INTO ccs_key_state (instance, key_id, kcv, disabled, not_after)
-                 VALUES ($1, $2, $3, $4, $5::text::timestamptz)
+                "INSERT INTO ccs_key_state (instance, key_id, kcv, disabled, not_after, lease)
+                 VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6)
                  ON CONFLICT (instance, key_id) DO NOTHING",
                 &[
                     &state.instance.as_str(),
@@ -146,6 +156,7 @@ pub async fn import(
                     &state.kcv.to_string(),
                     &state.disabled,
                     &state.not_after.map(sql_time),
+                    &(state.lease && state.not_after.is_some()),
                 ],
             )
             .await

@@ -66,7 +66,8 @@ pub struct Snapshot {
 /// The digest of every key row as stored, in one order; the heartbeat compares it with the
 /// snapshot's. An expression over `ccs_key_state`.
 pub const ROWS_DIGEST: &str = "(SELECT md5(coalesce(string_agg(
-        concat_ws(' ', d.instance, d.key_id, d.kcv, d.disabled, d.revision, ccs_time(d.not_after)),
+        concat_ws(' ', d.instance, d.key_id, d.kcv, d.disabled, d.revision, ccs_time(d.not_after),
+                  d.lease),
         ',' ORDER BY d.instance, d.key_id), '')) FROM ccs_key_state d)";
 
 /// Reads every key's state and the revision they are at, in one statement (so one snapshot:
@@ -76,8 +77,8 @@ pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, Flee
     let sql = format!(
         "SELECT r.revision, k.instance, k.key_id, k.kcv, k.disabled, ccs_time(k.not_after),
                 a.seq IS NOT DISTINCT FROM k.revision
-                    AND a.after = ccs_state_json(k.disabled, k.kcv, k.not_after),
-                {ROWS_DIGEST}
+                    AND a.after = ccs_state_json(k.disabled, k.kcv, k.not_after, k.lease),
+                {ROWS_DIGEST}, k.lease
          FROM ccs_revision r
          LEFT JOIN ccs_key_state k ON true
          LEFT JOIN LATERAL (
@@ -102,6 +103,7 @@ pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, Flee
             row.get(3),
             row.get(4),
             not_after.as_deref(),
+            row.get(8),
         )?;
         if !row.get::<_, Option<bool>>(6).unwrap_or(false) {
             unaudited.push((key.instance.clone(), key.key_id));
@@ -143,6 +145,7 @@ pub fn key_state(
     kcv: &str,
     disabled: bool,
     not_after: Option<&str>,
+    lease: bool,
 ) -> Result<KeyState, FleetError> {
     let bad = |what: String| {
         FleetError::Refused(format!("ccs_key_state row ({instance}, {key_id}): {what}"))
@@ -152,6 +155,7 @@ pub fn key_state(
         key_id: KeyId::try_from(key_id).map_err(|_| bad("negative key_id".into()))?,
         disabled,
         not_after: not_after.map(parse_time).transpose().map_err(bad)?,
+        lease: lease && not_after.is_some(),
         kcv: kcv.parse::<Kcv>().map_err(bad)?,
     })
 }

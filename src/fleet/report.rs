@@ -143,7 +143,7 @@ pub async fn key_status(
             "SELECT k.key_id, k.kcv, k.disabled, ccs_time(k.not_after), k.revision,
                     ccs_time(k.changed_at), k.changed_by, k.reason,
                     p.replica, ccs_time(p.at), p.status, p.reason, ccs_time(p.valid_until),
-                    k.instance
+                    k.instance, k.lease
              FROM ccs_key_state k
              LEFT JOIN LATERAL (
                  SELECT * FROM ccs_poll q WHERE q.instance = k.instance AND q.key_id = k.key_id
@@ -165,6 +165,7 @@ pub async fn key_status(
                 r.get(1),
                 r.get(2),
                 not_after.as_deref(),
+                r.get(14),
             )?;
             let last_poll = r.get::<_, Option<String>>(8).map(|replica| Poll {
                 replica,

@@ -18,6 +18,11 @@
 
 ALTER TABLE @schema@.ccs_audit ADD COLUMN role text;
 
+-- Whether a key's not_after is a lease (renew may move it) or a shutdown, scheduled or past
+-- (only enable undoes it): PRODUCT.md §9. A state's canonical JSON shows it only when true,
+-- so the records written before stay as they were.
+ALTER TABLE @schema@.ccs_key_state ADD COLUMN lease boolean NOT NULL DEFAULT false;
+
 CREATE FUNCTION @schema@.ccs_append_audit(p_actor text, p_action text, p_instance text,
                                           p_key_id bigint, p_before text, p_after text,
                                           p_reason text) RETURNS bigint
@@ -74,7 +79,8 @@ BEGIN
             RAISE EXCEPTION 'a key''s instance and key_id cannot change: remove the row and add another';
         END IF;
         IF NEW.kcv = OLD.kcv AND NEW.disabled = OLD.disabled
-                AND NEW.not_after IS NOT DISTINCT FROM OLD.not_after THEN
+                AND NEW.not_after IS NOT DISTINCT FROM OLD.not_after
+                AND NEW.lease = OLD.lease THEN
             -- No change of state: nothing to apply, nothing to audit, the row stays as it was.
             RETURN OLD;
         END IF;
@@ -87,10 +93,10 @@ BEGIN
         inst := NEW.instance;
         kid := NEW.key_id;
         why := coalesce(nullif(current_setting('ccs.reason', true), ''), NEW.reason, '');
-        state_after := @schema@.ccs_state_json(NEW.disabled, NEW.kcv, NEW.not_after);
+        state_after := @schema@.ccs_state_json(NEW.disabled, NEW.kcv, NEW.not_after, NEW.lease);
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        state_before := @schema@.ccs_state_json(OLD.disabled, OLD.kcv, OLD.not_after);
+        state_before := @schema@.ccs_state_json(OLD.disabled, OLD.kcv, OLD.not_after, OLD.lease);
     END IF;
     IF what IS NULL THEN
         what := CASE
@@ -100,7 +106,7 @@ BEGIN
             WHEN NEW.disabled AND NOT OLD.disabled THEN 'disable'
             WHEN OLD.disabled AND NOT NEW.disabled THEN 'enable'
             WHEN NEW.not_after IS NULL THEN 'restore'
-            WHEN NEW.not_after <= clock_timestamp() THEN 'shutdown'
+            WHEN NEW.not_after <= clock_timestamp() OR NOT NEW.lease THEN 'shutdown'
             ELSE 'renew'
         END;
     END IF;
@@ -124,7 +130,7 @@ AS $$
 DECLARE
     state text;
 BEGIN
-    SELECT @schema@.ccs_state_json(disabled, kcv, not_after) INTO state
+    SELECT @schema@.ccs_state_json(disabled, kcv, not_after, lease) INTO state
         FROM @schema@.ccs_key_state
         WHERE instance = p_instance AND key_id = p_key_id FOR UPDATE;
     IF state IS NULL THEN
@@ -141,16 +147,22 @@ CREATE OR REPLACE FUNCTION @schema@.ccs_time(t timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 AS $$ SELECT pg_catalog.to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
-CREATE OR REPLACE FUNCTION @schema@.ccs_state_json(disabled boolean, kcv text,
-                                                   not_after timestamptz) RETURNS text
+CREATE FUNCTION @schema@.ccs_state_json(disabled boolean, kcv text, not_after timestamptz,
+                                        lease boolean) RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT '{"disabled":' || disabled::text
         || ',"kcv":' || pg_catalog.to_json(kcv)::text
+        || CASE WHEN lease AND not_after IS NOT NULL THEN ',"lease":true' ELSE '' END
         || ',"not_after":'
         || coalesce(pg_catalog.to_json(@schema@.ccs_time(not_after))::text, 'null')
         || '}'
 $$;
+
+CREATE OR REPLACE FUNCTION @schema@.ccs_state_json(disabled boolean, kcv text,
+                                                   not_after timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT @schema@.ccs_state_json(disabled, kcv, not_after, false) $$;
 
 -- Each replica its own rows. A row is stamped with the login that wrote it; a login updates
 -- only its own (a registration from before this version, with no login, is claimed once by
@@ -195,3 +207,16 @@ CREATE TABLE @schema@.ccs_quorum (
 );
 INSERT INTO @schema@.ccs_quorum (action, required)
     VALUES ('disable', 1), ('shutdown', 1), ('renew', 1), ('enable', 2), ('export', 2);
+
+-- A not_after that renew or an un-kill's `until` set before this version is a lease: marked
+-- so, through the trigger (audited as this migration's change), so a dead-man lease keeps
+-- being renewed after the upgrade. Any other not_after stays a shutdown.
+SELECT set_config('ccs.actor', 'db migrate', true),
+       set_config('ccs.reason', 'schema version 3: a not_after set by renew or enable is a lease', true);
+UPDATE @schema@.ccs_key_state k SET lease = true
+WHERE k.not_after IS NOT NULL AND (
+    SELECT a.action FROM @schema@.ccs_audit a
+    WHERE a.instance = k.instance AND a.key_id = k.key_id AND a.before <> a.after
+    ORDER BY a.seq DESC LIMIT 1
+) IN ('renew', 'enable');
+SELECT set_config('ccs.actor', '', true), set_config('ccs.reason', '', true);

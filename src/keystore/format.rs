@@ -61,8 +61,22 @@ pub enum SecretsIn {
 impl SecretsIn {
     fn fields(self) -> &'static [&'static str] {
         match self {
-            SecretsIn::File => &["instance", "key_id", "secret", "not_after", "disabled"],
-            SecretsIn::Token => &["instance", "key_id", "kcv", "not_after", "disabled"],
+            SecretsIn::File => &[
+                "instance",
+                "key_id",
+                "secret",
+                "not_after",
+                "lease",
+                "disabled",
+            ],
+            SecretsIn::Token => &[
+                "instance",
+                "key_id",
+                "kcv",
+                "not_after",
+                "lease",
+                "disabled",
+            ],
         }
     }
 }
@@ -286,22 +300,29 @@ impl EntryParser<'_> {
                 ))
             }
         };
-        let disabled = match table.get("disabled") {
-            None => false,
-            Some(Value::Boolean(b)) => *b,
-            Some(other) => {
-                return Err(self.error(
-                    "disabled",
-                    format!("must be true or false, not {}", other.type_str()),
-                ))
-            }
+        let flag = |field: &'static str| match table.get(field) {
+            None => Ok(false),
+            Some(Value::Boolean(b)) => Ok(*b),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be true or false, not {}", other.type_str()),
+            )),
         };
+        let disabled = flag("disabled")?;
+        let lease = flag("lease")?;
+        if lease && not_after.is_none() {
+            return Err(self.error(
+                "lease",
+                "says not_after is a lease, but there is no not_after: remove it".into(),
+            ));
+        }
         Ok(KeyEntry {
             state: KeyState {
                 instance,
                 key_id,
                 disabled,
                 not_after,
+                lease,
                 kcv,
             },
             secret,

@@ -183,6 +183,7 @@ impl KeyFile {
             existing[field] = value(text);
             existing.remove("disabled");
             existing.remove("not_after");
+            existing.remove("lease");
             return Ok(old);
         }
         let mut table = Table::new();
@@ -216,6 +217,23 @@ impl KeyFile {
         Ok(())
     }
 
+    /// Marks one key's `not_after` as a lease (`renew` may move it) or not.
+    pub fn set_lease(
+        &mut self,
+        instance: &InstanceName,
+        key_id: KeyId,
+        lease: bool,
+    ) -> Result<(), KeyFileError> {
+        let missing = self.missing(instance, key_id);
+        let entry = self.find(instance, key_id)?.ok_or(missing)?;
+        if lease {
+            entry["lease"] = value(true);
+        } else {
+            entry.remove("lease");
+        }
+        Ok(())
+    }
+
     /// Sets `not_after` to `at` (the hard kill switch) on one key, or on every key of the
     /// instance; returns the key ids changed.
     pub fn shut_down(
@@ -228,7 +246,8 @@ impl KeyFile {
     }
 
     /// Sets `not_after` to `at`, or removes it (`None`), on one key or on every key of the
-    /// instance; returns the key ids changed. `keys shutdown` and `keys restore` write it.
+    /// instance; returns the key ids changed. `keys shutdown` and `keys restore` write it. A
+    /// `not_after` written here is a shutdown, not a lease (see [`set_lease`](Self::set_lease)).
     pub fn set_not_after(
         &mut self,
         instance: &InstanceName,
@@ -257,6 +276,7 @@ impl KeyFile {
                             entry.remove("not_after");
                         }
                     }
+                    entry.remove("lease");
                     changed.push(id);
                 }
             }
