@@ -210,6 +210,13 @@ async fn the_server_records_what_the_cli_did_not() {
     assert!(out.contains("intact: 3 records"), "{out}");
     let (_, metrics) = server.admin_get("/metrics").await;
     assert_eq!(sample(&metrics, "ccs_audit_chain_ok"), Some(1.0));
+    // The head is exported, to be kept outside the chain.
+    let head = records(&dir)[2]["hash"].as_str().unwrap().to_owned();
+    assert_eq!(
+        sample(&metrics, &format!("ccs_audit_head{{hash=\"{head}\"}}")),
+        Some(3.0),
+        "{metrics}"
+    );
 
     // A broken chain is reported by the next change the server records.
     let path = dir.join("audit.jsonl");
@@ -230,4 +237,86 @@ async fn the_server_records_what_the_cli_did_not() {
     })
     .await;
     assert_eq!(actions(&dir).last().unwrap(), "file shutdown");
+}
+
+#[test]
+fn a_head_kept_outside_anchors_the_tail_and_a_linked_chain_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[], "");
+    let key = ["--instance", "ccsdemo", "--key-id", "1"];
+    ok(&cli(&config, &[&["keys", "generate"][..], &key].concat()));
+    let mut heads = Vec::new();
+    for action in ["disable", "enable", "disable"] {
+        let out = ok(&cli(&config, &[&["keys", action][..], &key].concat()));
+        // Every change prints the chain's new head.
+        let head = out
+            .lines()
+            .find_map(|l| l.strip_prefix("audit head "))
+            .unwrap_or_else(|| panic!("no head printed: {out}"))
+            .to_owned();
+        heads.push(head);
+    }
+    let last = heads.last().unwrap().clone();
+    assert!(last.starts_with("4:"), "{last}");
+    let out = ok(&cli(&config, &["audit", "verify", "--head", &last]));
+    assert!(out.contains(&format!("head {last}")), "{out}");
+
+    // The last record removed: the chain still verifies, but no longer holds the head.
+    let path = dir.path().join("audit.jsonl");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    std::fs::write(&path, lines[..3].join("\n") + "\n").unwrap();
+    ok(&cli(&config, &["audit", "verify"]));
+    let out = cli(&config, &["audit", "verify", "--head", &last]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("no record seq 4") && error.contains("ends at seq 3"),
+        "{error}"
+    );
+
+    // Rewritten whole (a new chain of the same length): the head's hash gives it away.
+    std::fs::remove_file(&path).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let other_config = write_config(other.path(), &[], "");
+    ok(&cli(
+        &other_config,
+        &[&["keys", "generate"][..], &key].concat(),
+    ));
+    for action in ["disable", "enable", "disable"] {
+        ok(&cli(&other_config, &[&["keys", action][..], &key].concat()));
+    }
+    std::fs::copy(other.path().join("audit.jsonl"), &path).unwrap();
+    ok(&cli(&config, &["audit", "verify"]));
+    let out = cli(&config, &["audit", "verify", "--head", &last]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("record seq 4 has hash") && error.contains("rewritten"),
+        "{error}"
+    );
+    let out = cli(&config, &["audit", "verify", "--head", "4:nothex"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not SEQ:HASH"));
+
+    // A chain behind a symbolic link is refused, by the reader and by the next change.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(other.path().join("audit.jsonl"), &path).unwrap();
+    let out = cli(&config, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("a symbolic link, not a regular file"),
+        "{error}"
+    );
+    let out = ok(&cli(&config, &[&["keys", "enable"][..], &key].concat()));
+    assert!(
+        out.contains("symbolic link") && out.contains("not recorded"),
+        "{out}"
+    );
+    let chained = std::fs::read_to_string(other.path().join("audit.jsonl")).unwrap();
+    assert_eq!(
+        chained.lines().count(),
+        4,
+        "the change was written through the link"
+    );
 }

@@ -72,6 +72,22 @@ async fn three_replicas_follow_every_kill_switch_and_wait_confirms_it() {
                 reached.await,
                 "keys status never saw the kill reach the database"
             );
+            // Beside the verdict: the key's state and what its last poll was answered.
+            let (_, out, _) = bed
+                .cli(&["keys", "status", "--instance", "ccsdemo", "--key-id", "1"])
+                .await;
+            assert!(out.contains("\n  state      shut down at "), "{out}");
+            assert!(
+                out.contains("\n  last poll  ") && out.contains("via replica r3: answered 200"),
+                "{out}"
+            );
+            let (_, out, _) = bed
+                .cli(&["keys", "status", "--instance", "ccsdemo", "--json"])
+                .await;
+            let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(json["state"], "shut_down", "{out}");
+            assert_eq!(json["last_poll"]["status"], 200, "{out}");
+            assert_eq!(json["last_poll"]["replica"], "r3", "{out}");
         }
     }
 

@@ -267,6 +267,28 @@ async fn a_replica_login_writes_only_its_own_rows() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("forged"), "{out}");
 
+    // What a login writes in its own rows reaches no terminal raw.
+    b.batch_execute(
+        "INSERT INTO ccs_replica (name, version, started_at, last_seen, applied_revision)
+             VALUES (E'evil\\x1b[2J', E'1\\x07', now(), now(), 0);
+         INSERT INTO ccs_poll (instance, key_id, replica, at, status, reason)
+             VALUES ('ccsdemo', 1, E'evil\\x1b[2J', now() + interval '1 hour', 200, E'ok\\x1b]0;pwned\\x07');",
+    )
+    .await
+    .unwrap();
+    for args in [
+        &["fleet", "status"][..],
+        &["keys", "status", "--instance", "ccsdemo", "--key-id", "1"],
+    ] {
+        let (code, out, err) = bed.cli(args).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("evil"), "{out}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?} printed a control character: {out:?}"
+        );
+    }
+
     // A second replica that takes r1's name under another login is refused: it never serves.
     let impostor = TestServer::start(&keys, &state(&url_b, "r1", "2s")).await;
     tokio::time::sleep(Duration::from_secs(3)).await;

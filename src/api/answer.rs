@@ -43,11 +43,7 @@ pub(super) fn failure(failure: Failure) -> Response {
 /// A key as JSON.
 pub(super) fn key_json(view: &KeyView, now: OffsetDateTime) -> Value {
     let key = &view.state;
-    let state = match key.condition(now) {
-        crate::keystore::Condition::Active { .. } => "active",
-        crate::keystore::Condition::Disabled => "disabled",
-        crate::keystore::Condition::ShutDown(_) => "shut_down",
-    };
+    let state = key.condition(now).name();
     let mut value = json!({
         "instance": key.instance.as_str(),
         "key_id": key.key_id,
@@ -81,6 +77,7 @@ pub(super) fn outcome_response(outcome: Outcome, now: OffsetDateTime) -> Respons
             total,
             approvers,
             key,
+            head,
         } => {
             let view = KeyView {
                 state: key,
@@ -96,6 +93,7 @@ pub(super) fn outcome_response(outcome: Outcome, now: OffsetDateTime) -> Respons
                 &json!({
                     "status": "applied",
                     "revision": revision,
+                    "audit_head": head,
                     "replicas": { "applied": applied, "total": total },
                     "approvers": approvers,
                     "key": key,

@@ -44,6 +44,8 @@ pub enum Outcome {
         total: usize,
         approvers: Vec<String>,
         key: KeyState,
+        /// The audit chain's new head, `SEQ:HASH` (PRODUCT.md §10), when it was recorded.
+        head: Option<String>,
     },
     Pending(Pending),
 }
@@ -238,12 +240,13 @@ impl Backend {
                     write_change(
                         &store, secrets, &reloader, &instance, key_id, action, &approvers, &reasons,
                     )
-                    .map(|(revision, key)| Outcome::Applied {
+                    .map(|(revision, key, head)| Outcome::Applied {
                         revision,
                         applied: 1,
                         total: 1,
                         approvers,
                         key,
+                        head,
                     })
                 };
                 tokio::task::spawn_blocking(work)
@@ -316,6 +319,9 @@ impl FleetBackend {
         let Some(changed) = changed.into_iter().next() else {
             return Err(Failure::NoSuchKey("the key vanished".into()));
         };
+        let head = report::audit_hash(&session.client, changed.revision)
+            .await?
+            .map(|hash| format!("{}:{hash}", changed.revision));
         let applied = wait_applied(
             &session.client,
             changed.revision,
@@ -329,6 +335,7 @@ impl FleetBackend {
             total: applied.applied.len() + applied.laggards.len(),
             approvers,
             key: changed.after,
+            head,
         })
     }
 }

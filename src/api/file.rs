@@ -69,7 +69,7 @@ pub(super) fn write_change(
     action: Action,
     approvers: &[String],
     reasons: &[String],
-) -> Result<(i64, KeyState), Failure> {
+) -> Result<(i64, KeyState, Option<String>), Failure> {
     let chain = AuditFile::beside(store);
     let mut locked = chain
         .lock(Duration::from_secs(5))
@@ -95,6 +95,7 @@ pub(super) fn write_change(
         .cloned()
         .ok_or_else(|| Failure::Unavailable("the key vanished from the store".into()))?;
     let mut revision = 0;
+    let mut head = None;
     if let Some(locked) = &mut locked {
         let actor = Vote::actor(approvers);
         let reason = Vote::reason(approvers, reasons);
@@ -107,7 +108,10 @@ pub(super) fn write_change(
             change.action = action.name().to_owned();
         }
         match locked.append(&changes).and_then(|_| locked.read()) {
-            Ok(records) => revision = records.last().map_or(0, |r| r.seq as i64),
+            Ok(records) => {
+                revision = records.last().map_or(0, |r| r.seq as i64);
+                head = records.last().map(|r| format!("{}:{}", r.seq, r.hash));
+            }
             Err(e) => {
                 tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain")
             }
@@ -120,7 +124,7 @@ pub(super) fn write_change(
             "the key store was written but the server could not load it ({error}); keys it cannot confirm answer 503"
         )));
     }
-    Ok((revision, key))
+    Ok((revision, key, head))
 }
 
 /// Records an event that changes no state (`action`, e.g. an export) of a key in the chain

@@ -30,6 +30,8 @@ pub enum ChainError {
     },
     #[error("audit chain {path}: another process holds it (tried for {waited:?})")]
     Busy { path: PathBuf, waited: Duration },
+    #[error("audit chain {path}: {what}, not a regular file: the chain is written only in place (replace it with the real file, or move it away to start a new chain)")]
+    NotAFile { path: PathBuf, what: &'static str },
 }
 
 /// `audit.jsonl` of a key store.
@@ -57,8 +59,26 @@ impl AuditFile {
         &self.path
     }
 
+    /// Refuses a chain that is not a regular file: a symbolic link (whoever can point it
+    /// elsewhere could make a verified chain mean another file), a directory, a device.
+    fn regular(&self) -> Result<(), ChainError> {
+        let what = match std::fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(e)),
+            Ok(m) if m.file_type().is_symlink() => "a symbolic link",
+            Ok(m) if m.is_dir() => "a directory",
+            Ok(m) if !m.is_file() => "a special file",
+            Ok(_) => return Ok(()),
+        };
+        Err(ChainError::NotAFile {
+            path: self.path.clone(),
+            what,
+        })
+    }
+
     /// Every record, in the file's order (none when there is no file yet).
     pub fn read(&self) -> Result<Vec<Record>, ChainError> {
+        self.regular()?;
         match std::fs::read_to_string(&self.path) {
             Ok(text) => parse(&self.path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -69,6 +89,7 @@ impl AuditFile {
     /// Opens (creating it, mode 640) and locks the chain, trying for up to `wait`.
     pub fn lock(&self, wait: Duration) -> Result<Locked, ChainError> {
         use std::os::unix::fs::OpenOptionsExt;
+        self.regular()?;
         let file = OpenOptions::new()
             .read(true)
             .append(true)

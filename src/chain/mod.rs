@@ -229,6 +229,32 @@ pub enum Broken {
     Gap { seq: u64, expected: u64 },
 }
 
+/// Whether `records` (a verified chain) still holds the head `SEQ:HASH` kept outside it: a
+/// chain cannot prove its own tail, so a head written down elsewhere anchors it (PRODUCT.md
+/// §10). Says what happened when it does not: truncated, or rewritten.
+pub fn holds(records: &[Record], head: &str) -> Result<(), String> {
+    let (seq, hash) = head
+        .split_once(':')
+        .and_then(|(s, h)| Some((s.parse::<u64>().ok()?, h)))
+        .filter(|(_, h)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            format!(
+                "--head {head:?} is not SEQ:HASH (a record's seq, a colon and its 64 hex digits)"
+            )
+        })?;
+    let last = records.last().map_or(0, |r| r.seq);
+    match records.iter().find(|r| r.seq == seq) {
+        None => Err(format!(
+            "it has no record seq {seq} any more (it ends at seq {last}): records were removed from its end"
+        )),
+        Some(r) if !r.hash.eq_ignore_ascii_case(hash) => Err(format!(
+            "record seq {seq} has hash {} now, not {hash}: the chain was rewritten from there or before",
+            r.hash
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Checks `records`, in the order stored, from the first: each in sequence, linked to the one
 /// before, with the hash of its contents. Names the first record that breaks it.
 pub fn verify(records: &[Record]) -> Result<(), Broken> {

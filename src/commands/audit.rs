@@ -68,11 +68,17 @@ impl Audited {
         let now = OffsetDateTime::now_utc();
         let (before, after) = (chain::states(&self.before), chain::states(&after));
         let changes = chain::changes(&before, &after, &cli_actor(), &self.reason, now);
-        if let Err(e) = locked.append(&changes) {
-            eprintln!(
+        match locked.append(&changes) {
+            // The new head, to keep outside the chain (`audit verify --head`).
+            Ok(records) => {
+                if let Some(head) = records.last() {
+                    println!("audit head {}:{}", head.seq, head.hash);
+                }
+            }
+            Err(e) => eprintln!(
                 "warning: {e}: the change is made but not recorded in the audit chain {}",
                 self.chain.path().display()
-            );
+            ),
         }
     }
 }

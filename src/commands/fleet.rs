@@ -48,7 +48,12 @@ pub enum FleetCommand {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Recompute the chain; exit 1 naming the first record changed, removed or reordered.
-    Verify,
+    Verify {
+        /// A head kept elsewhere (printed by every change, exported as ccs_audit_head): exit 1
+        /// unless the chain still holds this record (truncated or rewritten otherwise).
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+    },
     /// List the chain (one JSON record per line with --json).
     Show {
         /// Only this instance's records.
@@ -174,7 +179,13 @@ pub fn fleet(command: FleetCommand, config: &Config) -> anyhow::Result<()> {
         for r in &replicas {
             println!(
                 "{:<24} {:<8} revision {:<6} last seen {:.1}s ago  version {}  started {}",
-                r.name, r.status, r.applied_revision, r.last_seen_seconds, r.version, r.started_at
+                // A replica writes its own row: what it wrote reaches no terminal raw.
+                r.name.escape_debug().to_string(),
+                r.status,
+                r.applied_revision,
+                r.last_seen_seconds,
+                r.version.escape_debug(),
+                r.started_at
             );
         }
         if replicas.is_empty() {
@@ -209,10 +220,18 @@ pub fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
         }
     };
     match command {
-        AuditCommand::Verify => {
+        AuditCommand::Verify { head } => {
             chain::verify(&records)
                 .with_context(|| format!("the audit chain in {source} is broken"))?;
+            if let Some(head) = head {
+                if let Err(lost) = chain::holds(&records, &head) {
+                    bail!("the audit chain in {source} no longer holds the head {head}: {lost}");
+                }
+            }
             println!("audit chain intact: {} records ({source})", records.len());
+            if let Some(last) = records.last() {
+                println!("head {}:{}", last.seq, last.hash);
+            }
         }
         AuditCommand::Show { json, .. } => {
             for r in records {
@@ -256,7 +275,7 @@ fn state_text(state: Option<&chain::StateRecord>) -> String {
             if s.disabled { "disabled" } else { "enabled" },
             s.not_after
                 .as_deref()
-                .map(|t| format!(" not_after {t}"))
+                .map(|t| format!(" not_after {t}{}", if s.lease { " (lease)" } else { "" }))
                 .unwrap_or_default(),
             s.kcv
         ),
@@ -280,6 +299,10 @@ pub fn change_keys(
             println!("{}", describe(c, now));
         }
         let revision = changed.iter().map(|c| c.revision).max().unwrap_or(0);
+        // The new head, to keep outside the chain (`audit verify --head`).
+        if let Some(hash) = report::audit_hash(&*client, revision).await? {
+            println!("audit head {revision}:{hash}");
+        }
         if !args.wait {
             println!("revision {revision}: replicas apply it within a second; --wait confirms it");
             return Ok(());
@@ -350,8 +373,10 @@ pub fn status(
                     "instance": k.state.instance.as_str(),
                     "key_id": k.state.key_id,
                     "kcv": k.state.kcv.to_string(),
+                    "state": k.state.condition(now).name(),
                     "disabled": k.state.disabled,
                     "not_after": k.state.not_after.map(format_timestamp),
+                    "lease": k.state.lease && k.state.not_after.is_some(),
                     "revision": k.revision,
                     "changed_at": k.changed_at,
                     "changed_by": k.changed_by,
@@ -361,18 +386,50 @@ pub fn status(
                 });
                 println!("{out}");
             } else {
+                let state = match k.state.condition(now) {
+                    Condition::Disabled => "disabled (polls answer 404)".to_owned(),
+                    Condition::ShutDown(t) => format!(
+                        "shut down at {} (polls answer 200 with that past validUntil)",
+                        format_timestamp(t)
+                    ),
+                    Condition::Active { until: Some(t) } => format!(
+                        "active until {} ({})",
+                        format_timestamp(t),
+                        if k.state.lease {
+                            "a lease"
+                        } else {
+                            "a scheduled shutdown"
+                        }
+                    ),
+                    Condition::Active { until: None } => "active".to_owned(),
+                };
+                let last_poll = match &k.last_poll {
+                    Some(p) => format!(
+                        "{} via replica {}: answered {} {}{}",
+                        p.at.escape_debug(),
+                        p.replica.escape_debug(),
+                        p.status,
+                        p.reason.escape_debug(),
+                        p.valid_until
+                            .as_deref()
+                            .map(|v| format!(", validUntil {}", v.escape_debug()))
+                            .unwrap_or_default()
+                    ),
+                    None => "never polled".to_owned(),
+                };
                 println!(
-                    "instance {} key_id {} kcv {}: revision {}, changed {} by {}{}\n  {verdict}",
+                    "instance {} key_id {} kcv {}: revision {}, changed {} by {}{}\n  state      {state}\n  last poll  {last_poll}\n  {}",
                     k.state.instance,
                     k.state.key_id,
                     k.state.kcv,
                     k.revision,
                     k.changed_at,
-                    k.changed_by,
+                    k.changed_by.escape_debug(),
                     match k.reason.as_str() {
                         "" => String::new(),
                         r => format!(" ({r:?})"),
-                    }
+                    },
+                    verdict.escape_debug()
                 );
             }
         }

@@ -186,6 +186,18 @@ pub async fn key_status(
         .collect()
 }
 
+/// The hash of audit record `seq`, if the chain has it.
+pub async fn audit_hash(
+    client: &impl GenericClient,
+    seq: i64,
+) -> Result<Option<String>, FleetError> {
+    let row = client
+        .query_opt("SELECT hash FROM ccs_audit WHERE seq = $1", &[&seq])
+        .await
+        .map_err(schema_missing)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// The audit chain in `seq` order (of `instance` only, when given: such a list cannot be
 /// verified, since the chain runs through every key).
 pub async fn audit(

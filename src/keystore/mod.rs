@@ -57,6 +57,17 @@ pub enum Condition {
     ShutDown(OffsetDateTime),
 }
 
+impl Condition {
+    /// Its one public name, in every output: `active`, `disabled`, `shut_down`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Active { .. } => "active",
+            Condition::Disabled => "disabled",
+            Condition::ShutDown(_) => "shut_down",
+        }
+    }
+}
+
 impl KeyState {
     /// The key's condition at `now`.
     pub fn condition(&self, now: OffsetDateTime) -> Condition {

@@ -103,10 +103,14 @@ pub(crate) fn record_file_changes(
         locked.append(&changes)?;
         locked.read()
     });
-    match appended.map(|records| (chain::verify(&records), records.len())) {
-        Ok((Ok(()), _)) => metrics.audit_chain(true),
+    match appended.map(|records| (chain::verify(&records), records)) {
+        Ok((Ok(()), records)) => {
+            metrics.audit_chain(true);
+            metrics.audit_head(records.last());
+        }
         Ok((Err(broken), records)) => {
             metrics.audit_chain(false);
+            let records = records.len();
             tracing::error!(target: "ccs_endpoint::audit", chain = %file.path().display(), records, %broken, "the audit chain is broken: `ccs-endpoint audit verify` names the first record changed, removed or reordered");
         }
         // A key store on a read-only mount (a Kubernetes Secret) or in a sandbox that may not

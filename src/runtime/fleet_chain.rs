@@ -28,6 +28,7 @@ pub async fn watch_chain(target: Target, metrics: Arc<Metrics>, mut stop: watch:
             Ok(Ok(records)) => {
                 let result = chain::verify(&records);
                 metrics.audit_chain(result.is_ok());
+                metrics.audit_head(result.is_ok().then(|| records.last()).flatten());
                 match (&result, said) {
                     (Err(broken), None | Some(true)) => {
                         tracing::error!(target: "ccs_endpoint::audit", records = records.len(), %broken, "the fleet's audit chain is broken: `ccs-endpoint audit verify` names the first record changed, removed or reordered");

@@ -69,6 +69,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabel {
+    hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     commit: &'static str,
@@ -95,6 +100,7 @@ pub struct Metrics {
     ready: Gauge<i64, AtomicI64>,
     backend_up: Gauge<i64, AtomicI64>,
     audit_chain_ok: Gauge<i64, AtomicI64>,
+    audit_head: Family<HashLabel, Gauge<i64, AtomicI64>>,
     api_requests: Family<ApiLabels, Counter>,
     api_signers_ok: Gauge<i64, AtomicI64>,
     /// The fleet state's figures (exported with `[state] backend = "postgres"` only).
@@ -233,6 +239,12 @@ impl Metrics {
             "1 while the audit chain beside the key store verifies and takes every change; 0 once a change could not be recorded or the chain is broken (alert on this)",
             audit_chain_ok.clone(),
         );
+        let audit_head = Family::<HashLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "ccs_audit_head",
+            "The audit chain's last record: its seq, labelled with its hash (keep it outside; `audit verify --head SEQ:HASH` checks the chain still holds it)",
+            audit_head.clone(),
+        );
         let fleet = Arc::new(FleetGauges::default());
         registry.register_collector(Box::new(FleetCollector(Arc::clone(&fleet))));
         let backend_up = Gauge::<i64, AtomicI64>::default();
@@ -273,6 +285,7 @@ impl Metrics {
             ready,
             backend_up,
             audit_chain_ok,
+            audit_head,
             api_requests,
             api_signers_ok,
             fleet,
@@ -367,6 +380,19 @@ impl Metrics {
     /// Whether the key backend's last token call succeeded.
     pub fn audit_chain(&self, ok: bool) {
         self.audit_chain_ok.set(i64::from(ok));
+    }
+
+    /// The audit chain's head: one series, the last record's seq labelled with its hash.
+    pub fn audit_head(&self, head: Option<&crate::chain::Record>) {
+        self.audit_head.clear();
+        if let Some(r) = head {
+            let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+            self.audit_head
+                .get_or_create(&HashLabel {
+                    hash: r.hash.clone(),
+                })
+                .set(seq);
+        }
     }
 
     /// One admin API request answered.
