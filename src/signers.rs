@@ -289,6 +289,54 @@ impl Signers {
         }
     }
 
+    /// What of `self` stays in force at once when the file changes to `new`: only what both
+    /// allow (kill wins at once, PRODUCT.md §7) — a signer in both with the same secret and
+    /// algorithm, active only if both say so, with the actions both give and the earlier
+    /// expiry. What `new` adds (a signer, an action, a later expiry, a reactivation, a new
+    /// secret) waits until the file has settled.
+    pub fn narrowed_by(&self, new: &Signers) -> Signers {
+        let by_id = self
+            .by_id
+            .iter()
+            .filter_map(|(id, old)| {
+                let new = new.by_id.get(id)?;
+                if new.algorithm != old.algorithm || new.secret.as_slice() != old.secret.as_slice()
+                {
+                    return None;
+                }
+                let expires = match (old.expires, new.expires) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                Some((
+                    id.clone(),
+                    Signer {
+                        key_id: id.clone(),
+                        secret: old.secret.clone(),
+                        algorithm: old.algorithm,
+                        actions: old.actions.intersection(&new.actions).copied().collect(),
+                        expires,
+                        active: old.active && new.active,
+                    },
+                ))
+            })
+            .collect();
+        Signers { by_id }
+    }
+
+    /// Whether `self` and `other` say the same of every signer.
+    pub fn same_as(&self, other: &Signers) -> bool {
+        self.by_id.len() == other.by_id.len()
+            && self.by_id.iter().zip(&other.by_id).all(|((a, x), (b, y))| {
+                a == b
+                    && x.algorithm == y.algorithm
+                    && x.secret.as_slice() == y.secret.as_slice()
+                    && x.actions == y.actions
+                    && x.expires == y.expires
+                    && x.active == y.active
+            })
+    }
+
     /// The key ids of the signers who may take `action` at `now`: active, unexpired and
     /// allowed it.
     pub fn electorate(&self, action: Action, now: OffsetDateTime) -> Vec<String> {

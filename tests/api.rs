@@ -239,6 +239,8 @@ async fn each_refusal_is_a_401_that_names_its_rule() {
         ));
     }
     write_private(&file, &text);
+    // Signers added are known once the file has settled (3 s).
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let as_signer = |key_id: &str| Signer {
         key_id: key_id.into(),
         ..soc.clone()
@@ -304,6 +306,13 @@ async fn signers_reload_and_a_broken_file_fails_closed() {
     let api = server.api.unwrap();
     let file = server.dir.path().join("signers.toml");
     let newcomer = add_signer(&file, "newcomer", "status");
+    // A signer added is in force once the file has settled (3 s): un-kill settles.
+    assert_eq!(
+        get(api, &newcomer, "/v1/keys").0,
+        401,
+        "taken before it settled"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     assert_eq!(
         get(api, &newcomer, "/v1/keys").0,
         200,
@@ -334,6 +343,8 @@ async fn signers_reload_and_a_broken_file_fails_closed() {
         ),
     );
     assert_eq!(get(api, &signers[0], "/v1/keys").0, 401);
+    // The file was broken before: what it gives back (the newcomer) settles first.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     assert_eq!(get(api, &newcomer, "/v1/keys").0, 200);
     let (_, metrics) = server.admin_get("/metrics").await;
     assert_eq!(support::sample(&metrics, "ccs_api_signers_ok"), Some(1.0));
@@ -342,7 +353,8 @@ async fn signers_reload_and_a_broken_file_fails_closed() {
             &metrics,
             "ccs_api_requests_total{action=\"status\",status=\"401\"}"
         ),
-        Some(1.0),
+        // The newcomer before its file settled, and the retired signer.
+        Some(2.0),
         "{metrics}"
     );
     // Every API series the shipped alert rules query is one this server exports.

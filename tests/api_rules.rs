@@ -309,3 +309,67 @@ async fn renew_moves_a_lease_and_never_a_scheduled_shutdown() {
     let store = std::fs::read_to_string(api.dir.path().join("keys.toml")).unwrap();
     assert!(!store.contains("lease"), "{store}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signers_file_withdraws_at_once_and_gives_only_once_settled() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let keys = [Key::new("ccsdemo", 1)];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let retired = good.replacen("actions = [", "active = false\nactions = [", 1);
+    let api = server(&keys, "\"ccs.example.com\"", &retired).await;
+    let live = api.dir.path().join("signers.toml");
+    let get = async || {
+        let raw = signed(&soc, "GET", "ccs.example.com", "/v1/keys", "", &nonce(), "");
+        send(&api, &raw).await.status
+    };
+    assert_eq!(get().await, 401);
+
+    // A slow in-place rewrite whose first half re-activates the retired signer: never served.
+    let (first, rest) = retired.split_at(retired.find("active = false").unwrap());
+    let writer = {
+        let (live, first, rest) = (live.clone(), first.to_owned(), rest.to_owned());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&live)
+                .unwrap();
+            f.write_all(first.as_bytes()).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            f.write_all(rest.as_bytes()).unwrap();
+        })
+    };
+    let began = std::time::Instant::now();
+    while began.elapsed() < std::time::Duration::from_secs(5) {
+        // 401 (inactive) or 503 (a file read half-written): never 200.
+        let status = get().await;
+        assert!(
+            status == 401 || status == 503,
+            "a retired signer signed during a rewrite: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    writer.join().unwrap();
+
+    // Activated for good: in force once the file has settled (3 s), not before.
+    write_private(&live, &good);
+    let began = std::time::Instant::now();
+    assert_eq!(
+        get().await,
+        401,
+        "an activation was taken before the file settled"
+    );
+    support::wait_until("the settled activation", async || get().await == 200).await;
+    assert!(began.elapsed() >= std::time::Duration::from_secs(3));
+
+    // `chmod 644` is a change: the file is judged again, and refused at once.
+    std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(get().await, 503);
+    std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o600)).unwrap();
+    support::wait_until("the file fixed", async || get().await == 200).await;
+}

@@ -118,7 +118,7 @@ pub(super) fn write_change(
         }
     }
     drop(locked);
-    let report = reloader.reload(false, "api");
+    let report = reloader.reload(false, crate::runtime::reload::OWN_WRITE);
     if let Some((_, error)) = report.failed.iter().find(|(part, _)| *part == Part::Keys) {
         return Err(Failure::Unavailable(format!(
             "the key store was written but the server could not load it ({error}); keys it cannot confirm answer 503"

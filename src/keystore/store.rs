@@ -99,6 +99,29 @@ impl KeyStore {
         self
     }
 
+    /// This store with `withdrawals` applied and nothing else changed, or `None` when they
+    /// withdraw nothing from it: a kill read from a file that has not settled yet.
+    pub fn withdrawn(&self, withdrawals: &Withdrawals) -> Option<Self> {
+        let states: BTreeMap<KeyRef, KeyState> = self
+            .states
+            .iter()
+            .filter_map(|(id, state)| Some((id.clone(), withdrawals.apply(state)?)))
+            .collect();
+        if states == self.states {
+            return None;
+        }
+        Some(Self {
+            states,
+            secrets: Arc::clone(&self.secrets),
+            withheld: self.withheld.as_ref().map(|w| Withheld {
+                withdrawals: w.withdrawals.clone(),
+                reason: w.reason.clone(),
+            }),
+            mismatched: self.mismatched.clone(),
+            doubted: self.doubted.clone(),
+        })
+    }
+
     /// The keys as served while the key-store file fails to load (PRODUCT.md §7: doubt answers
     /// 503, never 404, never a stale 200). What can be read of the refused file's
     /// `withdrawals` — a `disabled` flag however it was typed, a `not_after`, an entry removed —

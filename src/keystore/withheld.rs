@@ -76,6 +76,14 @@ impl Withdrawals {
             .unwrap_or_default()
     }
 
+    /// Only what the file says outright (a `disabled` flag, a `not_after`): no removal is
+    /// inferred from an entry's absence, which a file being rewritten shows too. What a change
+    /// withdraws at once, before the file has settled (PRODUCT.md §7).
+    pub fn stated(mut self) -> Self {
+        self.present = None;
+        self
+    }
+
     /// Whether the file no longer names `id` (known only when every entry could be read).
     pub(super) fn removed(&self, id: &Id) -> bool {
         self.present.as_ref().is_some_and(|p| !p.contains(id))

@@ -8,17 +8,21 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::audit::{audit_key_changes, record_file_changes, record_key_states, record_roots};
 use super::identity::CertSwitch;
 use super::load;
-use super::settle::{settle, stamp, Stamp};
+use super::settle::{settle, stamp, Stamp, SETTLE};
 use super::state::AppState;
 use crate::chain;
 use crate::config::Config;
 use crate::keystore::{KeySource, KeyStore, Withdrawals};
+
+/// The trigger of a reload after the server wrote the key store itself (atomically).
+pub const OWN_WRITE: &str = "api";
 
 /// A part of the server that reloads on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +161,17 @@ impl Reloader {
                 continue;
             }
             if changed {
-                let settled = settle(&files);
+                // Kill wins at once: what the changed key store says it withdraws is served
+                // now; the rest (an un-kill, a new key) only once the file has settled.
+                if part == Part::Keys {
+                    self.withdraw_now(&config);
+                }
+                // The server's own atomic write (the admin API's) needs no settling.
+                let quiet = match trigger {
+                    OWN_WRITE => Duration::ZERO,
+                    _ => SETTLE,
+                };
+                let settled = settle(&files, quiet);
                 let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
                 stamps.extend(settled);
             }
@@ -180,6 +194,28 @@ impl Reloader {
             }
         }
         report
+    }
+
+    /// Serves at once what the key-store file now says outright that it withdraws (a
+    /// `disabled` flag, an earlier `not_after`), before it settles; a removal waits for the
+    /// settled file (a file being rewritten lacks entries too).
+    fn withdraw_now(&self, config: &Config) {
+        let withdrawals = Withdrawals::from_file(&config.keys.file).stated();
+        if let Some(local) = &self.fleet {
+            let current = Arc::clone(&local.borrow());
+            if let Some(withdrawn) = current.withdrawn(&withdrawals) {
+                local.send_replace(Arc::new(withdrawn));
+            }
+            return;
+        }
+        let current = self.state.keys.store();
+        if let Some(withdrawn) = current.withdrawn(&withdrawals) {
+            let new = withdrawn.list();
+            audit_key_changes(&current.list(), &new);
+            record_key_states(&self.state.metrics, &new);
+            self.state.set_keys(Arc::new(withdrawn));
+            tracing::info!(target: "ccs_endpoint::audit", event = "withdrawn_at_once", "a kill switch read from the changed key store is served now; the rest of the change loads once the file has settled");
+        }
     }
 
     /// Re-reads the configuration file (SIGHUP): `[trust]` takes effect; a change anywhere else
