@@ -373,3 +373,35 @@ async fn a_signers_file_withdraws_at_once_and_gives_only_once_settled() {
     std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o600)).unwrap();
     support::wait_until("the file fixed", async || get().await == 200).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_captured_before_a_restart_is_refused_after_it() {
+    let keys = [Key::new("ccsdemo", 1)];
+    let dir = tempfile::tempdir().unwrap();
+    let soc = add_signer(&dir.path().join("signers.toml"), "soc-oncall", "status");
+    let port = support::process::free_port();
+    let extra = format!(
+        "[api]\nlisten = \"127.0.0.1:{port}\"\nsigners = \"signers.toml\"\nnames = [\"ccs.example.com\"]\n"
+    );
+    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let captured = signed(&soc, "GET", "ccs.example.com", "/v1/keys", "", &nonce(), "");
+    let answer = async |raw: &str| {
+        raw_request(api, &rustls::version::TLS13, raw.as_bytes())
+            .await
+            .status
+    };
+    let (mut first, _) = support::process::spawn_configured(dir.path(), &keys, &extra);
+    assert_eq!(answer(&captured).await, 200);
+    assert_eq!(answer(&captured).await, 401, "a replay was taken");
+    assert!(first.terminate().success());
+
+    let (mut second, _) = support::process::spawn_configured(dir.path(), &keys, &extra);
+    let reply = raw_request(api, &rustls::version::TLS13, captured.as_bytes()).await;
+    assert_eq!(reply.status, 401, "a replay across a restart was taken");
+    assert!(message(&reply).contains("already used"), "{}", reply.body);
+    let fresh = signed(&soc, "GET", "ccs.example.com", "/v1/keys", "", &nonce(), "");
+    assert_eq!(answer(&fresh).await, 200);
+    assert!(second.terminate().success());
+    let kept = std::fs::read_to_string(dir.path().join("api-nonces.tsv")).unwrap();
+    assert_eq!(kept.lines().count(), 2, "{kept}");
+}

@@ -1,5 +1,5 @@
 //! Where the admin API reads and changes key states: the key-store file of a single node (its
-//! audit chain beside it, its approvals and nonces in memory), or a fleet's database (all three
+//! audit chain and its nonces beside it, its approvals in memory), or a fleet's database (all three
 //! shared by every replica). Both follow the same steps: the key must exist and the action must
 //! apply to its state (404, 409) before a signer's ballot is counted; a change that reaches its
 //! quorum is made, recorded with its signers, and served before the answer.
@@ -11,10 +11,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::file::{find, key_version, write_change};
+use super::nonce_file::{NonceError, NonceFile};
 use crate::fleet::change::{change_in, wait_applied};
 use crate::fleet::db::{Session, Target};
 use crate::fleet::{approvals, report, FleetError};
-use crate::httpsig::{NonceCache, Refusal};
+use crate::httpsig::Refusal;
 use crate::keystore::{KeyState, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
 use crate::quorum::{Ballot, Book, Pending, Vote};
@@ -84,7 +85,7 @@ pub struct FileBackend {
     pub state: Arc<AppState>,
     pub reloader: Arc<Reloader>,
     pub book: Book,
-    pub nonces: NonceCache,
+    pub nonces: NonceFile,
 }
 
 /// A fleet: its database, connected per request (the API is seldom called), a few at a time.
@@ -105,13 +106,14 @@ impl FileBackend {
         state: Arc<AppState>,
         reloader: Arc<Reloader>,
     ) -> Self {
+        let nonces = NonceFile::beside(&store, NONCES, OffsetDateTime::now_utc().unix_timestamp());
         Self {
             store,
             secrets,
             state,
             reloader,
             book: Book::default(),
-            nonces: NonceCache::new(NONCES),
+            nonces,
         }
     }
 }
@@ -158,10 +160,14 @@ impl Backend {
         skew: i64,
     ) -> Result<(), Result<Refusal, Failure>> {
         match self {
-            Backend::File(file) => file
-                .nonces
-                .take(signer, nonce, created, now, skew)
-                .map_err(Ok),
+            Backend::File(file) => {
+                file.nonces
+                    .take(signer, nonce, created, now, skew)
+                    .map_err(|e| match e {
+                        NonceError::Refused(refused) => Ok(refused),
+                        NonceError::Unavailable(why) => Err(Failure::Unavailable(why)),
+                    })
+            }
             Backend::Fleet(fleet) => {
                 let (_turn, session) = fleet.session().await.map_err(Err)?;
                 let until = created.saturating_add(skew);

@@ -30,6 +30,7 @@ mod auth;
 pub mod backend;
 mod export;
 mod file;
+mod nonce_file;
 mod routes;
 mod signers_file;
 
