@@ -167,3 +167,53 @@ async fn an_excluded_host_never_holds_a_slot() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_from_many_addresses_give_way_to_a_poll() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    // The shipped limits: 1,024 slots, 64 a client, a 10 s header timeout.
+    let server = TestServer::start(&[Key::new("ccsdemo", 1)], "").await;
+    // 1,100 idle TLS sockets from 20 addresses (55 each, under the per-client cap), each
+    // reconnecting when closed: more than every slot.
+    let attacks: Vec<Attack> = (2..22)
+        .map(|n| {
+            Attack::launch(
+                ip(&format!("127.0.0.{n}")),
+                server.addr,
+                55,
+                0,
+                Duration::from_millis(250),
+                client_config(TLS13),
+            )
+        })
+        .collect();
+    wait_until("the attack to fill every slot", || async {
+        let (_, m) = server.admin_get("/metrics").await;
+        sample(&m, "ccs_open_connections") >= Some(1000.0)
+    })
+    .await;
+    let cert = db_cert("ccsdemo");
+    let request = request_bytes(
+        "GET",
+        "/kek/ccsdemo/1",
+        &[("X-DB-Certificate", header(&cert).as_str())],
+    );
+    let polls = attack::poll(
+        ip("127.0.0.1"),
+        server.addr,
+        request.as_bytes(),
+        10,
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+        client_config(TLS12),
+    )
+    .await;
+    drop(attacks);
+    assert!(polls.failed.is_empty(), "failed polls: {:?}", polls.failed);
+    assert_eq!(polls.ok.len(), 10);
+    let (_, m) = server.admin_get("/metrics").await;
+    assert!(
+        sample(&m, "ccs_connections_refused_total{reason=\"shed_idle\"}") >= Some(10.0),
+        "{m}"
+    );
+}

@@ -22,6 +22,7 @@ pub(super) struct RawApi {
     export_to: Vec<PathBuf>,
     #[serde(default)]
     names: Vec<String>,
+    allow: Option<Vec<String>>,
 }
 
 /// `[api]`, checked.
@@ -43,6 +44,8 @@ pub struct ApiConfig {
     /// signature must be made for; empty: each DNS name (and IP address) of the TLS
     /// certificate with the API's port (and alone when that port is 443).
     pub names: Vec<String>,
+    /// When set, only clients in these networks are accepted (closed at accept otherwise).
+    pub allow: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Distinct signers needed per action: a kill takes one, an un-kill two, an export two.
@@ -162,9 +165,35 @@ impl ApiConfig {
             }
             names.push(name.to_ascii_lowercase());
         }
+        let allow = match &raw.allow {
+            None => None,
+            Some(items) if items.is_empty() => {
+                return Err((
+                    "api.allow",
+                    "is empty, which would refuse every signer: remove it to allow all, or list networks".into(),
+                ))
+            }
+            Some(items) => Some(
+                items
+                    .iter()
+                    .map(|item| {
+                        item.parse::<ipnet::IpNet>()
+                            .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map(|net| net.trunc())
+                            .map_err(|_| {
+                                (
+                                    "api.allow",
+                                    format!("{item:?} is not a network such as \"10.0.0.0/8\" or an address"),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         Ok(Self {
             listen,
             names,
+            allow,
             signers: resolve(&raw.signers),
             clock_skew,
             approval_timeout,

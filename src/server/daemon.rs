@@ -228,11 +228,12 @@ impl Daemon {
         let api = match (self.api, self.api_listener) {
             (Some((api, tls)), Some(listener)) => {
                 let mut stopped = stopped.clone();
-                // The service's limits; every client may ask (the signature decides).
+                // The service's limits; every client in `[api] allow` may ask (the signature
+                // decides).
                 let options = ServerOptions {
                     limits: self.options.limits,
                     proxy_protocol: false,
-                    policy: PeerPolicy::new(None, Vec::new()),
+                    policy: PeerPolicy::new(api.config.allow.clone(), Vec::new()),
                     metrics: Arc::clone(&self.options.metrics),
                     http2: false,
                 };

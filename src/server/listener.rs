@@ -9,8 +9,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -32,6 +31,7 @@ use crate::server::head_guard::{HeadGuard, Refusals};
 use crate::server::http::{answer_outside, Outside};
 use crate::server::peer::{ConnInfo, PeerPolicy};
 use crate::server::proxy;
+use crate::server::shed::{Activity, Shedder};
 
 /// How the listener treats connections.
 #[derive(Clone)]
@@ -61,55 +61,6 @@ impl Drop for Open {
     }
 }
 
-/// Whether a connection is doing anything: requests in flight, and since when it has had none.
-struct Activity {
-    in_flight: AtomicUsize,
-    idle_since: Mutex<Instant>,
-}
-
-/// A request in flight, from its complete head to its answer.
-struct Busy(Arc<Activity>);
-
-impl Activity {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            in_flight: AtomicUsize::new(0),
-            idle_since: Mutex::new(Instant::now()),
-        })
-    }
-
-    fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Busy(Arc::clone(self))
-    }
-
-    fn idle_since(&self) -> Instant {
-        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Completes once the connection has gone `limit` with no request in flight.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let deadline = if self.in_flight.load(Ordering::SeqCst) > 0 {
-                Instant::now() + limit
-            } else {
-                self.idle_since() + limit
-            };
-            tokio::time::sleep_until(deadline.into()).await;
-            if self.in_flight.load(Ordering::SeqCst) == 0 && self.idle_since().elapsed() >= limit {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Logs and counts a connection closed at accept for `refusal`. At debug only: a flood of them
 /// must not flood the log (`ccs_connections_refused_total` counts them).
 fn refused_at_accept(metrics: &Metrics, peer: SocketAddr, client: IpAddr, refusal: Refusal) {
@@ -131,6 +82,7 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let admission = Arc::new(Admission::new(limits.max_connections_per_client));
+    let shedder = Arc::new(Shedder::default());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -169,12 +121,25 @@ pub async fn run(
                 }
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // Full: the connection doing least gives way (its slot comes back as it closes).
+            Err(_) if shedder.evict_idlest() => {
+                options.metrics.connection_refused("shed_idle");
+                let freed = Arc::clone(&slots).acquire_owned();
+                tokio::time::timeout(SHED_WAIT, freed)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(slot) = slot else {
             options.metrics.connection_refused("max_connections");
             // At most one line a second: a flood must not flood the log too.
             refused_since_warning += 1;
             if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                tracing::warn!(%peer, max_connections = limits.max_connections, refused = refused_since_warning, "connections refused: too many open connections");
+                tracing::warn!(%peer, max_connections = limits.max_connections, refused = refused_since_warning, "connections refused: too many open connections, every one busy with a request");
                 last_warning = Some(Instant::now());
                 refused_since_warning = 0;
             }
@@ -186,17 +151,21 @@ pub async fn run(
         let watcher = graceful.watcher();
         let options = Arc::clone(&options);
         let admission = Arc::clone(&admission);
+        // Tracked from here, its handshake included: any connection may be asked to give way.
+        let activity = Activity::new();
+        let tracked = shedder.track(&activity);
         tokio::spawn(async move {
             let _slot = slot;
             let _open = Open::new(&options.metrics);
-            let Some((tls, proxied, _client_slot)) =
-                accept(&acceptor, stream, peer, &options, &admission, client_slot).await
-            else {
+            let accepted = tokio::select! {
+                accepted = accept(&acceptor, stream, peer, &options, &admission, client_slot) => accepted,
+                () = tracked.evicted.notified() => None,
+            };
+            let Some((tls, proxied, _client_slot)) = accepted else {
                 return;
             };
             let conn = ConnInfo { peer, proxied };
             let request_timeout = options.limits.request_timeout;
-            let activity = Activity::new();
             let busy = Arc::clone(&activity);
             // HTTP/1 heads are judged before hyper sees them (HTTP/2 by ALPN frames its own).
             let refusals = Refusals::new();
@@ -270,6 +239,10 @@ pub async fn run(
                 result = watched => if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 },
+                () = tracked.evicted.notified() => {
+                    // Dropping the connection closes it: nothing was in flight when asked.
+                    tracing::debug!(%peer, "connection closed to make room: the listener is full and it was doing least");
+                }
                 () = activity.idle_for(options.limits.header_timeout) => {
                     // Dropping the connection closes it: nothing is in flight.
                     options.metrics.connection_refused("idle_timeout");
@@ -307,6 +280,9 @@ pub(crate) async fn next_connection<F: Future<Output = ()>>(
         }
     }
 }
+
+/// How long a new connection waits for the slot of the one that gave way.
+const SHED_WAIT: Duration = Duration::from_millis(500);
 
 /// HTTP/2 streams open at once on one connection.
 const MAX_STREAMS: u32 = 32;

@@ -10,6 +10,7 @@ mod listener;
 mod notify;
 pub(crate) mod peer;
 mod proxy;
+mod shed;
 mod tls;
 
 pub use daemon::Daemon;
