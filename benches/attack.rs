@@ -65,8 +65,15 @@ async fn main() {
     let (poller, attacker): (IpAddr, IpAddr) =
         ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
     println!(
-        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "target", "p50 alone", "p99 alone", "p50 attack", "p99 attack", "failed"
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "target",
+        "p50 alone",
+        "p99 alone",
+        "p50 attack",
+        "p99 attack",
+        "p50 spread",
+        "p99 spread",
+        "failed"
     );
     for target in &args[2..] {
         let (name, addr) = target.split_once('=').expect("name=ADDR");
@@ -96,19 +103,41 @@ async fn main() {
         drop(flood);
         // Let the target close what the attack left open before the next one is measured.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // The spread attack: 1,100 idle TLS sockets from 20 addresses (55 each, under a
+        // per-client cap of 64), more than every slot, each reconnecting when closed.
+        let spread: Vec<attack::Attack> = (2..22)
+            .map(|n| {
+                attack::Attack::launch(
+                    format!("127.0.1.{n}").parse().unwrap(),
+                    addr,
+                    55,
+                    0,
+                    Duration::from_millis(250),
+                    client(ca, &rustls::version::TLS13),
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let spread_polls = poll().await;
+        drop(spread);
+        tokio::time::sleep(Duration::from_secs(2)).await;
         println!(
-            "{name:<14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "{name:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
             ms(alone.quantile(0.5)),
             ms(alone.quantile(0.99)),
             ms(attacked.quantile(0.5)),
             ms(attacked.quantile(0.99)),
-            alone.failed.len() + attacked.failed.len()
+            ms(spread_polls.quantile(0.5)),
+            ms(spread_polls.quantile(0.99)),
+            alone.failed.len() + attacked.failed.len() + spread_polls.failed.len()
         );
-        if let Some(why) = attacked.failed.first() {
-            println!(
-                "{name:<14} first failure under attack: {why} ({} of {POLLS} failed)",
-                attacked.failed.len()
-            );
+        for (what, polls) in [("attack", &attacked), ("spread attack", &spread_polls)] {
+            if let Some(why) = polls.failed.first() {
+                println!(
+                    "{name:<14} first failure under {what}: {why} ({} of {POLLS} failed)",
+                    polls.failed.len()
+                );
+            }
         }
     }
 }

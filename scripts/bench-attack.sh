@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The poller's latency (p50/p99) with and without a connection-exhaustion attack, ccs-endpoint
 # and nginx in the same run on this machine, over loopback (benches/attack.rs does the polling
-# and the attack: 1,024 idle TLS/HTTP/2 connections and 256 unfinished handshakes from
-# 127.0.0.2, reconnecting whenever closed; polls from 127.0.0.1, a new TLS 1.2 connection each).
+# and the attacks: 1,024 idle TLS/HTTP/2 connections and 256 unfinished handshakes from
+# 127.0.0.2; then the spread attack, 1,100 idle TLS sockets from 20 addresses (55 each, under
+# the per-client cap); each reconnecting whenever closed; polls from 127.0.0.1, a new TLS 1.2
+# connection each).
 #
 #   scripts/bench-attack.sh
 #

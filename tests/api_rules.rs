@@ -405,3 +405,35 @@ async fn a_request_captured_before_a_restart_is_refused_after_it() {
     let kept = std::fs::read_to_string(dir.path().join("api-nonces.tsv")).unwrap();
     assert_eq!(kept.lines().count(), 2, "{kept}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_takes_only_the_clients_of_its_allow_list() {
+    let keys = [Key::new("ccsdemo", 1)];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    let config = "[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\nnames = [\"ccs.example.com\"]\nallow = [\"127.0.0.1/32\"]\n";
+    let api = TestServer::start_with_files(&keys, config, |dir| {
+        write_private(&dir.join("signers.toml"), &signers);
+    })
+    .await;
+    let raw = signed(&soc, "GET", "ccs.example.com", "/v1/keys", "", &nonce(), "");
+    assert_eq!(send(&api, &raw).await.status, 200);
+    // From another address: closed at accept, before TLS.
+    let tcp = support::attack::connect_from("127.0.0.5".parse().unwrap(), api.api.unwrap())
+        .await
+        .unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(support::client_config(&rustls::version::TLS13));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    assert!(
+        connector.connect(name, tcp).await.is_err(),
+        "a client outside allow got in"
+    );
+    let (_, m) = api.admin_get("/metrics").await;
+    assert!(
+        support::sample(&m, "ccs_connections_refused_total{reason=\"not_allowed\"}") >= Some(1.0),
+        "{m}"
+    );
+}

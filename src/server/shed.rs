@@ -65,11 +65,14 @@ impl Drop for Busy {
     }
 }
 
+/// A tracked connection: what it does, and how it is told to close.
+type Open = (Arc<Activity>, Arc<Notify>);
+
 /// The connections of one listener, any of which may be asked to give way.
 #[derive(Default)]
 pub(crate) struct Shedder {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, (Arc<Activity>, Arc<Notify>)>>,
+    open: Mutex<HashMap<u64, Open>>,
 }
 
 /// A connection's place in the shedder, given up when it ends.
