@@ -231,6 +231,8 @@ impl Backend {
                 let now = OffsetDateTime::now_utc();
                 let before = find(&store, secrets, &instance, ballot.key_id)?;
                 action.apply(&before, now).map_err(Failure::Refused)?;
+                // A kill (one signer) never waits on the audit chain; an approval is tied to
+                // the key's version, which the chain tells.
                 if required > 1 {
                     ballot.state = key_version(&store, &before)?;
                 }
