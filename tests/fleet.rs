@@ -481,16 +481,8 @@ async fn least_privilege_roles_serve_and_change_but_never_rewrite_the_audit() {
         )
         .await
         .unwrap();
-    let connect = async |user: &str| {
-        let url = pg.url_via(pg.port, user, "roles");
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-    };
-    let serving = connect("replica_a").await;
-    let operator = connect("oncall").await;
+    let serving = pg.client_as("replica_a", "roles").await;
+    let operator = pg.client_as("oncall", "roles").await;
     let denied = async |client: &tokio_postgres::Client, sql: &str| {
         let e = client.batch_execute(sql).await.expect_err(sql);
         assert_eq!(

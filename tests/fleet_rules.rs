@@ -26,15 +26,6 @@ async fn roles(admin: &Client, logins: &str) {
     admin.batch_execute(logins).await.unwrap();
 }
 
-async fn connect(pg: &Postgres, user: &str, db: &str) -> Client {
-    let url = pg.url_via(pg.port, user, db);
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 async fn revision(admin: &Client) -> i64 {
     admin
         .query_one("SELECT revision FROM ccs_revision", &[])
@@ -54,7 +45,7 @@ async fn an_operators_temporary_tables_cannot_hide_a_change() {
     assert!(within(Duration::from_secs(10), async || poll(&r1).await.0 == 200).await);
 
     // roles.sql takes TEMPORARY away from every login of the state database.
-    let operator = connect(&pg, "oncall", "tmptrick").await;
+    let operator = pg.client_as("oncall", "tmptrick").await;
     let e = operator
         .batch_execute("CREATE TEMP TABLE ccs_revision (revision bigint)")
         .await
@@ -67,7 +58,7 @@ async fn an_operators_temporary_tables_cannot_hide_a_change() {
         .batch_execute("GRANT TEMPORARY ON DATABASE tmptrick TO oncall")
         .await
         .unwrap();
-    let operator = connect(&pg, "oncall", "tmptrick").await;
+    let operator = pg.client_as("oncall", "tmptrick").await;
     let before = revision(&admin).await;
     operator
         .batch_execute(
@@ -238,7 +229,7 @@ async fn a_replica_login_writes_only_its_own_rows() {
     assert!(recorded.await, "replica_a did not record its poll");
 
     // Another replica's login can neither move r1's registration nor forge its polls.
-    let b = connect(&pg, "replica_b", "rows").await;
+    let b = pg.client_as("replica_b", "rows").await;
     let moved = b
         .execute(
             "UPDATE ccs_replica SET applied_revision = 1000000, last_seen = now() WHERE name = 'r1'",

@@ -185,7 +185,13 @@ impl Postgres {
 
     /// A superuser connection to `db`.
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(db), tokio_postgres::NoTls)
+        self.client_as("postgres", db).await
+    }
+
+    /// A connection to `db` as the login `user` (trust authentication on loopback).
+    pub async fn client_as(&self, user: &str, db: &str) -> tokio_postgres::Client {
+        let url = self.url_via(self.port, user, db);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);
