@@ -139,7 +139,7 @@ enum Command {
     /// removed or reordered, or when it cannot be read.
     Audit {
         #[command(subcommand)]
-        command: commands::fleet::AuditCommand,
+        command: commands::audit_chain::AuditCommand,
         /// The configuration file [default: $CCS_ENDPOINT_CONFIG, else config/ccs-endpoint.toml].
         #[arg(long, short, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
@@ -202,7 +202,7 @@ fn main() -> ExitCode {
             .and_then(|c| commands::fleet::fleet(command, &c)),
         Command::Audit { command, config } => Config::load(&config_path(config))
             .map_err(Into::into)
-            .and_then(|c| commands::fleet::audit(command, &c)),
+            .and_then(|c| commands::audit_chain::audit(command, &c)),
         Command::Serve {
             config,
             dev,

@@ -32,6 +32,9 @@ pub struct Ballot {
     /// The signers who may take this action now (active, unexpired, allowed it): an earlier
     /// approver no longer among them no longer counts.
     pub electorate: Vec<String>,
+    /// The signed request as evidence (`httpsig::Evidence`, its JSON), which the audit record
+    /// of the change carries (PRODUCT.md §10); empty when there is none.
+    pub evidence: String,
 }
 
 /// A change waiting for more signers, as `GET /v1/approvals` lists it.
@@ -51,6 +54,9 @@ pub struct Pending {
     /// The key's version it was cast on (see [`Ballot::state`]).
     #[serde(skip)]
     pub state: String,
+    /// Each approver's signed request (see [`Ballot::evidence`]), beside `approvers`.
+    #[serde(skip)]
+    pub evidence: Vec<String>,
 }
 
 /// Where a ballot left its change.
@@ -62,6 +68,8 @@ pub enum Vote {
     Reached {
         approvers: Vec<String>,
         reasons: Vec<String>,
+        /// Each approver's signed request, beside `approvers`.
+        evidence: Vec<String>,
     },
 }
 
@@ -70,6 +78,26 @@ impl Vote {
     /// ids cannot hold it).
     pub fn actor(approvers: &[String]) -> String {
         approvers.join("+")
+    }
+
+    /// The audit chain's `signatures` for a reached change: the approvers' signed requests as
+    /// one JSON list, or none when no approver has one.
+    pub fn signatures(evidence: &[String]) -> Option<String> {
+        let kept: Vec<&str> = evidence
+            .iter()
+            .map(String::as_str)
+            .filter(|e| !e.is_empty())
+            .collect();
+        (!kept.is_empty()).then(|| format!("[{}]", kept.join(",")))
+    }
+
+    /// The reached vote of one signer alone.
+    pub fn alone(ballot: &Ballot) -> Self {
+        Vote::Reached {
+            approvers: vec![ballot.signer.clone()],
+            reasons: vec![ballot.reason.clone()],
+            evidence: vec![ballot.evidence.clone()],
+        }
     }
 
     /// The audit chain's reason: one signer's own, or each signer's prefixed by its key id.
@@ -102,16 +130,25 @@ pub fn new_id() -> String {
 /// the larger of the approval's own and `required`: a replica configured for fewer signers
 /// cannot lower it. Whether the quorum is reached.
 pub fn count(pending: &mut Pending, ballot: &Ballot, required: u32) -> bool {
-    let (approvers, reasons): (Vec<String>, Vec<String>) = std::mem::take(&mut pending.approvers)
+    let mut evidence = std::mem::take(&mut pending.evidence);
+    // An approval stored before evidence was kept has none.
+    evidence.resize(pending.approvers.len(), String::new());
+    let kept: Vec<(String, String, String)> = std::mem::take(&mut pending.approvers)
         .into_iter()
         .zip(std::mem::take(&mut pending.reasons))
-        .filter(|(who, _)| ballot.electorate.contains(who))
-        .unzip();
-    pending.approvers = approvers;
-    pending.reasons = reasons;
+        .zip(evidence)
+        .filter(|((who, _), _)| ballot.electorate.contains(who))
+        .map(|((who, why), evidence)| (who, why, evidence))
+        .collect();
+    for (who, why, evidence) in kept {
+        pending.approvers.push(who);
+        pending.reasons.push(why);
+        pending.evidence.push(evidence);
+    }
     if !pending.approvers.contains(&ballot.signer) {
         pending.approvers.push(ballot.signer.clone());
         pending.reasons.push(ballot.reason.clone());
+        pending.evidence.push(ballot.evidence.clone());
     }
     pending.required = pending.required.max(required);
     pending.approvers.len() >= pending.required as usize
@@ -160,15 +197,13 @@ impl Book {
                 return Ok(Vote::Reached {
                     approvers: done.approvers,
                     reasons: done.reasons,
+                    evidence: done.evidence,
                 });
             }
             return Ok(Vote::Pending(pending[i].clone()));
         }
         if required <= 1 {
-            return Ok(Vote::Reached {
-                approvers: vec![ballot.signer.clone()],
-                reasons: vec![ballot.reason.clone()],
-            });
+            return Ok(Vote::alone(ballot));
         }
         if pending.len() >= MAX_PENDING {
             return Err(BookFull);
@@ -186,6 +221,7 @@ impl Book {
             created: stamp(now),
             expires: stamp(expires),
             state: ballot.state.clone(),
+            evidence: vec![ballot.evidence.clone()],
         };
         pending.push(approval.clone());
         Ok(Vote::Pending(approval))
@@ -219,6 +255,7 @@ mod tests {
             reason: format!("{signer} says so"),
             state: "seq 1".into(),
             electorate: vec!["a".into(), "b".into(), "c".into()],
+            evidence: format!("{{\"keyid\":\"{signer}\"}}"),
         }
     }
 
@@ -247,9 +284,19 @@ mod tests {
         };
         assert_ne!(other.id, first.id);
         let reached = book.vote(&ballot("b", ""), 2, HOUR, NOW).unwrap();
-        let Vote::Reached { approvers, reasons } = reached else {
+        let Vote::Reached {
+            approvers,
+            reasons,
+            evidence,
+        } = reached
+        else {
             panic!("two signers did not complete it");
         };
+        assert_eq!(
+            Vote::signatures(&evidence).as_deref(),
+            Some(r#"[{"keyid":"a"},{"keyid":"b"}]"#)
+        );
+        assert_eq!(Vote::signatures(&[String::new()]), None);
         assert_eq!(Vote::actor(&approvers), "a+b");
         assert_eq!(
             Vote::reason(&approvers, &reasons),

@@ -271,6 +271,11 @@ impl Signers {
         Ok(Self { by_id })
     }
 
+    /// The signer `key_id` names, active or not (to check a signature made in the past).
+    pub fn any(&self, key_id: &str) -> Option<&Signer> {
+        self.by_id.get(key_id)
+    }
+
     /// The signer `key_id` names, if it may sign at `now`.
     pub fn signer(&self, key_id: &str, now: OffsetDateTime) -> Result<&Signer, Refusal> {
         let signer = self

@@ -253,3 +253,151 @@ async fn one_quorum_for_the_fleet_whatever_a_replica_is_configured_with() {
         .await
     );
 }
+
+/// PRODUCT.md §10: a change through the API carries its signed requests, and `audit verify
+/// --signers` checks them again; a record made in SQL that claims signers, or one that
+/// borrows the signatures of another, is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_chain_proves_who_signed_each_api_change() {
+    let pg = Postgres::start();
+    let keys = [Key::new("ccsdemo", 1)];
+    let bed = Bed::new(&pg, "proof", &keys).await;
+    let file = bed.work.path().join("signers.toml");
+    let soc = add_signer(&file, "soc-oncall", "status,disable,enable");
+    let lead = add_signer(&file, "sec-lead", "status,enable");
+    let signers = std::fs::read_to_string(&file).unwrap();
+    let r1 = replica(&bed, &keys, "r1", &signers).await;
+    assert!(
+        within(Duration::from_secs(10), async || all_answer(
+            &[&r1],
+            (200, false)
+        )
+        .await)
+        .await
+    );
+    let (status, killed) = post(&r1, &soc, "disable", json!({"reason": "INC-12"}));
+    assert_eq!(status, 200, "{killed}");
+    // The replica exports the head the change printed as soon as it applied it (not at the
+    // next verification of the chain, minutes later).
+    let (seq, hash) = killed["audit_head"]
+        .as_str()
+        .unwrap()
+        .split_once(':')
+        .unwrap();
+    let series = format!("ccs_audit_head{{hash=\"{hash}\"}}");
+    let seq: f64 = seq.parse().unwrap();
+    assert!(
+        within(Duration::from_secs(2), async || {
+            let (_, metrics) = r1.admin_get("/metrics").await;
+            support::sample(&metrics, &series) == Some(seq)
+        })
+        .await,
+        "{series} {seq}"
+    );
+    assert_eq!(post(&r1, &soc, "enable", json!({"reason": "over"})).0, 202);
+    assert_eq!(
+        post(&r1, &lead, "enable", json!({"reason": "agreed"})).0,
+        200
+    );
+    let signers_file = file.to_str().unwrap();
+    let (code, out, err) = bed
+        .cli(&["audit", "verify", "--signers", signers_file])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("signatures verified: 2 API changes, 3 signatures"),
+        "{out}"
+    );
+    let (_, shown, _) = bed.cli(&["audit", "show"]).await;
+    assert!(shown.contains("signed 2"), "{shown}");
+
+    // In SQL, a kill recorded as the on-call signer's: the chain holds, the signatures do not.
+    let admin = pg.client("proof").await;
+    admin
+        .batch_execute(
+            "BEGIN; SELECT set_config('ccs.actor', 'soc-oncall', true);
+             UPDATE ccs_key_state SET disabled = true; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let forged: i64 = admin
+        .query_one("SELECT max(seq) FROM ccs_audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (code, out, err) = bed.cli(&["audit", "verify"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = bed
+        .cli(&["audit", "verify", "--signers", signers_file])
+        .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("record seq {forged}:")) && err.contains("carries no signatures"),
+        "{err}"
+    );
+
+    // Undone from the CLI, then killed again in SQL with the first kill's signatures borrowed.
+    assert_eq!(
+        bed.cli(&["keys", "enable", "--instance", "ccsdemo", "--key-id", "1"])
+            .await
+            .0,
+        0
+    );
+    admin
+        .batch_execute(
+            "BEGIN; SELECT set_config('ccs.actor', 'soc-oncall', true),
+                    set_config('ccs.signatures', (SELECT signatures FROM ccs_audit
+                        WHERE action = 'disable' AND signatures IS NOT NULL), true);
+             UPDATE ccs_key_state SET disabled = true; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let borrowed: i64 = admin
+        .query_one("SELECT max(seq) FROM ccs_audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (code, out, err) = bed
+        .cli(&[
+            "audit",
+            "verify",
+            "--signers",
+            signers_file,
+            "--signers-from",
+            &(forged + 1).to_string(),
+        ])
+        .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("record seq {borrowed}:"))
+            && err.contains("stands behind record seq"),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("record seq {forged}:")), "{err}");
+
+    // A signed request's path changed (a kill turned into an undo) no longer verifies.
+    admin
+        .batch_execute(
+            "BEGIN; SELECT set_config('ccs.actor', 'soc-oncall', true),
+                    set_config('ccs.signatures', replace((SELECT signatures FROM ccs_audit
+                        WHERE action = 'disable' AND signatures IS NOT NULL ORDER BY seq LIMIT 1),
+                        '/1/disable', '/1/enable'),
+                        true);
+             UPDATE ccs_key_state SET disabled = false; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let (code, out, err) = bed
+        .cli(&[
+            "audit",
+            "verify",
+            "--signers",
+            signers_file,
+            "--signers-from",
+            &(borrowed + 1).to_string(),
+        ])
+        .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("bad signature"), "{err}");
+    assert!(err.contains("problem(s) with the signatures"), "{err}");
+}

@@ -254,6 +254,26 @@ async fn an_approval_counts_only_while_its_signer_may_and_its_key_is_unchanged()
         "{body}"
     );
     assert_eq!(poll().await, 200);
+
+    // The chain beside the key store carries both signed requests, and they verify
+    // (PRODUCT.md §10).
+    let out = support::process::bin()
+        .args(["audit", "verify", "--signers"])
+        .arg(&file)
+        .arg("--config")
+        .arg(api.dir.path().join("ccs-endpoint.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("signatures verified: 1 API changes, 2 signatures"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::file::{find, key_version, write_change};
+use super::file::{find, key_version, write_change, Signed};
 use super::nonce_file::{NonceError, NonceFile};
 use crate::fleet::change::{change_in, wait_applied};
 use crate::fleet::db::{Session, Target};
@@ -239,14 +239,23 @@ impl Backend {
                 let vote = book
                     .vote(&ballot, required, timeout, now)
                     .map_err(|e| Failure::Unavailable(e.to_string()))?;
-                let (approvers, reasons) = match vote {
+                let (approvers, reasons, evidence) = match vote {
                     Vote::Pending(p) => return Ok(Outcome::Pending(p)),
-                    Vote::Reached { approvers, reasons } => (approvers, reasons),
+                    Vote::Reached {
+                        approvers,
+                        reasons,
+                        evidence,
+                    } => (approvers, reasons, evidence),
                 };
                 let key_id = ballot.key_id;
                 let work = move || {
+                    let signed = Signed {
+                        approvers: &approvers,
+                        reasons: &reasons,
+                        evidence: &evidence,
+                    };
                     write_change(
-                        &store, secrets, &reloader, &instance, key_id, action, &approvers, &reasons,
+                        &store, secrets, &reloader, &instance, key_id, action, signed,
                     )
                     .map(|(revision, key, head)| Outcome::Applied {
                         revision,
@@ -312,15 +321,20 @@ impl FleetBackend {
             .map_err(Failure::Refused)?;
         ballot.state = format!("revision {}", key.revision);
         let vote = approvals::vote(&tx, &ballot, required, timeout).await?;
-        let (approvers, reasons) = match vote {
+        let (approvers, reasons, evidence) = match vote {
             Vote::Pending(p) => {
                 tx.commit().await.map_err(FleetError::from)?;
                 return Ok(Outcome::Pending(p));
             }
-            Vote::Reached { approvers, reasons } => (approvers, reasons),
+            Vote::Reached {
+                approvers,
+                reasons,
+                evidence,
+            } => (approvers, reasons, evidence),
         };
         let actor = Vote::actor(&approvers);
         let reason = Vote::reason(&approvers, &reasons);
+        super::export::set_signatures(&tx, &evidence).await?;
         let changed =
             change_in(&tx, &actor, &instance, Some(ballot.key_id), action, &reason).await?;
         tx.commit().await.map_err(FleetError::from)?;

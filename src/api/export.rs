@@ -117,6 +117,22 @@ pub enum Exported {
     Pending(Pending),
 }
 
+/// Sets the signed requests of a change (its approvers', see [`Vote::signatures`]) for the
+/// audit record the transaction `tx` appends (the schema's `ccs.signatures`).
+pub(super) async fn set_signatures(
+    tx: &tokio_postgres::Transaction<'_>,
+    evidence: &[String],
+) -> Result<(), Failure> {
+    let signatures = Vote::signatures(evidence).unwrap_or_default();
+    tx.execute(
+        "SELECT set_config('ccs.signatures', $1, true)",
+        &[&signatures],
+    )
+    .await
+    .map_err(FleetError::from)?;
+    Ok(())
+}
+
 impl Backend {
     /// Counts `ballot` for an export and, at its quorum `required`, runs `wrap` and records
     /// the export in the audit chain (in a fleet, in the transaction that consumes the
@@ -154,19 +170,28 @@ impl Backend {
                     .book
                     .vote(&ballot, required, timeout, OffsetDateTime::now_utc())
                     .map_err(|e| Failure::Unavailable(e.to_string()))?;
-                let (approvers, reasons) = match vote {
+                let (approvers, reasons, evidence) = match vote {
                     Vote::Pending(p) => return Ok(Exported::Pending(p)),
-                    Vote::Reached { approvers, reasons } => (approvers, reasons),
+                    Vote::Reached {
+                        approvers,
+                        reasons,
+                        evidence,
+                    } => (approvers, reasons, evidence),
                 };
                 let answer = wrap().await?;
                 let (actor, reason) = actor_reason(&approvers, &reasons);
+                let signatures = Vote::signatures(&evidence);
                 let store = file.store.clone();
                 let (instance, key_id) = (ballot.instance.clone(), ballot.key_id);
                 let state = file.state.keys.store();
                 tokio::task::spawn_blocking(move || {
-                    super::file::record_event(
-                        &store, &state, &instance, key_id, "export", &actor, &reason,
-                    )
+                    let event = super::file::Event {
+                        action: "export",
+                        actor: &actor,
+                        reason: &reason,
+                        signatures,
+                    };
+                    super::file::record_event(&store, &state, &instance, key_id, event)
                 })
                 .await
                 .map_err(|e| {
@@ -199,15 +224,20 @@ impl Backend {
                 };
                 ballot.state = format!("revision {revision}");
                 let vote = approvals::vote(&tx, &ballot, required, timeout).await?;
-                let (approvers, reasons) = match vote {
+                let (approvers, reasons, evidence) = match vote {
                     Vote::Pending(p) => {
                         tx.commit().await.map_err(FleetError::from)?;
                         return Ok(Exported::Pending(p));
                     }
-                    Vote::Reached { approvers, reasons } => (approvers, reasons),
+                    Vote::Reached {
+                        approvers,
+                        reasons,
+                        evidence,
+                    } => (approvers, reasons, evidence),
                 };
                 let answer = wrap().await?;
                 let (actor, reason) = actor_reason(&approvers, &reasons);
+                set_signatures(&tx, &evidence).await?;
                 tx.execute(
                     "SELECT ccs_audit_event($1, 'export', $2, $3, $4)",
                     &[&actor, &ballot.instance, &key_id, &reason],

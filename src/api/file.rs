@@ -57,9 +57,17 @@ pub(super) fn key_version(store: &Path, state: &KeyState) -> Result<String, Fail
     ))
 }
 
+/// Who asked for a reached change: its approvers, their reasons and signed requests, in order.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Signed<'a> {
+    pub approvers: &'a [String],
+    pub reasons: &'a [String],
+    pub evidence: &'a [String],
+}
+
 /// Writes a reached change to the key-store file (its chain locked first, so the server's own
-/// reload does not record it as `file`), records it with its signers, and reloads the server.
-#[allow(clippy::too_many_arguments)]
+/// reload does not record it as `file`), records it with its signers and their signed
+/// requests, and reloads the server.
 pub(super) fn write_change(
     store: &Path,
     secrets: SecretsIn,
@@ -67,8 +75,7 @@ pub(super) fn write_change(
     instance: &InstanceName,
     key_id: KeyId,
     action: Action,
-    approvers: &[String],
-    reasons: &[String],
+    signed: Signed<'_>,
 ) -> Result<(i64, KeyState, Option<String>), Failure> {
     let chain = AuditFile::beside(store);
     let mut locked = chain
@@ -97,8 +104,8 @@ pub(super) fn write_change(
     let mut revision = 0;
     let mut head = None;
     if let Some(locked) = &mut locked {
-        let actor = Vote::actor(approvers);
-        let reason = Vote::reason(approvers, reasons);
+        let actor = Vote::actor(signed.approvers);
+        let reason = Vote::reason(signed.approvers, signed.reasons);
         let old = chain::states([&before]);
         let new = chain::states([&key]);
         let mut changes = chain::changes(&old, &new, &actor, &reason, now);
@@ -106,6 +113,7 @@ pub(super) fn write_change(
         // lifts a shutdown is an enable).
         for change in &mut changes {
             change.action = action.name().to_owned();
+            change.signatures = Vote::signatures(signed.evidence);
         }
         match locked.append(&changes).and_then(|_| locked.read()) {
             Ok(records) => {
@@ -127,17 +135,30 @@ pub(super) fn write_change(
     Ok((revision, key, head))
 }
 
-/// Records an event that changes no state (`action`, e.g. an export) of a key in the chain
-/// beside `store`, with the key's state as `keys` serves it; a failure is logged, not fatal.
+/// An event that changes no state (e.g. an export), as the chain records it.
+#[derive(Debug)]
+pub(super) struct Event<'a> {
+    pub action: &'a str,
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub signatures: Option<String>,
+}
+
+/// Records `event` of a key in the chain beside `store`, with the key's state as `keys` serves
+/// it; a failure is logged, not fatal.
 pub(super) fn record_event(
     store: &Path,
     keys: &crate::keystore::KeyStore,
     instance: &str,
     key_id: KeyId,
-    action: &str,
-    actor: &str,
-    reason: &str,
+    event: Event<'_>,
 ) {
+    let Event {
+        action,
+        actor,
+        reason,
+        signatures,
+    } = event;
     let Some(state) = keys
         .states()
         .find(|k| k.instance.as_str() == instance && k.key_id == key_id)
@@ -153,6 +174,7 @@ pub(super) fn record_event(
         before: Some(record.clone()),
         after: Some(record),
         reason: reason.to_owned(),
+        signatures,
     };
     let appended = AuditFile::beside(store)
         .lock(Duration::from_secs(5))

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::config::ApiConfig;
-use crate::httpsig::{Message, Refusal};
+use crate::httpsig::{Evidence, Message, Refusal};
 use crate::quorum::Ballot;
 use crate::runtime::metrics::Metrics;
 use crate::signers::Action as Permission;
@@ -31,6 +31,7 @@ pub mod backend;
 mod export;
 mod file;
 mod nonce_file;
+pub mod proof;
 mod routes;
 mod signers_file;
 
@@ -225,7 +226,14 @@ impl Api {
             };
             return (response, Some(key_id));
         }
-        let response = match self.route(route, body, &key_id, &signers, now).await {
+        // The signed request, for the audit record of the change it asks for (PRODUCT.md §10).
+        let evidence = Evidence::of(&params, &message).json();
+        let signed = Signer {
+            key_id: &key_id,
+            signers: &signers,
+            evidence: &evidence,
+        };
+        let response = match self.route(route, body, signed, now).await {
             Ok(response) => response,
             Err(f) => failure(f),
         };
@@ -270,10 +278,14 @@ impl Api {
         &self,
         route: Route,
         body: &[u8],
-        signer: &str,
-        signers: &crate::signers::Signers,
+        signed: Signer<'_>,
         now: OffsetDateTime,
     ) -> Result<Response, Failure> {
+        let Signer {
+            key_id: signer,
+            signers,
+            evidence,
+        } = signed;
         match route {
             Route::Keys => {
                 let keys = self.backend.keys(None).await?;
@@ -326,6 +338,7 @@ impl Api {
                     reason: body.reason,
                     state: String::new(),
                     electorate: signers.electorate(Permission::Export, now),
+                    evidence: evidence.to_owned(),
                 };
                 let token = store.blocking().then_some(self.state.wrap.plaintext);
                 let required = required(&self.config.quorum, Permission::Export);
@@ -370,6 +383,7 @@ impl Api {
                     reason: body.reason,
                     state: String::new(),
                     electorate: signers.electorate(permission, now),
+                    evidence: evidence.to_owned(),
                 };
                 let required = required(&self.config.quorum, permission);
                 let outcome = self
@@ -380,6 +394,15 @@ impl Api {
             }
         }
     }
+}
+
+/// Who signed a request: the signer's key id, the signers file it was judged by, and the
+/// request as evidence (one `httpsig::Evidence`, its JSON).
+#[derive(Clone, Copy)]
+struct Signer<'a> {
+    key_id: &'a str,
+    signers: &'a crate::signers::Signers,
+    evidence: &'a str,
 }
 
 /// The distinct signers `action` needs (reading needs one).

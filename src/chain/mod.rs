@@ -5,7 +5,9 @@
 //! the record's canonical JSON: the fields below except `prev` and `hash`, keys sorted, no
 //! spaces, strings escaped as JSON requires and nothing more (UTF-8 as is), states as
 //! `{"disabled":…,"kcv":…,"not_after":…}` or `null`, times as `YYYY-MM-DDTHH:MM:SS.ffffffZ`;
-//! `role` only where the record has one (a fleet's records since schema version 3).
+//! `role` only where the record has one (a fleet's records since schema version 3), and
+//! `signatures` only where the record has them (an API change's signed requests, a JSON list
+//! of `httpsig::Evidence` held as one string, since schema version 4 in a fleet).
 //! The fleet's database trigger writes exactly these bytes (`fleet/schema.sql`), and
 //! [`verify`] recomputes them here. A single node keeps the chain in `audit.jsonl` beside its
 //! key store ([`AuditFile`]).
@@ -53,6 +55,11 @@ pub struct Record {
     /// and from those written before schema version 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// A change through the signed API: its approvers' signed requests (`httpsig::Evidence`,
+    /// a JSON list kept as the string it was hashed as), which `audit verify --signers`
+    /// checks again. Absent from every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<String>,
     pub prev: String,
     pub hash: String,
 }
@@ -94,6 +101,8 @@ pub struct Change {
     pub before: Option<StateRecord>,
     pub after: Option<StateRecord>,
     pub reason: String,
+    /// The approvers' signed requests (see [`Record::signatures`]).
+    pub signatures: Option<String>,
 }
 
 /// Keys' states as records show them, by (instance, key id).
@@ -146,6 +155,7 @@ pub fn changes(
                 before: before.cloned(),
                 after: after.cloned(),
                 reason: reason.to_owned(),
+                signatures: None,
             })
         })
         .collect()
@@ -164,6 +174,8 @@ struct Canonical<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: &'a Option<String>,
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signatures: &'a Option<String>,
     time: &'a str,
 }
 
@@ -181,6 +193,7 @@ impl Record {
             after: change.after.clone(),
             reason: change.reason.clone(),
             role: None,
+            signatures: change.signatures.clone(),
             prev: prev.to_owned(),
             hash: String::new(),
         };
@@ -200,6 +213,7 @@ impl Record {
             reason: &self.reason,
             role: &self.role,
             seq: self.seq,
+            signatures: &self.signatures,
             time: &self.time,
         };
         // Serialising strings, numbers and booleans cannot fail.
@@ -302,6 +316,7 @@ mod tests {
                     }),
                     reason: format!("incident \"{seq}\"\n\ttab é"),
                     role: None,
+                    signatures: None,
                     prev: prev.clone(),
                     hash: String::new(),
                 };

@@ -110,6 +110,7 @@ pub fn exported(config: Option<&Config>, path: &Path, state: &KeyState, target: 
                 before: Some(record.clone()),
                 after: Some(record),
                 reason,
+                signatures: None,
             };
             AuditFile::beside(path)
                 .lock(Duration::from_secs(10))

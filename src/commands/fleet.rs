@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ccs_endpoint::chain::{self, AuditFile};
+
 use ccs_endpoint::config::{Config, PostgresConfig};
 use ccs_endpoint::fleet::change::{self, Action, Changed};
 use ccs_endpoint::fleet::db::Target;
@@ -39,26 +39,6 @@ pub enum FleetCommand {
     /// The replicas: revision applied, last seen, live / lost / stopped.
     Status {
         /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// `audit`.
-#[derive(Subcommand, Debug)]
-pub enum AuditCommand {
-    /// Recompute the chain; exit 1 naming the first record changed, removed or reordered.
-    Verify {
-        /// A head kept elsewhere (printed by every change, exported as ccs_audit_head): exit 1
-        /// unless the chain still holds this record (truncated or rewritten otherwise).
-        #[arg(long, value_name = "SEQ:HASH")]
-        head: Option<String>,
-    },
-    /// List the chain (one JSON record per line with --json).
-    Show {
-        /// Only this instance's records.
-        #[arg(long, value_name = "NAME")]
-        instance: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -193,93 +173,6 @@ pub fn fleet(command: FleetCommand, config: &Config) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-pub fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
-    let instance = match &command {
-        AuditCommand::Show {
-            instance: Some(i), ..
-        } => Some(InstanceName::parse(i).context("--instance")?),
-        _ => None,
-    };
-    // The fleet's chain is in its database; a single node's beside its key store.
-    let (records, source) = match config.state.postgres() {
-        Some(pg) => (
-            with_db(pg, async |client| {
-                Ok(report::audit(&*client, instance.as_ref()).await?)
-            })?,
-            "the fleet database".to_owned(),
-        ),
-        None => {
-            let file = AuditFile::beside(&config.keys.file);
-            let records = file
-                .read()?
-                .into_iter()
-                .filter(|r| instance.as_ref().is_none_or(|i| r.instance == i.as_str()));
-            (records.collect(), file.path().display().to_string())
-        }
-    };
-    match command {
-        AuditCommand::Verify { head } => {
-            chain::verify(&records)
-                .with_context(|| format!("the audit chain in {source} is broken"))?;
-            if let Some(head) = head {
-                if let Err(lost) = chain::holds(&records, &head) {
-                    bail!("the audit chain in {source} no longer holds the head {head}: {lost}");
-                }
-            }
-            println!("audit chain intact: {} records ({source})", records.len());
-            if let Some(last) = records.last() {
-                println!("head {}:{}", last.seq, last.hash);
-            }
-        }
-        AuditCommand::Show { json, .. } => {
-            for r in records {
-                if json {
-                    println!("{}", serde_json::to_string(&r)?);
-                } else {
-                    // What a client chose (actor, action, reason) never reaches the terminal
-                    // raw: control characters and line breaks are escaped, a reason quoted.
-                    // In a fleet the login the database saw ends the line.
-                    println!(
-                        "{:>6} {} {:<16} {:<8} {} key_id {}: {} → {}{}{}",
-                        r.seq,
-                        r.time.escape_debug(),
-                        r.actor.escape_debug(),
-                        r.action.escape_debug(),
-                        r.instance.escape_debug(),
-                        r.key_id,
-                        state_text(r.before.as_ref()),
-                        state_text(r.after.as_ref()),
-                        match r.reason.as_str() {
-                            "" => String::new(),
-                            reason => format!("  reason {reason:?}"),
-                        },
-                        match &r.role {
-                            Some(role) => format!("  login {role:?}"),
-                            None => String::new(),
-                        }
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn state_text(state: Option<&chain::StateRecord>) -> String {
-    match state {
-        None => "none".into(),
-        Some(s) => format!(
-            "{}{} kcv {}",
-            if s.disabled { "disabled" } else { "enabled" },
-            s.not_after
-                .as_deref()
-                .map(|t| format!(" not_after {t}{}", if s.lease { " (lease)" } else { "" }))
-                .unwrap_or_default(),
-            s.kcv
-        ),
-    }
 }
 
 /// `keys disable|enable|shutdown|restore` on the fleet's database.

@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 pub mod api;
 mod audit;
+pub mod audit_chain;
 mod escrow;
 pub mod fleet;
 mod fleet_keys;

@@ -1,4 +1,4 @@
-//! The admin API's shared book in a fleet (schema version 2): pending approvals and one-time
+//! The admin API's shared book in a fleet (schema version 2; each approver's signed request since version 4): pending approvals and one-time
 //! nonces, so that the replicas behind one load balancer count a signer's request the same
 //! whichever of them it reaches. The rule is `quorum`'s; this is its storage.
 
@@ -13,7 +13,7 @@ use crate::quorum::{count, new_id, Ballot, Pending, Vote};
 const LOCK: i64 = 0x6363_735f_6170_7072;
 
 const COLUMNS: &str = "id, instance, key_id, action, target, required, approvers, reasons,
-                       ccs_time(created_at), ccs_time(expires_at), state";
+                       ccs_time(created_at), ccs_time(expires_at), state, evidence";
 
 fn pending(row: &Row) -> Pending {
     Pending {
@@ -28,6 +28,7 @@ fn pending(row: &Row) -> Pending {
         created: row.get(8),
         expires: row.get(9),
         state: row.get(10),
+        evidence: row.get(11),
     }
 }
 
@@ -80,12 +81,14 @@ pub async fn vote(
             return Ok(Vote::Reached {
                 approvers: approval.approvers,
                 reasons: approval.reasons,
+                evidence: approval.evidence,
             });
         }
         let row = tx
             .query_one(
                 &format!(
-                    "UPDATE ccs_approval SET approvers = $2, reasons = $3, required = $4
+                    "UPDATE ccs_approval SET approvers = $2, reasons = $3, required = $4,
+                         evidence = $5
                      WHERE id = $1 RETURNING {COLUMNS}"
                 ),
                 &[
@@ -93,25 +96,23 @@ pub async fn vote(
                     &approval.approvers,
                     &approval.reasons,
                     &i32::try_from(approval.required).unwrap_or(i32::MAX),
+                    &approval.evidence,
                 ],
             )
             .await?;
         return Ok(Vote::Pending(pending(&row)));
     }
     if required <= 1 {
-        return Ok(Vote::Reached {
-            approvers: vec![ballot.signer.clone()],
-            reasons: vec![ballot.reason.clone()],
-        });
+        return Ok(Vote::alone(ballot));
     }
     let row = tx
         .query_one(
             &format!(
                 "INSERT INTO ccs_approval
                      (id, instance, key_id, action, target, required, approvers, reasons, expires_at,
-                      state)
+                      state, evidence)
                  VALUES ($1, $2, $3, $4, $5, $6, ARRAY[$7], ARRAY[$8],
-                         now() + make_interval(secs => $9), $10)
+                         now() + make_interval(secs => $9), $10, ARRAY[$11])
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -125,6 +126,7 @@ pub async fn vote(
                 &ballot.reason,
                 &timeout.as_secs_f64(),
                 &ballot.state,
+                &ballot.evidence,
             ],
         )
         .await?;

@@ -61,6 +61,9 @@ pub struct Snapshot {
     /// Keys whose row is not the state of their last audited change: changed outside the
     /// audit chain, so in doubt (PRODUCT.md §7: served only as far as the row withdraws them).
     pub unaudited: Vec<KeyRef>,
+    /// The audit chain's last record, `(seq, hash)`, read with the rows (PRODUCT.md §10: the
+    /// head every change moves, exported as `ccs_audit_head`).
+    pub head: Option<(u64, String)>,
 }
 
 /// The digest of every key row as stored, in one order; the heartbeat compares it with the
@@ -78,7 +81,8 @@ pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, Flee
         "SELECT r.revision, k.instance, k.key_id, k.kcv, k.disabled, ccs_time(k.not_after),
                 a.seq IS NOT DISTINCT FROM k.revision
                     AND a.after = ccs_state_json(k.disabled, k.kcv, k.not_after, k.lease),
-                {ROWS_DIGEST}, k.lease
+                {ROWS_DIGEST}, k.lease,
+                (SELECT seq || ':' || hash FROM ccs_audit ORDER BY seq DESC LIMIT 1)
          FROM ccs_revision r
          LEFT JOIN ccs_key_state k ON true
          LEFT JOIN LATERAL (
@@ -90,6 +94,13 @@ pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, Flee
     let rows = client.query(&sql, &[]).await.map_err(schema_missing)?;
     let revision = rows.first().map_or(0, |row| row.get(0));
     let digest = rows.first().map_or_else(String::new, |row| row.get(7));
+    let head = rows
+        .first()
+        .and_then(|row| row.get::<_, Option<String>>(9))
+        .and_then(|head| {
+            let (seq, hash) = head.split_once(':')?;
+            Some((seq.parse().ok()?, hash.to_owned()))
+        });
     let mut keys = Vec::with_capacity(rows.len());
     let mut unaudited = Vec::new();
     for row in &rows {
@@ -115,6 +126,7 @@ pub async fn read_snapshot(client: &impl GenericClient) -> Result<Snapshot, Flee
         digest,
         keys,
         unaudited,
+        head,
     })
 }
 

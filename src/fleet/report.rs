@@ -207,7 +207,7 @@ pub async fn audit(
     let rows = client
         .query(
             "SELECT seq, time, actor, action, instance, key_id, before, after, reason, prev, hash,
-                    role
+                    role, signatures
              FROM ccs_audit WHERE $1::text IS NULL OR instance = $1 ORDER BY seq",
             &[&instance.map(InstanceName::as_str)],
         )
@@ -232,6 +232,7 @@ pub async fn audit(
                 after: state(7)?,
                 reason: r.get(8),
                 role: r.get(11),
+                signatures: r.get(12),
                 prev: r.get(9),
                 hash: r.get(10),
             })

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "owner functions with fixed lookups; the login in every audit record; each replica its own rows",
         include_str!("schema_v3.sql"),
     ),
+    (
+        4,
+        "an API change's signatures in its audit record",
+        include_str!("schema_v4.sql"),
+    ),
 ];
 
 /// Where a migration's SQL names the schema that holds the tables (as a quoted identifier).

@@ -15,10 +15,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sfv::{BareItem, Dictionary, FieldType, InnerList, Item, ListEntry, Parser};
 
+mod evidence;
 mod nonce;
 #[cfg(test)]
 mod tests;
 
+pub use evidence::{Evidence, Unproven};
 pub use nonce::NonceCache;
 
 /// The HMAC algorithms a signer may use (`alg`).

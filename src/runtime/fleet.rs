@@ -188,6 +188,9 @@ async fn apply(
                 audit_key_changes(&state.keys.store().list(), &store.list());
             }
             record_key_states(&state.metrics, store.states());
+            if let Some((seq, hash)) = latest.as_ref().and_then(|c| c.snapshot.head.as_ref()) {
+                state.metrics.audit_head_seen(*seq, hash);
+            }
             state.set_keys(store);
             served = Some(next);
             if let (Some(revision), false) = (next.revision, stale) {

@@ -384,12 +384,24 @@ impl Metrics {
 
     /// The audit chain's head: one series, the last record's seq labelled with its hash.
     pub fn audit_head(&self, head: Option<&crate::chain::Record>) {
+        self.audit_head_at(head.map(|r| (r.seq, r.hash.as_str())));
+    }
+
+    /// The head a fleet's snapshot read, `(seq, hash)`: exported at once, unless the chain's
+    /// last verification failed (then no head is exported until it holds again).
+    pub fn audit_head_seen(&self, seq: u64, hash: &str) {
+        if self.audit_chain_ok.get() != 0 {
+            self.audit_head_at(Some((seq, hash)));
+        }
+    }
+
+    fn audit_head_at(&self, head: Option<(u64, &str)>) {
         self.audit_head.clear();
-        if let Some(r) = head {
-            let seq = i64::try_from(r.seq).unwrap_or(i64::MAX);
+        if let Some((seq, hash)) = head {
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
             self.audit_head
                 .get_or_create(&HashLabel {
-                    hash: r.hash.clone(),
+                    hash: hash.to_owned(),
                 })
                 .set(seq);
         }
