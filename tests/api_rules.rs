@@ -457,3 +457,91 @@ async fn the_api_takes_only_the_clients_of_its_allow_list() {
         "{m}"
     );
 }
+
+/// A directory this process cannot write in (`chattr +i`, which holds for root too, as the
+/// systemd unit's `ReadOnlyPaths=` does), made writable again when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn make(dir: &std::path::Path) -> Self {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status()
+            .expect("chattr (Debian package e2fsprogs) is needed to make a read-only directory");
+        assert!(
+            status.success(),
+            "chattr +i {}: the file system must take it",
+            dir.display()
+        );
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Issue 21: under a read-only configuration directory (the shipped systemd unit's), the file
+/// backend's API cannot apply a kill: `check`, `/readyz` and the API's 503 say so plainly, a
+/// poll is still served, and once the directory is writable the API works without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_key_store_directory_is_said_plainly() {
+    let keys = [Key::new("ccsdemo", 1)];
+    let dir = tempfile::tempdir().unwrap();
+    let soc = add_signer(
+        &dir.path().join("signers.toml"),
+        "soc-oncall",
+        "status,disable",
+    );
+    let signers = std::fs::read_to_string(dir.path().join("signers.toml")).unwrap();
+    let mut guard = None;
+    let config =
+        "[api]\nlisten = \"127.0.0.1:0\"\nsigners = \"signers.toml\"\nnames = [\"ccs.example.com\"]\n";
+    let api = TestServer::start_with_files(&keys, config, |dir| {
+        write_private(&dir.join("signers.toml"), &signers);
+        guard = Some(ReadOnly::make(dir));
+    })
+    .await;
+    let plainly = "the signed API cannot apply a change on this node";
+
+    let out = support::process::bin()
+        .arg("check")
+        .arg("--config")
+        .arg(api.dir.path().join("ccs-endpoint.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(plainly), "{stdout}");
+    assert!(stdout.contains("ReadWritePaths="), "{stdout}");
+
+    let (status, ready) = api.admin_get("/readyz").await;
+    assert_eq!(status, 200, "polls are served: {ready}");
+    assert!(ready.contains(plainly), "{ready}");
+
+    let kill = async || {
+        let body = r#"{"reason":"INC-21"}"#;
+        let path = "/v1/keys/ccsdemo/1/disable";
+        let raw = signed(&soc, "POST", "ccs.example.com", path, body, &nonce(), "");
+        send(&api, &raw).await
+    };
+    let reply = kill().await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(message(&reply).contains(plainly), "{}", reply.body);
+    let poll = api.get(KEK, Some(&header(&db_cert("ccsdemo")))).await;
+    assert_eq!(poll.status, 200);
+
+    // Writable again: the next kill applies, and /readyz no longer warns.
+    drop(guard.take());
+    let reply = kill().await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let poll = api.get(KEK, Some(&header(&db_cert("ccsdemo")))).await;
+    assert_eq!(poll.status, 404);
+    let (_, ready) = api.admin_get("/readyz").await;
+    assert!(!ready.contains(plainly), "{ready}");
+}

@@ -118,6 +118,29 @@ impl FileBackend {
     }
 }
 
+impl FileBackend {
+    /// `result` of a write beside the key store: a failure to write is most often a read-only
+    /// directory (the systemd unit's `ReadOnlyPaths=`), which the failure then says plainly,
+    /// and `/readyz` with it, until a write succeeds.
+    fn written<T>(&self, result: Result<T, Failure>) -> Result<T, Failure> {
+        match result {
+            Ok(done) => {
+                self.state.set_api_blocked(None);
+                Ok(done)
+            }
+            Err(Failure::Unavailable(why)) => Err(self.unwritten(why)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A write beside the key store that failed (`why`), explained.
+    fn unwritten(&self, why: String) -> Failure {
+        let blocked = super::writable_beside(&self.store).err();
+        self.state.set_api_blocked(blocked.clone());
+        Failure::Unavailable(blocked.unwrap_or(why))
+    }
+}
+
 fn file_view(state: &AppState, key: KeyState) -> KeyView {
     let last_poll = state
         .last_polls
@@ -165,7 +188,7 @@ impl Backend {
                     .take(signer, nonce, created, now, skew)
                     .map_err(|e| match e {
                         NonceError::Refused(refused) => Ok(refused),
-                        NonceError::Unavailable(why) => Err(Failure::Unavailable(why)),
+                        NonceError::Unavailable(why) => Err(file.unwritten(why)),
                     })
             }
             Backend::Fleet(fleet) => {
@@ -266,9 +289,12 @@ impl Backend {
                         head,
                     })
                 };
-                tokio::task::spawn_blocking(work)
+                let result = tokio::task::spawn_blocking(work)
                     .await
-                    .map_err(|e| Failure::Unavailable(format!("the change did not finish: {e}")))?
+                    .map_err(|e| Failure::Unavailable(format!("the change did not finish: {e}")))?;
+                // A change that could not be written is most often a read-only directory:
+                // said plainly, here and by /readyz, until one can be written.
+                file.written(result)
             }
             Backend::Fleet(fleet) => fleet.change(ballot, action, required, timeout).await,
         }

@@ -16,6 +16,33 @@ use crate::runtime::reload::{Part, Reloader};
 use crate::switch::Action;
 use crate::tools::keyfile::KeyFile;
 
+/// Whether this process can write beside `store`, as an API change must (the key store is
+/// replaced by a rename, and `audit.jsonl` and `api-nonces.tsv` live beside it): a file is
+/// created there and removed. Under a read-only directory (the systemd unit's
+/// `ReadOnlyPaths=`, a Kubernetes Secret) it says so, and why.
+pub fn writable_beside(store: &Path) -> Result<(), String> {
+    let dir = store
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".ccs-endpoint-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "the signed API cannot apply a change on this node: the key store's directory {} is not writable by this process ({e}), and the API writes the key store, audit.jsonl and api-nonces.tsv there; every signed request answers 503 until it is (under the shipped systemd unit, ReadWritePaths={}), and `ccs-endpoint keys disable` on this host still applies a kill",
+            dir.display(),
+            dir.display()
+        )),
+    }
+}
+
 /// The key's state in the file now.
 pub(super) fn find(
     store: &Path,

@@ -38,6 +38,7 @@ mod signers_file;
 pub use auth::authenticate;
 pub use backend::{Backend, FileBackend, FleetBackend};
 pub use export::ExportTargets;
+pub use file::writable_beside;
 pub use routes::{ChangeBody, Route};
 pub use signers_file::SignersFile;
 

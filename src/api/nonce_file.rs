@@ -49,7 +49,7 @@ impl NonceFile {
         let file = match rewrite(&path, &live) {
             Ok(file) => Some((file, live.len())),
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "the admin API's nonce file cannot be written: signed requests answer 503 until the server restarts with it writable");
+                tracing::warn!(file = %path.display(), error = %e, "the admin API's nonce file cannot be written: signed requests answer 503 until it can be");
                 None
             }
         };
@@ -71,6 +71,14 @@ impl NonceFile {
         skew: i64,
     ) -> Result<(), NonceError> {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        // A directory made writable since (a read-only one fixed) is taken up without a restart.
+        if file.is_none() {
+            let live = read_live(&self.path, now);
+            if let Ok(reopened) = rewrite(&self.path, &live) {
+                tracing::info!(file = %self.path.display(), "the admin API's nonce file can be written again");
+                *file = Some((reopened, live.len()));
+            }
+        }
         let Some((handle, lines)) = file.as_mut() else {
             return Err(NonceError::Unavailable(format!(
                 "the admin API cannot keep nonces in {}, so a signed request could be replayed after a restart: make the key store's directory writable by the service",

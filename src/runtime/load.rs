@@ -192,6 +192,10 @@ impl Loaded {
                 .map_err(|e| LoadError::Api(e.to_string()))?;
             warnings.extend(warning);
             signers = loaded.signer_ids().map(str::to_owned).collect();
+            // A single node's API writes beside its key store: say so plainly if it cannot.
+            if config.state.postgres().is_none() {
+                warnings.extend(crate::api::writable_beside(&config.keys.file).err());
+            }
         }
         Ok(Self {
             signers,

@@ -29,6 +29,9 @@ pub struct AppState {
     /// The last poll outcome of each key, on a single node (the admin API's key status; a
     /// fleet keeps it in the database).
     pub last_polls: LastPolls,
+    /// Why the signed API cannot apply a change on this node now (its key store's directory
+    /// is not writable: a read-only configuration directory), which `/readyz` says plainly.
+    pub api_blocked: Mutex<Option<String>>,
 }
 
 /// The latest poll outcome per key, for at most [`BATCH`] keys (only polls whose certificate
@@ -81,7 +84,21 @@ impl AppState {
             ready: AtomicBool::new(false),
             polls: OnceLock::new(),
             last_polls: LastPolls::default(),
+            api_blocked: Mutex::new(None),
         }
+    }
+
+    /// Why the signed API cannot apply a change now, if it cannot.
+    pub fn api_blocked(&self) -> Option<String> {
+        self.api_blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Says whether the signed API can apply a change (`None`: it can).
+    pub fn set_api_blocked(&self, why: Option<String>) {
+        *self.api_blocked.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     /// The trust roots in force.

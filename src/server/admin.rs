@@ -61,7 +61,14 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         );
     }
     match state.keys.health().await {
-        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        // Ready to serve polls; what the signed API cannot do is said, not hidden.
+        Ok(()) => match state.api_blocked() {
+            None => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+            Some(why) => json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ready", "warnings": [why]}),
+            ),
+        },
         Err(error) => {
             tracing::warn!(target: "ccs_endpoint::hsm", %error, "readiness: the key backend failed its check");
             json(

@@ -112,6 +112,9 @@ impl Loaded {
                     Arc::clone(&state.metrics),
                 )
                 .map_err(LoadError::Api)?;
+                if pg.is_none() {
+                    state.set_api_blocked(api::writable_beside(&store).err());
+                }
                 let backend = match pg {
                     None => Backend::File(FileBackend::new(
                         store,
