@@ -1,52 +1,92 @@
 #!/usr/bin/env python3
-"""Lists import cycles between the library's modules (one level below the crate root, and the
-submodules of runtime/, server/ and tools/), ignoring unit-test files. Exit 1 when there is one.
-Usage: scripts/module-cycles.py"""
+"""Lists import cycles between the source files of the library and of the binary (each file a
+module: `src/api/file.rs` is `api::file`, `src/api/mod.rs` is `api`), ignoring unit-test code.
+A file's own submodules are part of it: an edge between a module and one of its descendants
+(a `mod.rs` re-exporting its children, a child using its parent's types) is structure, not a
+dependency. Every other reference, by `crate::`, `super::` or `self::` paths, braces expanded,
+is an edge to the deepest module the path names. Exit 1 when there is a cycle.
+Usage: scripts/module-cycles.py [-v]"""
 import pathlib
 import re
 import sys
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
-LAYERED = {"runtime", "server", "tools"}
+BIN = ("main", "commands")  # the binary crate's files: their `crate::` is main.rs
 
 
 def module_of(path):
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "mod":
         parts.pop()
-    if not parts or parts[0] in ("lib", "main", "commands"):
-        return None
-    return "::".join(parts[:2] if parts[0] in LAYERED and len(parts) > 1 else parts[:1])
+    if parts in (["lib"], ["main"]):
+        parts = []
+    crate = "bin" if path.relative_to(SRC).parts[0] in ("main.rs", "commands") else "lib"
+    return (crate, tuple(parts))
 
 
-def target(names):
-    if names[0] in LAYERED and len(names) > 1 and names[1][:1].islower():
-        return f"{names[0]}::{names[1]}"
-    return names[0]
+FILES = {}
+for path in SRC.rglob("*.rs"):
+    if path.name == "tests.rs" or "tests" in path.relative_to(SRC).parts[:-1]:
+        continue
+    FILES[module_of(path)] = path
+
+
+def deepest(crate, parts):
+    """The deepest module file that `parts` (a path from the crate root) names."""
+    parts = tuple(parts)
+    while parts and (crate, parts) not in FILES:
+        parts = parts[:-1]
+    return (crate, parts)
+
+
+def is_dir_module(path):
+    return path.name in ("mod.rs", "lib.rs", "main.rs")
+
+
+def paths_in(text):
+    """Every `crate::`/`super::`/`self::` path, with `{…}` groups expanded one level deep."""
+    found = []
+    for m in re.finditer(r"\b((?:crate|super|self)(?:::(?:super|\w+))*)::\{([^{}]*)\}", text):
+        for item in m.group(2).split(","):
+            item = item.strip().split(" as ")[0]
+            if item and item != "self":
+                found.append(m.group(1) + "::" + item)
+            elif item == "self":
+                found.append(m.group(1))
+    for m in re.finditer(r"\b((?:crate|super|self)(?:::(?:super|\w+))+)", text):
+        found.append(m.group(1))
+    return found
 
 
 edges = {}
-for path in SRC.rglob("*.rs"):
-    if path.name == "tests.rs":
-        continue
-    source = module_of(path)
-    if source is None:
-        continue
+for (crate, module), path in FILES.items():
     text = path.read_text().split("#[cfg(test)]")[0]
-    for m in re.finditer(r"crate::((?:[a-z_]+::)*[a-z_A-Z]+)", text):
-        dest = target(m.group(1).split("::"))
-        top = source.split("::")[0]
-        if dest not in (source, top) and not source.startswith(dest + "::"):
-            edges.setdefault(source, set()).add(dest)
-    # `super::x` inside a layered module names a sibling.
-    if source.count("::") == 1:
-        top = source.split("::")[0]
-        for m in re.finditer(r"\bsuper::([a-z_]+)", text):
-            name = m.group(1)
-            dest = f"{top}::{name}"
-            sibling = (SRC / top / f"{name}.rs").exists() or (SRC / top / name).is_dir()
-            if dest != source and sibling:
-                edges.setdefault(source, set()).add(dest)
+    # A `mod.rs` is its directory's module; a leaf file's `super` is its directory's module.
+    base = list(module)
+    for reference in paths_in(text):
+        names = reference.split("::")
+        head = names.pop(0)
+        if head == "crate":
+            here = []
+        else:
+            here = list(base)
+            if head == "super":
+                here = here[:-1]
+            while names and names[0] == "super":
+                names.pop(0)
+                here = here[:-1]
+        dest = deepest(crate, here + [n for n in names if n])
+        if dest == (crate, module):
+            continue
+        a, b = module, dest[1]
+        if a[: len(b)] == b or b[: len(a)] == a:
+            continue  # a module and its own descendant
+        edges.setdefault((crate, module), set()).add(dest)
+
+
+def name(node):
+    crate, parts = node
+    return ("bin:" if crate == "bin" else "") + ("::".join(parts) or "crate")
 
 
 def reach(start):
@@ -59,7 +99,11 @@ def reach(start):
     return seen
 
 
+if "-v" in sys.argv:
+    for a in sorted(edges):
+        print(name(a), "->", ", ".join(sorted(name(b) for b in edges[a])))
 cycles = sorted({tuple(sorted((a, b))) for a in edges for b in edges[a] if a in reach(b)})
 for a, b in cycles:
-    print(f"cycle: {a} <-> {b}")
+    print(f"cycle: {name(a)} <-> {name(b)}")
+print(f"{len(FILES)} files, {sum(len(e) for e in edges.values())} edges, {len(cycles)} cycles")
 sys.exit(1 if cycles else 0)

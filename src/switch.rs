@@ -68,11 +68,20 @@ impl Action {
                 not_after: Some(not_after.map_or(at, |t| t.min(at))),
                 lease: false,
             },
-            Action::Restore(until) => Switches {
-                disabled,
-                not_after: until,
-                lease: until.is_some(),
-            },
+            Action::Restore(until) => {
+                // A restore to a moment already past would be a shutdown under another name.
+                if let Some(t) = until.filter(|t| *t <= now) {
+                    return Err(format!(
+                        "not_after {} has passed: that is a shutdown, not a restore",
+                        format_timestamp(t)
+                    ));
+                }
+                Switches {
+                    disabled,
+                    not_after: until,
+                    lease: until.is_some(),
+                }
+            }
             Action::Reenable(until) => Switches {
                 disabled: false,
                 not_after: if lapsed { until } else { not_after },

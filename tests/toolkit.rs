@@ -244,6 +244,23 @@ fn init_then_every_keys_command() {
     let other = rows.iter().find(|r| r["instance"] == "other").unwrap();
     assert_eq!(other["state"], "active");
     assert!(other["valid_until"].is_string() && other.get("token").is_none());
+    // A second shutdown never moves the first one's moment later (one rule with the fleet
+    // and the API: the hard kill switch only comes closer).
+    let not_after = |d: &std::path::Path| {
+        let listed: serde_json::Value =
+            serde_json::from_slice(&keys(&["list", "--json"], d).stdout).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["instance"] == "ccsdemo")
+            .unwrap()["not_after"]
+            .clone()
+    };
+    let first = not_after(d);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(keys(&["shutdown", "--instance", "ccsdemo"], d).status.success());
+    assert_eq!(not_after(d), first, "a shutdown moved a past not_after later");
     // Each kill switch has its undo: `enable` on a shut-down key says it is still down...
     let out = keys(&["enable", "--instance", "ccsdemo", "--key-id", "1"], d);
     assert!(

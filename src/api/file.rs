@@ -113,14 +113,11 @@ pub(super) fn write_change(
         .ok();
     let now = OffsetDateTime::now_utc();
     let before = find(store, secrets, instance, key_id)?;
-    let after = action.apply(&before, now).map_err(Failure::Refused)?;
+    // Refused (409) before the file is touched; then applied by the same rule.
+    action.apply(&before, now).map_err(Failure::Refused)?;
     let unavailable = |e: crate::tools::keyfile::KeyFileError| Failure::Unavailable(e.to_string());
     let mut file = KeyFile::open_with(store, secrets).map_err(unavailable)?;
-    file.set_disabled(instance, key_id, after.disabled)
-        .map_err(unavailable)?;
-    file.set_not_after(instance, Some(key_id), after.not_after)
-        .map_err(unavailable)?;
-    file.set_lease(instance, key_id, after.lease && after.not_after.is_some())
+    file.apply(instance, Some(key_id), action, now)
         .map_err(unavailable)?;
     let states = file.save().map_err(unavailable)?;
     let key = states

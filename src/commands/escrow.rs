@@ -12,20 +12,8 @@ use ccs_endpoint::protocol::KeyId;
 use ccs_endpoint::secret::Secret;
 use ccs_endpoint::tools::escrow::{self, EscrowCertificate, EscrowRecord};
 use ccs_endpoint::wrap::Plaintext;
-use clap::ValueEnum;
 
-use super::keys_args::KeyArgs;
-
-/// What `keys export` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    /// A JSON record for `keys import --from-escrow`: instance, key_id, kcv, the certificate's
-    /// and its public key's SHA-256, and wrappedKey.
-    Escrow,
-    /// One line of base64: the raw 32 bytes wrapped to Cloud Encryption's wrapping certificate,
-    /// the upload that product takes for a customer-managed key.
-    CloudEncryption,
-}
+use super::keys_args::{ExportFormat, KeyArgs};
 
 /// `keys export`: `key` wrapped to the certificate `to`, written to `out` (a new file, mode 600)
 /// or standard output. With a token, the token wraps (`plaintext` is the form its objects hold).

@@ -31,15 +31,12 @@ pub(super) fn fleet_keys(command: &KeysCommand, pg: &PostgresConfig) -> anyhow::
             key_id,
             not_after,
             change,
-        } => {
-            super::keys::restore_ahead(*not_after, now)?;
-            (
-                instance(name)?,
-                *key_id,
-                Action::Restore(*not_after),
-                change,
-            )
-        }
+        } => (
+            instance(name)?,
+            *key_id,
+            Action::Restore(*not_after),
+            change,
+        ),
         KeysCommand::Status {
             instance: name,
             key_id,

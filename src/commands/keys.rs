@@ -12,6 +12,7 @@ use ccs_endpoint::keystore::{
 };
 use ccs_endpoint::protocol::{InstanceName, KeyId};
 use ccs_endpoint::secret::Secret;
+use ccs_endpoint::switch::Action;
 use ccs_endpoint::tools::keyfile::KeyFile;
 use ccs_endpoint::tools::keys::{self, listing, listing_json, valid_until};
 
@@ -139,9 +140,9 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
             change.file_backend()?;
             let instance = InstanceName::parse(&instance).context("--instance")?;
             let mut file = KeyFile::open_with(&path, secrets)?;
-            let changed = file.shut_down(&instance, key_id, now)?;
+            let changed = file.apply(&instance, key_id, Action::Shutdown(now), now)?;
             let states = file.save()?;
-            for id in changed {
+            for id in changed.iter().map(|k| k.key_id) {
                 let state = find(&states, &instance, id)?;
                 println!(
                     "instance {instance} key_id {id} kcv {}: SHUT DOWN. Next poll: 200 with validUntil {} (past): the database shuts down.",
@@ -160,11 +161,10 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
         } => {
             change.file_backend()?;
             let instance = InstanceName::parse(&instance).context("--instance")?;
-            restore_ahead(not_after, now)?;
             let mut file = KeyFile::open_with(&path, secrets)?;
-            let changed = file.set_not_after(&instance, key_id, not_after)?;
+            let changed = file.apply(&instance, key_id, Action::Restore(not_after), now)?;
             let states = file.save()?;
-            for id in changed {
+            for id in changed.iter().map(|k| k.key_id) {
                 let state = find(&states, &instance, id)?;
                 if state.disabled {
                     println!(
@@ -188,20 +188,6 @@ pub fn keys(command: KeysCommand, store: StoreArgs) -> anyhow::Result<()> {
         audited.finish(&path, secrets);
     }
     result
-}
-
-/// A restore's new `not_after` must be ahead: a past one is a shutdown.
-pub(super) fn restore_ahead(
-    not_after: Option<OffsetDateTime>,
-    now: OffsetDateTime,
-) -> anyhow::Result<()> {
-    if let Some(t) = not_after.filter(|t| *t <= now) {
-        bail!(
-            "--not-after {} has passed: that is a shutdown (`keys shutdown`), not a restore",
-            ccs_endpoint::protocol::format_timestamp(t)
-        );
-    }
-    Ok(())
 }
 
 /// `keys list`: the states from the file and, with a token, what the token holds under
@@ -338,7 +324,12 @@ fn switch(
 ) -> anyhow::Result<()> {
     let instance = key.instance()?;
     let mut file = KeyFile::open_with(path, secrets)?;
-    file.set_disabled(&instance, key.key_id, disabled)?;
+    let action = if disabled {
+        Action::Disable
+    } else {
+        Action::Enable
+    };
+    file.apply(&instance, Some(key.key_id), action, now)?;
     let states = file.save()?;
     let state = find(&states, &instance, key.key_id)?;
     if disabled {

@@ -8,7 +8,6 @@ use ccs_endpoint::protocol::{InstanceName, KeyId};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
-use super::escrow::ExportFormat;
 use super::fleet::ChangeArgs;
 
 /// Where the key store is: `--file`, else the `[keys] file` of the configuration.
@@ -177,4 +176,15 @@ pub enum KeysCommand {
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
     ccs_endpoint::keystore::parse_time(text)
+}
+
+/// What `keys export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// A JSON record for `keys import --from-escrow`: instance, key_id, kcv, the certificate's
+    /// and its public key's SHA-256, and wrappedKey.
+    Escrow,
+    /// One line of base64: the raw 32 bytes wrapped to Cloud Encryption's wrapping certificate,
+    /// the upload that product takes for a customer-managed key.
+    CloudEncryption,
 }

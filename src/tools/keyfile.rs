@@ -17,6 +17,8 @@ use crate::keystore::{parse_entries, KeyState, KeyStoreError, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::{Kcv, Secret};
 
+mod apply;
+
 /// Why the key-store file could not be changed. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -234,19 +236,8 @@ impl KeyFile {
         Ok(())
     }
 
-    /// Sets `not_after` to `at` (the hard kill switch) on one key, or on every key of the
-    /// instance; returns the key ids changed.
-    pub fn shut_down(
-        &mut self,
-        instance: &InstanceName,
-        key_id: Option<KeyId>,
-        at: OffsetDateTime,
-    ) -> Result<Vec<KeyId>, KeyFileError> {
-        self.set_not_after(instance, key_id, Some(at))
-    }
-
     /// Sets `not_after` to `at`, or removes it (`None`), on one key or on every key of the
-    /// instance; returns the key ids changed. `keys shutdown` and `keys restore` write it. A
+    /// instance; returns the key ids changed. [`apply`](Self::apply) writes it for every kill-switch action. A
     /// `not_after` written here is a shutdown, not a lease (see [`set_lease`](Self::set_lease)).
     pub fn set_not_after(
         &mut self,

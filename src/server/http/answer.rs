@@ -2,8 +2,6 @@
 //! doubt), and the body for a wrapped key (`validUntil` from its state, the hard kill switch).
 //! The handler and `ccs-endpoint wrap` (offline) both answer through these steps.
 
-use std::net::IpAddr;
-
 use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -11,26 +9,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::failure::Failure;
-use crate::cert::{CertIdentity, TrustStore, VerifiedCert};
+use super::record::Record;
+use crate::cert::{TrustStore, VerifiedCert};
 use crate::keystore::{KeyStore, Wrapped};
-use crate::protocol::{format_timestamp, InstanceName, KekPath, KeyId};
-use crate::secret::Kcv;
+use crate::protocol::{format_timestamp, KekPath, KeyId};
 use crate::wrap::WrapOptions;
-
-/// What the log line of a request says, filled in as the checks go.
-#[derive(Default)]
-pub(super) struct Record {
-    pub(super) instance: Option<InstanceName>,
-    pub(super) key_id: Option<KeyId>,
-    pub(super) cert: Option<CertIdentity>,
-    pub(super) verified_by: Option<String>,
-    pub(super) cert_not_after: Option<OffsetDateTime>,
-    pub(super) client: Option<IpAddr>,
-    pub(super) kcv: Option<Kcv>,
-    pub(super) valid_until: Option<String>,
-    pub(super) valid_until_at: Option<OffsetDateTime>,
-    pub(super) kill_switch: bool,
-}
 
 #[derive(Serialize)]
 pub(super) struct KekBody {

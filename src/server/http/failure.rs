@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use super::answer::Record;
+use super::record::Record;
 use crate::cert::CertError;
 use crate::keystore::LookupError;
 use crate::protocol::{InstanceName, PathError};

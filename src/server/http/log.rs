@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use super::answer::Record;
+use super::record::Record;
 use crate::protocol::InstanceName;
 use crate::server::peer::ConnInfo;
 

@@ -240,11 +240,13 @@ mod answer;
 mod failure;
 mod log;
 mod outside;
+mod record;
 
 pub use answer::offline_answer;
 pub use outside::{answer_outside, Outside};
 
-use answer::{finish, verify, ErrorBody, KekBody, Presented, Record};
+use answer::{finish, verify, ErrorBody, KekBody, Presented};
+use record::Record;
 use failure::Failure;
 use log::{log_request, new_request_id};
 

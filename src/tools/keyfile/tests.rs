@@ -59,11 +59,19 @@ fn edits_keep_comments_and_validate() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(file.set_disabled(&name("a"), 9, true).is_err());
     let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        file.shut_down(&name("b"), None, at)
-            .unwrap_or_else(|e| panic!("{e}")),
-        [2]
-    );
+    let shut = file
+        .apply(&name("b"), None, crate::switch::Action::Shutdown(at), at)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shut.iter().map(|k| k.key_id).collect::<Vec<_>>(), [2]);
+    // One rule for every source: a later shutdown never moves an earlier one back, and a
+    // restore to a past moment is refused, nothing changed.
+    let later = at + time::Duration::hours(1);
+    file.apply(&name("b"), None, crate::switch::Action::Shutdown(later), later)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = file
+        .apply(&name("b"), Some(2), crate::switch::Action::Restore(Some(at)), later)
+        .expect_err("a restore to a past moment");
+    assert!(refused.to_string().contains("not a restore"), "{refused}");
     let store = file.save().unwrap_or_else(|e| panic!("{e}"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(
