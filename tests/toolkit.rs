@@ -259,8 +259,14 @@ fn init_then_every_keys_command() {
     };
     let first = not_after(d);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert!(keys(&["shutdown", "--instance", "ccsdemo"], d).status.success());
-    assert_eq!(not_after(d), first, "a shutdown moved a past not_after later");
+    assert!(keys(&["shutdown", "--instance", "ccsdemo"], d)
+        .status
+        .success());
+    assert_eq!(
+        not_after(d),
+        first,
+        "a shutdown moved a past not_after later"
+    );
     // Each kill switch has its undo: `enable` on a shut-down key says it is still down...
     let out = keys(&["enable", "--instance", "ccsdemo", "--key-id", "1"], d);
     assert!(

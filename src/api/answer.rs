@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::backend::{Failure, KeyView, Outcome};
+use super::outcome::{Failure, KeyView, Outcome};
 use crate::httpsig::Refusal;
 use crate::protocol::format_timestamp;
 

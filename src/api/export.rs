@@ -9,15 +9,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use std::time::Duration;
-
-use time::OffsetDateTime;
-
-use super::backend::{Backend, Failure};
-use crate::fleet::{approvals, FleetError};
+use super::outcome::Failure;
 use crate::keystore::{KeyStore, LookupError};
 use crate::protocol::{InstanceName, KeyId};
-use crate::quorum::{Ballot, Pending, Vote};
+use crate::quorum::{Ballot, Vote};
 use crate::tools::escrow::{self, EscrowCertificate};
 use crate::wrap::{Padding, Plaintext, WrapOptions};
 
@@ -106,147 +101,18 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// What an export request came to.
-#[derive(Debug)]
-pub enum Exported {
-    /// The answer's fields (`record` or `upload`), and who signed.
-    Done {
-        answer: Value,
-        approvers: Vec<String>,
-    },
-    Pending(Pending),
-}
-
-/// Sets the signed requests of a change (its approvers', see [`Vote::signatures`]) for the
-/// audit record the transaction `tx` appends (the schema's `ccs.signatures`).
-pub(super) async fn set_signatures(
-    tx: &tokio_postgres::Transaction<'_>,
-    evidence: &[String],
-) -> Result<(), Failure> {
-    let signatures = Vote::signatures(evidence).unwrap_or_default();
-    tx.execute(
-        "SELECT set_config('ccs.signatures', $1, true)",
-        &[&signatures],
-    )
-    .await
-    .map_err(FleetError::from)?;
-    Ok(())
-}
-
-impl Backend {
-    /// Counts `ballot` for an export and, at its quorum `required`, runs `wrap` and records
-    /// the export in the audit chain (in a fleet, in the transaction that consumes the
-    /// approval, so a failed wrap leaves the approval pending and records nothing).
-    pub async fn export<F, Fut>(
-        &self,
-        mut ballot: Ballot,
-        required: u32,
-        timeout: Duration,
-        wrap: F,
-    ) -> Result<Exported, Failure>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Value, Failure>>,
-    {
-        let actor_reason = |approvers: &[String], reasons: &[String]| {
-            let why = Vote::reason(approvers, reasons);
-            let to = format!("wrapped to {}", ballot.target);
-            let reason = if why.is_empty() {
-                to
-            } else {
-                format!("{why} ({to})")
-            };
-            (Vote::actor(approvers), reason)
-        };
-        match self {
-            Backend::File(file) => {
-                let store = file.state.keys.store();
-                let key = store
-                    .states()
-                    .find(|k| k.instance.as_str() == ballot.instance && k.key_id == ballot.key_id)
-                    .ok_or_else(|| Failure::NoSuchKey("no such key".into()))?;
-                ballot.state = super::file::key_version(&file.store, key)?;
-                let vote = file
-                    .book
-                    .vote(&ballot, required, timeout, OffsetDateTime::now_utc())
-                    .map_err(|e| Failure::Unavailable(e.to_string()))?;
-                let (approvers, reasons, evidence) = match vote {
-                    Vote::Pending(p) => return Ok(Exported::Pending(p)),
-                    Vote::Reached {
-                        approvers,
-                        reasons,
-                        evidence,
-                    } => (approvers, reasons, evidence),
-                };
-                let answer = wrap().await?;
-                let (actor, reason) = actor_reason(&approvers, &reasons);
-                let signatures = Vote::signatures(&evidence);
-                let store = file.store.clone();
-                let (instance, key_id) = (ballot.instance.clone(), ballot.key_id);
-                let state = file.state.keys.store();
-                tokio::task::spawn_blocking(move || {
-                    let event = super::file::Event {
-                        action: "export",
-                        actor: &actor,
-                        reason: &reason,
-                        signatures,
-                    };
-                    super::file::record_event(&store, &state, &instance, key_id, event)
-                })
-                .await
-                .map_err(|e| {
-                    Failure::Unavailable(format!("the export's record did not finish: {e}"))
-                })?;
-                Ok(Exported::Done { answer, approvers })
-            }
-            Backend::Fleet(fleet) => {
-                let (_turn, mut session) = fleet.session().await?;
-                let tx = session
-                    .client
-                    .transaction()
-                    .await
-                    .map_err(FleetError::from)?;
-                let key_id = i64::try_from(ballot.key_id)
-                    .map_err(|_| Failure::NoSuchKey("key id out of range".into()))?;
-                let revision: Option<i64> = tx
-                    .query_opt(
-                        "SELECT revision FROM ccs_key_state WHERE instance = $1 AND key_id = $2",
-                        &[&ballot.instance, &key_id],
-                    )
-                    .await
-                    .map_err(FleetError::from)?
-                    .map(|row| row.get(0));
-                let Some(revision) = revision else {
-                    return Err(Failure::NoSuchKey(format!(
-                        "the fleet database has no key_id {} for instance {}",
-                        ballot.key_id, ballot.instance
-                    )));
-                };
-                ballot.state = format!("revision {revision}");
-                let vote = approvals::vote(&tx, &ballot, required, timeout).await?;
-                let (approvers, reasons, evidence) = match vote {
-                    Vote::Pending(p) => {
-                        tx.commit().await.map_err(FleetError::from)?;
-                        return Ok(Exported::Pending(p));
-                    }
-                    Vote::Reached {
-                        approvers,
-                        reasons,
-                        evidence,
-                    } => (approvers, reasons, evidence),
-                };
-                let answer = wrap().await?;
-                let (actor, reason) = actor_reason(&approvers, &reasons);
-                set_signatures(&tx, &evidence).await?;
-                tx.execute(
-                    "SELECT ccs_audit_event($1, 'export', $2, $3, $4)",
-                    &[&actor, &ballot.instance, &key_id, &reason],
-                )
-                .await
-                .map_err(FleetError::from)?;
-                tx.commit().await.map_err(FleetError::from)?;
-                Ok(Exported::Done { answer, approvers })
-            }
-        }
-    }
+/// The audit record's actor and reason of an export the approvers reached.
+pub(super) fn export_record(
+    ballot: &Ballot,
+    approvers: &[String],
+    reasons: &[String],
+) -> (String, String) {
+    let why = Vote::reason(approvers, reasons);
+    let to = format!("wrapped to {}", ballot.target);
+    let reason = if why.is_empty() {
+        to
+    } else {
+        format!("{why} ({to})")
+    };
+    (Vote::actor(approvers), reason)
 }

@@ -1,209 +1,244 @@
-//! The single node's changes: the key-store file edited as `ccs-endpoint keys` edits it, its
-//! audit chain locked first and appended with the signers' key ids, then the running server
-//! reloaded, so that the change is served before the API answers.
+//! The admin API on a single node: the key-store file, edited as `ccs-endpoint keys` edits it
+//! (by the one rule of `switch::Action`), its audit chain locked first and appended with the
+//! signers' key ids and signed requests, then the running server reloaded, so that the change
+//! is served before the API answers. Its nonces are kept beside the store, its approvals in
+//! memory.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::backend::Failure;
-use crate::chain::{self, AuditFile};
-use crate::keystore::{read_entries, KeyState, SecretsIn};
+use super::export::export_record;
+use super::file_store::{
+    find, key_version, record_event, writable_beside, write_change, Event, Signed,
+};
+use super::nonce_file::{NonceError, NonceFile};
+use super::outcome::{Exported, Failure, KeyView, Outcome};
+use crate::fleet::report;
+use crate::httpsig::Refusal;
+use crate::keystore::{KeyState, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
-use crate::quorum::Vote;
-use crate::runtime::reload::{Part, Reloader};
+use crate::quorum::{Ballot, Book, Pending, Vote};
+use crate::runtime::reload::Reloader;
+use crate::runtime::state::AppState;
 use crate::switch::Action;
-use crate::tools::keyfile::KeyFile;
 
-/// Whether this process can write beside `store`, as an API change must (the key store is
-/// replaced by a rename, and `audit.jsonl` and `api-nonces.tsv` live beside it): a file is
-/// created there and removed. Under a read-only directory (the systemd unit's
-/// `ReadOnlyPaths=`, a Kubernetes Secret) it says so, and why.
-pub fn writable_beside(store: &Path) -> Result<(), String> {
-    let dir = store
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let probe = dir.join(format!(".ccs-endpoint-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
+/// Nonces remembered at once on a single node.
+const NONCES: usize = 10_000;
+
+/// A single node: the key-store file, reloaded into the running server after a change.
+pub struct FileBackend {
+    pub store: PathBuf,
+    pub secrets: SecretsIn,
+    pub state: Arc<AppState>,
+    pub reloader: Arc<Reloader>,
+    pub book: Book,
+    pub nonces: NonceFile,
+}
+
+impl FileBackend {
+    pub fn new(
+        store: PathBuf,
+        secrets: SecretsIn,
+        state: Arc<AppState>,
+        reloader: Arc<Reloader>,
+    ) -> Self {
+        let nonces = NonceFile::beside(&store, NONCES, OffsetDateTime::now_utc().unix_timestamp());
+        Self {
+            store,
+            secrets,
+            state,
+            reloader,
+            book: Book::default(),
+            nonces,
+        }
+    }
+}
+
+impl FileBackend {
+    /// `result` of a write beside the key store: a failure to write is most often a read-only
+    /// directory (the systemd unit's `ReadOnlyPaths=`), which the failure then says plainly,
+    /// and `/readyz` with it, until a write succeeds.
+    fn written<T>(&self, result: Result<T, Failure>) -> Result<T, Failure> {
+        match result {
+            Ok(done) => {
+                self.state.set_api_blocked(None);
+                Ok(done)
+            }
+            Err(Failure::Unavailable(why)) => Err(self.unwritten(why)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A write beside the key store that failed (`why`), explained.
+    fn unwritten(&self, why: String) -> Failure {
+        let blocked = writable_beside(&self.store).err();
+        self.state.set_api_blocked(blocked.clone());
+        Failure::Unavailable(blocked.unwrap_or(why))
+    }
+}
+
+fn file_view(state: &AppState, key: KeyState) -> KeyView {
+    let last_poll = state
+        .last_polls
+        .get(&key.instance, key.key_id)
+        .map(|a| report::Poll {
+            replica: String::new(),
+            at: crate::protocol::format_timestamp(a.at),
+            status: a.status,
+            reason: a.reason.to_owned(),
+            valid_until: a.valid_until.map(crate::protocol::format_timestamp),
+        });
+    KeyView {
+        state: key,
+        last_poll,
+        changed: None,
+    }
+}
+
+impl FileBackend {
+    /// Takes a verified signature's nonce, kept in the nonce file before it counts.
+    pub(super) fn take_nonce(
+        &self,
+        signer: &str,
+        nonce: &str,
+        created: i64,
+        now: i64,
+        skew: i64,
+    ) -> Result<(), Result<Refusal, Failure>> {
+        self.nonces
+            .take(signer, nonce, created, now, skew)
+            .map_err(|e| match e {
+                NonceError::Refused(refused) => Ok(refused),
+                NonceError::Unavailable(why) => Err(self.unwritten(why)),
+            })
+    }
+
+    /// Every key the server serves (`None`), or one key, with its last poll.
+    pub(super) fn keys(&self, key: Option<(&InstanceName, KeyId)>) -> Vec<KeyView> {
+        let store = self.state.keys.store();
+        store
+            .list()
+            .into_iter()
+            .filter(|k| key.is_none_or(|(i, id)| &k.instance == i && k.key_id == id))
+            .map(|k| file_view(&self.state, k))
+            .collect()
+    }
+
+    /// The approvals pending now (in memory).
+    pub(super) fn approvals(&self) -> Vec<Pending> {
+        self.book.list(OffsetDateTime::now_utc())
+    }
+
+    /// Counts `ballot` for `action` and, at its quorum `required`, writes the change.
+    pub(super) async fn change(
+        &self,
+        mut ballot: Ballot,
+        action: Action,
+        required: u32,
+        timeout: Duration,
+    ) -> Result<Outcome, Failure> {
+        let (store, secrets) = (self.store.clone(), self.secrets);
+        let reloader = Arc::clone(&self.reloader);
+        let instance =
+            InstanceName::parse(&ballot.instance).map_err(|e| Failure::NoSuchKey(e.to_string()))?;
+        let now = OffsetDateTime::now_utc();
+        let before = find(&store, secrets, &instance, ballot.key_id)?;
+        action.apply(&before, now).map_err(Failure::Refused)?;
+        // A kill (one signer) never waits on the audit chain; an approval is tied to the
+        // key's version, which the chain tells.
+        if required > 1 {
+            ballot.state = key_version(&store, &before)?;
+        }
+        let vote = self
+            .book
+            .vote(&ballot, required, timeout, now)
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let (approvers, reasons, evidence) = match vote {
+            Vote::Pending(p) => return Ok(Outcome::Pending(p)),
+            Vote::Reached {
+                approvers,
+                reasons,
+                evidence,
+            } => (approvers, reasons, evidence),
+        };
+        let key_id = ballot.key_id;
+        let work = move || {
+            let signed = Signed {
+                approvers: &approvers,
+                reasons: &reasons,
+                evidence: &evidence,
+            };
+            write_change(
+                &store, secrets, &reloader, &instance, key_id, action, signed,
+            )
+            .map(|(revision, key, head)| Outcome::Applied {
+                revision,
+                applied: 1,
+                total: 1,
+                approvers,
+                key,
+                head,
+            })
+        };
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Failure::Unavailable(format!("the change did not finish: {e}")))?;
+        // A change that could not be written is most often a read-only directory: said
+        // plainly, here and by /readyz, until one can be written.
+        self.written(result)
+    }
+
+    /// An export: counted in the book and, at its quorum, wrapped and recorded in the chain.
+    pub(super) async fn export<F, Fut>(
+        &self,
+        mut ballot: Ballot,
+        required: u32,
+        timeout: Duration,
+        wrap: F,
+    ) -> Result<Exported, Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, Failure>>,
     {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(format!(
-            "the signed API cannot apply a change on this node: the key store's directory {} is not writable by this process ({e}), and the API writes the key store, audit.jsonl and api-nonces.tsv there; every signed request answers 503 until it is (under the shipped systemd unit, ReadWritePaths={}), and `ccs-endpoint keys disable` on this host still applies a kill",
-            dir.display(),
-            dir.display()
-        )),
-    }
-}
-
-/// The key's state in the file now.
-pub(super) fn find(
-    store: &Path,
-    secrets: SecretsIn,
-    instance: &InstanceName,
-    key_id: KeyId,
-) -> Result<KeyState, Failure> {
-    let entries = read_entries(store, secrets)
-        .map_err(|e| Failure::Unavailable(format!("the key store cannot be read: {e}")))?;
-    entries
-        .into_iter()
-        .map(|e| e.state)
-        .find(|k| &k.instance == instance && k.key_id == key_id)
-        .ok_or_else(|| {
-            Failure::NoSuchKey(format!("no key for instance {instance}, key_id {key_id}"))
+        let store = self.state.keys.store();
+        let key = store
+            .states()
+            .find(|k| k.instance.as_str() == ballot.instance && k.key_id == ballot.key_id)
+            .ok_or_else(|| Failure::NoSuchKey("no such key".into()))?;
+        ballot.state = key_version(&self.store, key)?;
+        let vote = self
+            .book
+            .vote(&ballot, required, timeout, OffsetDateTime::now_utc())
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let (approvers, reasons, evidence) = match vote {
+            Vote::Pending(p) => return Ok(Exported::Pending(p)),
+            Vote::Reached {
+                approvers,
+                reasons,
+                evidence,
+            } => (approvers, reasons, evidence),
+        };
+        let answer = wrap().await?;
+        let (actor, reason) = export_record(&ballot, &approvers, &reasons);
+        let signatures = Vote::signatures(&evidence);
+        let path = self.store.clone();
+        let (instance, key_id) = (ballot.instance.clone(), ballot.key_id);
+        let state = self.state.keys.store();
+        tokio::task::spawn_blocking(move || {
+            let event = Event {
+                action: "export",
+                actor: &actor,
+                reason: &reason,
+                signatures,
+            };
+            record_event(&path, &state, &instance, key_id, event)
         })
-}
-
-/// The version of `state` an approval is cast on (PRODUCT.md §9): the key's last record in
-/// the audit chain beside `store`, and its state now (a hand edit the server has not recorded
-/// yet changes it too). A chain that cannot be read leaves the version unknown: 503.
-pub(super) fn key_version(store: &Path, state: &KeyState) -> Result<String, Failure> {
-    let records = AuditFile::beside(store).read().map_err(|e| {
-        Failure::Unavailable(format!(
-            "the audit chain cannot be read, so an approval cannot be tied to the key's state: {e}"
-        ))
-    })?;
-    let last = records
-        .iter()
-        .rev()
-        .find(|r| r.instance == state.instance.as_str() && r.key_id == state.key_id)
-        .map_or(0, |r| r.seq);
-    let now = chain::StateRecord::of(state);
-    Ok(format!(
-        "seq {last} {} {} {}",
-        now.kcv,
-        now.disabled,
-        now.not_after.unwrap_or_default()
-    ))
-}
-
-/// Who asked for a reached change: its approvers, their reasons and signed requests, in order.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Signed<'a> {
-    pub approvers: &'a [String],
-    pub reasons: &'a [String],
-    pub evidence: &'a [String],
-}
-
-/// Writes a reached change to the key-store file (its chain locked first, so the server's own
-/// reload does not record it as `file`), records it with its signers and their signed
-/// requests, and reloads the server.
-pub(super) fn write_change(
-    store: &Path,
-    secrets: SecretsIn,
-    reloader: &Reloader,
-    instance: &InstanceName,
-    key_id: KeyId,
-    action: Action,
-    signed: Signed<'_>,
-) -> Result<(i64, KeyState, Option<String>), Failure> {
-    let chain = AuditFile::beside(store);
-    let mut locked = chain
-        .lock(Duration::from_secs(5))
-        .map_err(|e| {
-            tracing::warn!(%e, "the API's change goes ahead but is not recorded in the audit chain");
-        })
-        .ok();
-    let now = OffsetDateTime::now_utc();
-    let before = find(store, secrets, instance, key_id)?;
-    // Refused (409) before the file is touched; then applied by the same rule.
-    action.apply(&before, now).map_err(Failure::Refused)?;
-    let unavailable = |e: crate::tools::keyfile::KeyFileError| Failure::Unavailable(e.to_string());
-    let mut file = KeyFile::open_with(store, secrets).map_err(unavailable)?;
-    file.apply(instance, Some(key_id), action, now)
-        .map_err(unavailable)?;
-    let states = file.save().map_err(unavailable)?;
-    let key = states
-        .iter()
-        .find(|k| &k.instance == instance && k.key_id == key_id)
-        .cloned()
-        .ok_or_else(|| Failure::Unavailable("the key vanished from the store".into()))?;
-    let mut revision = 0;
-    let mut head = None;
-    if let Some(locked) = &mut locked {
-        let actor = Vote::actor(signed.approvers);
-        let reason = Vote::reason(signed.approvers, signed.reasons);
-        let old = chain::states([&before]);
-        let new = chain::states([&key]);
-        let mut changes = chain::changes(&old, &new, &actor, &reason, now);
-        // Named by what was asked, as a fleet's database names it (an enable that also
-        // lifts a shutdown is an enable).
-        for change in &mut changes {
-            change.action = action.name().to_owned();
-            change.signatures = Vote::signatures(signed.evidence);
-        }
-        match locked.append(&changes).and_then(|_| locked.read()) {
-            Ok(records) => {
-                revision = records.last().map_or(0, |r| r.seq as i64);
-                head = records.last().map(|r| format!("{}:{}", r.seq, r.hash));
-            }
-            Err(e) => {
-                tracing::error!(target: "ccs_endpoint::audit", %e, "the API's change is made but not recorded in the audit chain")
-            }
-        }
-    }
-    drop(locked);
-    let report = reloader.reload(false, crate::runtime::reload::OWN_WRITE);
-    if let Some((_, error)) = report.failed.iter().find(|(part, _)| *part == Part::Keys) {
-        return Err(Failure::Unavailable(format!(
-            "the key store was written but the server could not load it ({error}); keys it cannot confirm answer 503"
-        )));
-    }
-    Ok((revision, key, head))
-}
-
-/// An event that changes no state (e.g. an export), as the chain records it.
-#[derive(Debug)]
-pub(super) struct Event<'a> {
-    pub action: &'a str,
-    pub actor: &'a str,
-    pub reason: &'a str,
-    pub signatures: Option<String>,
-}
-
-/// Records `event` of a key in the chain beside `store`, with the key's state as `keys` serves
-/// it; a failure is logged, not fatal.
-pub(super) fn record_event(
-    store: &Path,
-    keys: &crate::keystore::KeyStore,
-    instance: &str,
-    key_id: KeyId,
-    event: Event<'_>,
-) {
-    let Event {
-        action,
-        actor,
-        reason,
-        signatures,
-    } = event;
-    let Some(state) = keys
-        .states()
-        .find(|k| k.instance.as_str() == instance && k.key_id == key_id)
-    else {
-        return;
-    };
-    let record = chain::StateRecord::of(state);
-    let change = chain::Change {
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        instance: instance.to_owned(),
-        key_id,
-        before: Some(record.clone()),
-        after: Some(record),
-        reason: reason.to_owned(),
-        signatures,
-    };
-    let appended = AuditFile::beside(store)
-        .lock(Duration::from_secs(5))
-        .and_then(|mut locked| locked.append(&[change]));
-    if let Err(e) = appended {
-        tracing::error!(target: "ccs_endpoint::audit", %e, action, "the event is not recorded in the audit chain");
+        .await
+        .map_err(|e| Failure::Unavailable(format!("the export's record did not finish: {e}")))?;
+        Ok(Exported::Done { answer, approvers })
     }
 }

@@ -30,7 +30,10 @@ mod auth;
 pub mod backend;
 mod export;
 mod file;
+mod file_store;
+mod fleet;
 mod nonce_file;
+mod outcome;
 pub mod proof;
 mod routes;
 mod signers_file;
@@ -38,13 +41,12 @@ mod signers_file;
 pub use auth::authenticate;
 pub use backend::{Backend, FileBackend, FleetBackend};
 pub use export::ExportTargets;
-pub use file::writable_beside;
+pub use file_store::writable_beside;
 pub use routes::{ChangeBody, Route};
 pub use signers_file::SignersFile;
 
 use answer::{answer, error, failure, key_json, outcome_response, refusal};
-use backend::{Failure, Outcome};
-use export::Exported;
+use outcome::{Exported, Failure, Outcome};
 use routes::NoRoute;
 
 /// The largest request body taken (a change's JSON is a few hundred bytes).

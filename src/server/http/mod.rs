@@ -246,9 +246,9 @@ pub use answer::offline_answer;
 pub use outside::{answer_outside, Outside};
 
 use answer::{finish, verify, ErrorBody, KekBody, Presented};
-use record::Record;
 use failure::Failure;
 use log::{log_request, new_request_id};
+use record::Record;
 
 #[cfg(test)]
 mod tests;

@@ -66,12 +66,24 @@ fn edits_keep_comments_and_validate() {
     // One rule for every source: a later shutdown never moves an earlier one back, and a
     // restore to a past moment is refused, nothing changed.
     let later = at + time::Duration::hours(1);
-    file.apply(&name("b"), None, crate::switch::Action::Shutdown(later), later)
-        .unwrap_or_else(|e| panic!("{e}"));
+    file.apply(
+        &name("b"),
+        None,
+        crate::switch::Action::Shutdown(later),
+        later,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let refused = file
-        .apply(&name("b"), Some(2), crate::switch::Action::Restore(Some(at)), later)
-        .expect_err("a restore to a past moment");
-    assert!(refused.to_string().contains("not a restore"), "{refused}");
+        .apply(
+            &name("b"),
+            Some(2),
+            crate::switch::Action::Restore(Some(at)),
+            later,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("not a restore"), "{refused}");
     let store = file.save().unwrap_or_else(|e| panic!("{e}"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(
