@@ -37,7 +37,25 @@ pub(super) fn failure(failure: Failure) -> Response {
         Failure::NoSuchKey(m) => error(StatusCode::NOT_FOUND, "no_such_key", &m),
         Failure::Refused(m) => error(StatusCode::CONFLICT, "refused", &m),
         Failure::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &m),
+        Failure::BadRequest(m) => error(StatusCode::BAD_REQUEST, "bad_request", &m),
+        Failure::Internal(m) => {
+            let id = error_id();
+            tracing::error!(error_id = %id, error = %m, "admin API: the key state holds something invalid");
+            let message = format!(
+                "the key state holds something this server cannot read; the server's log has it under error id {id}"
+            );
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &message)
+        }
     }
+}
+
+/// A name for one internal error, to find its log line by: random, so that it says nothing of
+/// the state.
+fn error_id() -> String {
+    let mut bytes = [0u8; 8];
+    // A CSPRNG failure leaves zeros: the id is a name, not a secret.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    format!("err_{}", hex::encode(bytes))
 }
 
 /// A key as JSON.

@@ -42,13 +42,20 @@ pub enum Failure {
     Refused(String),
     /// 503: the state cannot be read or changed now (the caller may retry).
     Unavailable(String),
+    /// 400: what was asked names nothing the state can hold.
+    BadRequest(String),
+    /// 500: the state holds something invalid; logged in full under an error id, which the
+    /// answer gives.
+    Internal(String),
 }
 
 impl From<FleetError> for Failure {
     fn from(e: FleetError) -> Self {
         match e {
             FleetError::NoSuchKey(m) => Failure::NoSuchKey(m),
-            FleetError::Refused(m) => Failure::Refused(m),
+            FleetError::Conflict(m) => Failure::Refused(m),
+            FleetError::BadInput(m) => Failure::BadRequest(m),
+            FleetError::Corrupt(m) => Failure::Internal(m),
             other => Failure::Unavailable(other.to_string()),
         }
     }

@@ -45,7 +45,7 @@ pub async fn vote(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .await?;
     let key_id = i64::try_from(ballot.key_id)
-        .map_err(|_| FleetError::Refused("key id out of range".into()))?;
+        .map_err(|_| FleetError::BadInput("key id out of range".into()))?;
     // Expired approvals go, and so does every approval of this key cast on another version
     // of it (PRODUCT.md §9: any change to the key voids them).
     tx.execute(

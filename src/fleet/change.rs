@@ -53,7 +53,7 @@ pub async fn change_in(
     )
     .await?;
     let key_id = key_id
-        .map(|k| i64::try_from(k).map_err(|_| FleetError::Refused("key id out of range".into())))
+        .map(|k| i64::try_from(k).map_err(|_| FleetError::BadInput("key id out of range".into())))
         .transpose()?;
     let rows = tx
         .query(
@@ -84,8 +84,8 @@ pub async fn change_in(
             row.get(5),
         )?;
         // The database's clock decides what has passed, as it stamps the change.
-        let now = parse_time(&row.get::<_, String>(4)).map_err(FleetError::Refused)?;
-        let after = action.apply(&before, now).map_err(FleetError::Refused)?;
+        let now = parse_time(&row.get::<_, String>(4)).map_err(FleetError::Corrupt)?;
+        let after = action.apply(&before, now).map_err(FleetError::Conflict)?;
         let not_after = after.not_after.map(sql_time);
         let row = tx
             .query_one(
@@ -144,7 +144,7 @@ pub async fn import(
     let mut imported = Imported::default();
     for state in states {
         let key_id = i64::try_from(state.key_id)
-            .map_err(|_| FleetError::Refused(format!("key id {} out of range", state.key_id)))?;
+            .map_err(|_| FleetError::BadInput(format!("key id {} out of range", state.key_id)))?;
         let added = tx
             .execute(
                 "INSERT INTO ccs_key_state (instance, key_id, kcv, disabled, not_after, lease)

@@ -150,7 +150,7 @@ impl Follower {
                     closed = &mut session.closed => {
                         return Err(match closed {
                             Ok(Err(e)) => e.into(),
-                            _ => FleetError::Refused("the database closed the connection".into()),
+                            _ => FleetError::Unavailable("the database closed the connection".into()),
                         });
                     }
                     _ = links.stop.changed() => {
@@ -222,7 +222,7 @@ fn registration_refused(e: tokio_postgres::Error, replica: &str) -> FleetError {
         && e.as_db_error()
             .is_some_and(|d| d.message().contains("row-level security"))
     {
-        return FleetError::Refused(format!(
+        return FleetError::Unavailable(format!(
             "replica name {replica:?} is registered in ccs_replica by another database login: give each replica its own name ([state] replica) and its own login"
         ));
     }

@@ -33,8 +33,18 @@ pub enum FleetError {
     Timeout(&'static str),
     #[error("{0}")]
     Schema(String),
+    /// The action does not apply to the key's state (a real conflict: 409).
     #[error("{0}")]
-    Refused(String),
+    Conflict(String),
+    /// What was asked cannot name anything in the database (400).
+    #[error("{0}")]
+    BadInput(String),
+    /// A row the database holds is not valid (a bug or a hand edit: 500, with an error id).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The database cannot be used now (the connection closed, or a login refused): 503.
+    #[error("{0}")]
+    Unavailable(String),
     /// The key (or the instance) is not in the database.
     #[error("{0}")]
     NoSuchKey(String),
@@ -160,7 +170,7 @@ pub fn key_state(
     lease: bool,
 ) -> Result<KeyState, FleetError> {
     let bad = |what: String| {
-        FleetError::Refused(format!("ccs_key_state row ({instance}, {key_id}): {what}"))
+        FleetError::Corrupt(format!("ccs_key_state row ({instance}, {key_id}): {what}"))
     };
     Ok(KeyState {
         instance: InstanceName::parse(instance).map_err(|e| bad(e.to_string()))?,

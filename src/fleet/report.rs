@@ -218,7 +218,7 @@ pub async fn audit(
             let seq: i64 = r.get(0);
             let state = |column: usize| -> Result<Option<StateRecord>, FleetError> {
                 serde_json::from_str(r.get(column)).map_err(|e| {
-                    FleetError::Refused(format!("ccs_audit seq {seq}: column {column}: {e}"))
+                    FleetError::Corrupt(format!("ccs_audit seq {seq}: column {column}: {e}"))
                 })
             };
             Ok(Record {
