@@ -1,4 +1,4 @@
-//! Quorum for the admin API's changes (PRODUCT.md §9): a change that needs more than one signer
+//! Quorum for the admin API's changes (contract §9): a change that needs more than one signer
 //! waits as a pending approval until enough distinct signers asked for the same change of the
 //! same key, or it expires. The same signer counts once. This is the rule and the single-node
 //! book; a fleet keeps its book in the database (`fleet::approvals`) by the same rule.
@@ -33,7 +33,7 @@ pub struct Ballot {
     /// approver no longer among them no longer counts.
     pub electorate: Vec<String>,
     /// The signed request as evidence (`httpsig::Evidence`, its JSON), which the audit record
-    /// of the change carries (PRODUCT.md §10); empty when there is none.
+    /// of the change carries (contract §10); empty when there is none.
     pub evidence: String,
 }
 
@@ -126,7 +126,7 @@ pub fn new_id() -> String {
 
 /// Counts `ballot` in `pending` (its change's approval, cast on the same key version): the
 /// same signer once, and an earlier approver only while it is still in the ballot's
-/// electorate (PRODUCT.md §9: an approval counts only while it is still true). The quorum is
+/// electorate (contract §9: an approval counts only while it is still true). The quorum is
 /// the larger of the approval's own and `required`: a replica configured for fewer signers
 /// cannot lower it. Whether the quorum is reached.
 pub fn count(pending: &mut Pending, ballot: &Ballot, required: u32) -> bool {

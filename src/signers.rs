@@ -1,4 +1,4 @@
-//! The signers of the admin API (PRODUCT.md §9): `signers.toml`, one `[[signer]]` per shared
+//! The signers of the admin API (contract §9): `signers.toml`, one `[[signer]]` per shared
 //! secret — key id, secret (base64 of 32 or more bytes), HMAC algorithm, the actions it may
 //! take, an optional expiry, `active`. Judged like the key store (its permissions, a message
 //! naming file, entry and field for anything wrong), and never showing a secret.
@@ -295,7 +295,7 @@ impl Signers {
     }
 
     /// What of `self` stays in force at once when the file changes to `new`: only what both
-    /// allow (kill wins at once, PRODUCT.md §7) — a signer in both with the same secret and
+    /// allow (kill wins at once, contract §7) — a signer in both with the same secret and
     /// algorithm, active only if both say so, with the actions both give and the earlier
     /// expiry. What `new` adds (a signer, an action, a later expiry, a reactivation, a new
     /// secret) waits until the file has settled.

@@ -95,7 +95,7 @@ impl Action {
                     ));
                 }
                 // One signer alone only makes things safer: renew never lifts, postpones or
-                // shortens a shutdown that is scheduled (PRODUCT.md §9).
+                // shortens a shutdown that is scheduled (contract §9).
                 if let Some(t) = not_after.filter(|_| !lease) {
                     return Err(format!(
                         "the key has a shutdown scheduled at {} (not a lease): renew only moves a lease; undoing a shutdown is `enable`, with its quorum",

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The signed admin API (PRODUCT.md §9) on a single node, driven by an independent client —
+//! The signed admin API (contract §9) on a single node, driven by an independent client —
 //! Python's `http-message-signatures` (PyPI) signing and sending over HTTPS: every action and
 //! its effect on the polls, quorum, the audit chain, each 401 rule, signers reloaded (and a
 //! broken signers file failing closed), the service port still GET-only, and the operator's

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The signed admin API of a fleet (PRODUCT.md §8, §9) against a real PostgreSQL: a request may
+//! The signed admin API of a fleet (contract §8, §9) against a real PostgreSQL: a request may
 //! reach any replica behind the load balancer, so the quorum's approvals and the one-time
 //! nonces are shared in the database; a change is answered once every live replica applied it,
 //! and the database's audit chain names its signers. The client is Python's
@@ -254,7 +254,7 @@ async fn one_quorum_for_the_fleet_whatever_a_replica_is_configured_with() {
     );
 }
 
-/// PRODUCT.md §10: a change through the API carries its signed requests, and `audit verify
+/// contract §10: a change through the API carries its signed requests, and `audit verify
 /// --signers` checks them again; a record made in SQL that claims signers, or one that
 /// borrows the signatures of another, is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! What a valid signature is allowed to mean on the signed admin API (PRODUCT.md §9): it is
+//! What a valid signature is allowed to mean on the signed admin API (contract §9): it is
 //! bound to the server it was made for (a staging/production pair sharing one signers file),
 //! one `Host` header, a nonce long enough not to be guessed, and HTTP/1.1 only on the port.
 
@@ -256,7 +256,7 @@ async fn an_approval_counts_only_while_its_signer_may_and_its_key_is_unchanged()
     assert_eq!(poll().await, 200);
 
     // The chain beside the key store carries both signed requests, and they verify
-    // (PRODUCT.md §10).
+    // (contract §10).
     let out = support::process::bin()
         .args(["audit", "verify", "--signers"])
         .arg(&file)

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The audit chain of a single node (PRODUCT.md §10): `audit.jsonl` beside the key store gets
+//! The audit chain of a single node (contract §10): `audit.jsonl` beside the key store gets
 //! one record per key-state change, from the CLI (with its user and reason) and from the server
 //! for changes made to the file by other means; `audit verify` names the first record changed,
 //! removed or reordered; a chain that cannot be written never stops a kill switch.

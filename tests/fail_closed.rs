@@ -1,4 +1,4 @@
-//! PRODUCT.md §7 on reload: a key store that fails to load answers 503 for its keys (never a 404
+//! contract §7 on reload: a key store that fails to load answers 503 for its keys (never a 404
 //! it did not say, never a 200 from the state the operator tried to replace), applies every
 //! withdrawal it can read, is alertable, and recovers by itself; a slow non-atomic rewrite is
 //! never loaded half-written.

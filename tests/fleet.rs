@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The fleet (`[state] backend = "postgres"`, PRODUCT.md §8) against a real PostgreSQL started
+//! The fleet (`[state] backend = "postgres"`, contract §8) against a real PostgreSQL started
 //! here: replicas follow kill switches and `--wait` confirms them, a lost database (or a replica
 //! cut from it) fails closed and recovers alone, changes land in one audited order, a KCV
 //! mismatch is never served, migrations race safely, tampering is found, roles hold.

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Only what the rules allow moves a key in a fleet (PRODUCT.md §7, §8, §10), tried as a
+//! Only what the rules allow moves a key in a fleet (contract §7, §8, §10), tried as a
 //! database login would against a real PostgreSQL: an operator's temporary tables cannot
 //! catch a change's revision and audit record, a row changed outside the trigger is in doubt
 //! on every replica (its withdrawal applies at once, its un-kill answers 503), and a replica's

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Kill wins at once; un-kill settles (PRODUCT.md §7), against a writer that rewrites a file in
+//! Kill wins at once; un-kill settles (contract §7), against a writer that rewrites a file in
 //! place and pauses half-way, as an editor or a configuration tool may: a withdrawal is served
 //! from the moment it can be read, and nothing a half-written file seems to give back is
 //! served, not even for one poll.

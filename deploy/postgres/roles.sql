@@ -1,4 +1,4 @@
--- Least-privilege roles for a ccs-endpoint fleet (PRODUCT.md §8). Run once, after
+-- Least-privilege roles for a ccs-endpoint fleet (contract §8). Run once, after
 -- `ccs-endpoint db migrate`, as the role that owns the schema; running it again is harmless.
 --
 --   ccs_serving   what a replica needs: read the key states and the audit chain (to verify

@@ -1,4 +1,4 @@
-//! The signers file (PRODUCT.md §9): parsing never panics, and no error quotes a `secret` value
+//! The signers file (contract §9): parsing never panics, and no error quotes a `secret` value
 //! it was given (values of 16 or more characters, what a secret or a piece of one looks like;
 //! a value that also stands elsewhere in the text is exempt: errors name an entry by its key id
 //! and an unknown field by its name, and those are not secrets; so is a value the error holds

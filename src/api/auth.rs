@@ -1,4 +1,4 @@
-//! Who signed an admin API request (RFC 9421, PRODUCT.md §9), in this order: a signature at all,
+//! Who signed an admin API request (RFC 9421, contract §9), in this order: a signature at all,
 //! its parameters, a signer that may sign now, its algorithm, what the signature covers, its
 //! time window and the body's digest, the HMAC (constant time) — and then, only for a request a
 //! signer made, its one-time nonce (by the caller, which knows where nonces are kept).

@@ -62,7 +62,7 @@ pub(super) fn find(
         })
 }
 
-/// The version of `state` an approval is cast on (PRODUCT.md §9): the key's last record in
+/// The version of `state` an approval is cast on (contract §9): the key's last record in
 /// the audit chain beside `store`, and its state now (a hand edit the server has not recorded
 /// yet changes it too). A chain that cannot be read leaves the version unknown: 503.
 pub(super) fn key_version(store: &Path, state: &KeyState) -> Result<String, Failure> {

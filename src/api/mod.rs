@@ -1,4 +1,4 @@
-//! The signed admin API (PRODUCT.md §9): the remote kill switch. Its own HTTPS listener (the
+//! The signed admin API (contract §9): the remote kill switch. Its own HTTPS listener (the
 //! server's TLS identity, HTTP/1.1), every request signed with HTTP Message Signatures
 //! (RFC 9421, HMAC) by a signer of the signers file, the actions each signer may take, quorum
 //! for the changes, and JSON in and out with `Cache-Control: no-store`.
@@ -154,7 +154,7 @@ impl Api {
                 None,
             );
         };
-        // A signature is bound to this server (PRODUCT.md §9): its @target-uri is built from
+        // A signature is bound to this server (contract §9): its @target-uri is built from
         // the Host header, which must be one of this API's names.
         if let Err(refused) = self.addressed_here(host) {
             return (refusal(&refused), None);
@@ -229,7 +229,7 @@ impl Api {
             };
             return (response, Some(key_id));
         }
-        // The signed request, for the audit record of the change it asks for (PRODUCT.md §10).
+        // The signed request, for the audit record of the change it asks for (contract §10).
         let evidence = Evidence::of(&params, &message).json();
         let signed = Signer {
             key_id: &key_id,

@@ -1,4 +1,4 @@
-//! A single node's one-time nonces, kept across restarts (PRODUCT.md §9): `api-nonces.tsv`
+//! A single node's one-time nonces, kept across restarts (contract §9): `api-nonces.tsv`
 //! beside the key store, one `until<TAB>key id<TAB>nonce` line per nonce taken, appended and
 //! synced before the request is served, read back at start-up (what is past its window is
 //! dropped, and the file rewritten without it). So a request captured before a restart is

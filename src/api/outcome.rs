@@ -27,7 +27,7 @@ pub enum Outcome {
         total: usize,
         approvers: Vec<String>,
         key: KeyState,
-        /// The audit chain's new head, `SEQ:HASH` (PRODUCT.md §10), when it was recorded.
+        /// The audit chain's new head, `SEQ:HASH` (contract §10), when it was recorded.
         head: Option<String>,
     },
     Pending(Pending),

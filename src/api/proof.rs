@@ -1,4 +1,4 @@
-//! What the audit chain's records of API changes prove (PRODUCT.md §10, `audit verify
+//! What the audit chain's records of API changes prove (contract §10, `audit verify
 //! --signers FILE`): each such record carries its approvers' signed requests, and each is
 //! checked again with the signer's secret — the signature itself, that it asked for this
 //! record's action on this record's key, that its signers are the record's actor, that it was

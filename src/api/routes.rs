@@ -1,4 +1,4 @@
-//! The admin API's routes (PRODUCT.md §9): which endpoint a method and path name, the action a
+//! The admin API's routes (contract §9): which endpoint a method and path name, the action a
 //! signer needs for it, and the JSON body a change takes.
 
 use axum::http::Method;

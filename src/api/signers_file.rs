@@ -1,5 +1,5 @@
 //! The signers file, hot: looked at (one `stat`) on every API request and read again when it
-//! changed, as the key store is (PRODUCT.md §7): kill wins at once, un-kill settles. What a
+//! changed, as the key store is (contract §7): kill wins at once, un-kill settles. What a
 //! change withdraws — a signer removed, retired, expired sooner, an action taken away, a secret
 //! replaced — is in force from the next request; what it gives — a signer added or
 //! reactivated, an action, a later expiry, a new secret — only once the file has stayed the

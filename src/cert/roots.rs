@@ -1,6 +1,6 @@
 //! The configured trust roots: every certificate of every PEM file, judged as a trust anchor.
 //!
-//! At start-up every file must load. At reload (PRODUCT.md §7) a vanished or emptied file
+//! At start-up every file must load. At reload (contract §7) a vanished or emptied file
 //! withdraws its roots at once, while a file that is there but fails to load keeps its previous
 //! roots *in doubt*: a certificate only they issue answers 503, neither served nor refused,
 //! until a good file loads.

@@ -1,4 +1,4 @@
-//! The audit chain (PRODUCT.md §10): one record per key-state change, each holding the hash of
+//! The audit chain (contract §10): one record per key-state change, each holding the hash of
 //! the one before, so that a record changed, removed or reordered breaks the chain from there.
 //!
 //! `hash` = hex SHA-256 of `prev` (64 hex digits; 64 zeros for the first record) followed by
@@ -244,7 +244,7 @@ pub enum Broken {
 }
 
 /// Whether `records` (a verified chain) still holds the head `SEQ:HASH` kept outside it: a
-/// chain cannot prove its own tail, so a head written down elsewhere anchors it (PRODUCT.md
+/// chain cannot prove its own tail, so a head written down elsewhere anchors it (contract
 /// §10). Says what happened when it does not: truncated, or rewritten.
 pub fn holds(records: &[Record], head: &str) -> Result<(), String> {
     let (seq, hash) = head

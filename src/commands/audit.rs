@@ -1,4 +1,4 @@
-//! The audit chain of the CLI's changes to a key-store file (PRODUCT.md §10): the chain beside
+//! The audit chain of the CLI's changes to a key-store file (contract §10): the chain beside
 //! the store is locked before the change and the change appended after it, so that a server
 //! reloading the store in between finds it recorded (and does not record it again as `file`).
 //! A chain that cannot be written never stops a change: a kill switch goes ahead, with a

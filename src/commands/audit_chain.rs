@@ -1,4 +1,4 @@
-//! `audit verify|show` (PRODUCT.md §10): the chain of a fleet's database, or `audit.jsonl`
+//! `audit verify|show` (contract §10): the chain of a fleet's database, or `audit.jsonl`
 //! beside a key-store file. `verify` recomputes it, checks it still holds a head kept elsewhere
 //! (`--head`), and checks again who signed each API change (`--signers`).
 

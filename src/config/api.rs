@@ -1,4 +1,4 @@
-//! `[api]`: the signed admin API (PRODUCT.md §9) — where it listens, who may sign, how long a
+//! `[api]`: the signed admin API (contract §9) — where it listens, who may sign, how long a
 //! signature and a pending approval live, and how many distinct signers each action needs.
 
 use std::collections::BTreeMap;

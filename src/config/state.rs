@@ -1,5 +1,5 @@
 //! `[state]`: where the keys' states live. The key-store file by default; PostgreSQL for a
-//! fleet of replicas (PRODUCT.md §8), each keeping its secrets in its own file or token.
+//! fleet of replicas (contract §8), each keeping its secrets in its own file or token.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

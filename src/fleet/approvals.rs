@@ -47,7 +47,7 @@ pub async fn vote(
     let key_id = i64::try_from(ballot.key_id)
         .map_err(|_| FleetError::BadInput("key id out of range".into()))?;
     // Expired approvals go, and so does every approval of this key cast on another version
-    // of it (PRODUCT.md §9: any change to the key voids them).
+    // of it (contract §9: any change to the key voids them).
     tx.execute(
         "DELETE FROM ccs_approval WHERE expires_at <= now()
             OR (instance = $1 AND key_id = $2 AND state <> $3)",

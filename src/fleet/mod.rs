@@ -1,4 +1,4 @@
-//! Fleet key state (PRODUCT.md §8): the states of the keys in PostgreSQL, which every replica
+//! Fleet key state (contract §8): the states of the keys in PostgreSQL, which every replica
 //! follows; the secrets stay in each replica's key-store file or token.
 //!
 //! The database is the one source of truth and the replicas are caches of it. A change is a
@@ -69,9 +69,9 @@ pub struct Snapshot {
     /// Every key's shared state; its `kcv` is the KCV the fleet expects of the secret.
     pub keys: Vec<KeyState>,
     /// Keys whose row is not the state of their last audited change: changed outside the
-    /// audit chain, so in doubt (PRODUCT.md §7: served only as far as the row withdraws them).
+    /// audit chain, so in doubt (contract §7: served only as far as the row withdraws them).
     pub unaudited: Vec<KeyRef>,
-    /// The audit chain's last record, `(seq, hash)`, read with the rows (PRODUCT.md §10: the
+    /// The audit chain's last record, `(seq, hash)`, read with the rows (contract §10: the
     /// head every change moves, exported as `ccs_audit_head`).
     pub head: Option<(u64, String)>,
 }

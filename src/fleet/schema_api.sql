@@ -1,4 +1,4 @@
--- ccs-endpoint fleet schema, version 2: what the signed admin API (PRODUCT.md §9) shares
+-- ccs-endpoint fleet schema, version 2: what the signed admin API (contract §9) shares
 -- between replicas behind one load balancer, so that a request reaching any of them counts
 -- the same.
 --

@@ -19,7 +19,7 @@
 ALTER TABLE @schema@.ccs_audit ADD COLUMN role text;
 
 -- Whether a key's not_after is a lease (renew may move it) or a shutdown, scheduled or past
--- (only enable undoes it): PRODUCT.md §9. A state's canonical JSON shows it only when true,
+-- (only enable undoes it): contract §9. A state's canonical JSON shows it only when true,
 -- so the records written before stay as they were.
 ALTER TABLE @schema@.ccs_key_state ADD COLUMN lease boolean NOT NULL DEFAULT false;
 
@@ -192,7 +192,7 @@ CREATE POLICY ccs_poll_update ON @schema@.ccs_poll FOR UPDATE
         SELECT name FROM @schema@.ccs_replica WHERE login = session_user));
 
 -- A replica judges each row against the chain: the row's state and revision must be those of
--- the key's last audited change (PRODUCT.md §7: a row changed outside the chain is in doubt).
+-- the key's last audited change (contract §7: a row changed outside the chain is in doubt).
 CREATE INDEX ccs_audit_key ON @schema@.ccs_audit (instance, key_id, seq);
 
 -- An approval counts only for the version of its key it was cast on (the row's revision):

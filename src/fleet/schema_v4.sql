@@ -1,5 +1,5 @@
 -- ccs-endpoint fleet schema, version 4: a change through the signed API carries its
--- signatures (PRODUCT.md §10), so that `audit verify --signers FILE` can check again who
+-- signatures (contract §10), so that `audit verify --signers FILE` can check again who
 -- approved it, with nothing but the chain and the signers' secrets.
 --
 -- 1. ccs_audit.signatures: the approvers' signed requests, a JSON list kept as the text it

@@ -1,4 +1,4 @@
-//! A signed request kept as evidence (PRODUCT.md §10): what a signature covered, so that
+//! A signed request kept as evidence (contract §10): what a signature covered, so that
 //! `audit verify --signers FILE` can check it again long after the request, with the signer's
 //! secret and nothing the server remembers. It holds no secret: a signature and a body travel
 //! in the clear inside TLS, and the HMAC cannot be turned back into its key.

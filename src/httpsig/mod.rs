@@ -1,5 +1,5 @@
 //! HTTP Message Signatures (RFC 9421) with HMAC, and `Content-Digest` (RFC 9530), as the admin
-//! API authenticates a request (PRODUCT.md §9). Structured fields are parsed and serialised by
+//! API authenticates a request (contract §9). Structured fields are parsed and serialised by
 //! `sfv`; the signature base is built here, to the letter of RFC 9421 §2.5, and the HMAC is
 //! compared in constant time by aws-lc-rs.
 //!

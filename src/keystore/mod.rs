@@ -41,7 +41,7 @@ pub struct KeyState {
     pub not_after: Option<OffsetDateTime>,
     /// Whether `not_after` is a lease (set by `renew`, or by an un-kill `until`), which `renew`
     /// may move forward; otherwise it is a shutdown, scheduled or past, which only `enable`
-    /// (with its quorum) undoes (PRODUCT.md §9). Meaningless without `not_after`.
+    /// (with its quorum) undoes (contract §9). Meaningless without `not_after`.
     pub lease: bool,
     pub kcv: Kcv,
 }

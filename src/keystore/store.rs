@@ -58,7 +58,7 @@ impl KeyStore {
         }
     }
 
-    /// The keys as the fleet's shared state has them (PRODUCT.md §8), served with `local`'s
+    /// The keys as the fleet's shared state has them (contract §8), served with `local`'s
     /// secrets: a shared key is wrapped only when `local` holds a secret with the KCV the
     /// shared state expects; a key `local` holds that the shared state does not name is absent
     /// (404). While `local` is withheld (its file refused), so is the result, for that reason.
@@ -86,7 +86,7 @@ impl KeyStore {
         }
     }
 
-    /// This store with `keys` in doubt for `reason` (PRODUCT.md §7): each is answered only as
+    /// This store with `keys` in doubt for `reason` (contract §7): each is answered only as
     /// far as its state withdraws it (404, or a `validUntil` that has passed), else 503.
     pub fn doubting<'k>(
         mut self,
@@ -122,7 +122,7 @@ impl KeyStore {
         })
     }
 
-    /// The keys as served while the key-store file fails to load (PRODUCT.md §7: doubt answers
+    /// The keys as served while the key-store file fails to load (contract §7: doubt answers
     /// 503, never 404, never a stale 200). What can be read of the refused file's
     /// `withdrawals` — a `disabled` flag however it was typed, a `not_after`, an entry removed —
     /// applies at once; `last_good`'s own withdrawals stay; every other key answers 503

@@ -1,4 +1,4 @@
-//! What a refused key-store file still withdraws (PRODUCT.md §7: doubt answers 503, never 404,
+//! What a refused key-store file still withdraws (contract §7: doubt answers 503, never 404,
 //! never a stale 200): read leniently, so that a `disabled` flag however it was typed, a
 //! `not_after` or an entry removed applies at once although the file as a whole is refused
 //! ([`KeyStore::withholding`](super::KeyStore::withholding)).
@@ -78,7 +78,7 @@ impl Withdrawals {
 
     /// Only what the file says outright (a `disabled` flag, a `not_after`): no removal is
     /// inferred from an entry's absence, which a file being rewritten shows too. What a change
-    /// withdraws at once, before the file has settled (PRODUCT.md §7).
+    /// withdraws at once, before the file has settled (contract §7).
     pub fn stated(mut self) -> Self {
         self.present = None;
         self

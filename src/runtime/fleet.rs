@@ -1,4 +1,4 @@
-//! A replica of a fleet (`[state] backend = "postgres"`, PRODUCT.md §8): the follower reads the
+//! A replica of a fleet (`[state] backend = "postgres"`, contract §8): the follower reads the
 //! shared states, and the applier here decides what is served from them and this replica's own
 //! secrets — and, by the clock alone, when a state not confirmed for `max_staleness` stops being
 //! served (§7: 503 for keys, `/readyz` 503, recovery without a restart). Polls never wait on the

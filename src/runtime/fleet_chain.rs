@@ -1,4 +1,4 @@
-//! A replica's watch on the fleet's audit chain (PRODUCT.md §10): the whole chain is read from
+//! A replica's watch on the fleet's audit chain (contract §10): the whole chain is read from
 //! the database and verified at start-up and every [`EVERY`], and `ccs_audit_chain_ok` says
 //! whether it holds (alert `CcsAuditChainBroken`), as it does beside a key-store file. A
 //! database that cannot be read leaves the gauge as it was: its own alerts cover that.

@@ -69,7 +69,7 @@ pub fn trust(config: &Config, now: OffsetDateTime) -> Result<WithWarnings<TrustS
     })
 }
 
-/// The trust roots on reload, which always gives a store (PRODUCT.md §7): a vanished or emptied
+/// The trust roots on reload, which always gives a store (contract §7): a vanished or emptied
 /// file withdraws its roots, a file that fails to load keeps its previous roots in doubt, and
 /// with `doubt` (the configuration failed to re-read) every root is in doubt. The second value
 /// lists what failed.

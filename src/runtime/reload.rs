@@ -1,6 +1,6 @@
 //! Hot reload of the key store, the trust roots and the server's TLS identity (when: see
 //! `watch`). Each part is loaded whole by the same loader as at start-up (`load`) and swapped
-//! atomically. A part that fails to load is logged and counted, and follows PRODUCT.md §7: the
+//! atomically. A part that fails to load is logged and counted, and follows contract §7: the
 //! TLS identity keeps its last good state; a key store that fails answers 503 for its keys,
 //! except for the withdrawals that can be read (see [`KeyStore::withholding`]); roots whose file
 //! fails are in doubt (503).

@@ -2,7 +2,7 @@
 //! changing, so that a slow, non-atomic rewrite is never loaded half-written: a file loads
 //! once it has stayed the same — its metadata and its bytes, read again at every step — for
 //! [`SETTLE`]. What a change withdraws is applied before that (`reload`): kill wins at once,
-//! un-kill settles (PRODUCT.md §7).
+//! un-kill settles (contract §7).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -23,7 +23,7 @@ pub struct NewSigner<'a> {
 }
 
 const HEADER: &str = "# ccs-endpoint signers: keep it mode 600 and out of version control.\n\
-# Each [[signer]] may sign admin API requests (PRODUCT.md §9); `ccs-endpoint signers add` adds one.\n";
+# Each [[signer]] may sign admin API requests (contract §9); `ccs-endpoint signers add` adds one.\n";
 
 /// Adds `signer` to the file at `path` (created if absent); the secret, base64, to show once.
 pub fn add(path: &Path, signer: &NewSigner<'_>) -> Result<Zeroizing<String>, String> {
