@@ -25,6 +25,7 @@ pub mod permissions;
 pub mod protocol;
 pub mod quorum;
 pub mod secret;
+pub mod secret_file;
 pub mod signers;
 pub mod switch;
 pub mod wrap;

@@ -258,10 +258,8 @@ pub fn api(command: ApiCommand) -> anyhow::Result<ExitCode> {
             body(reason, Some(("until", &Some(until.clone()))))?,
         ),
     };
-    let text = Zeroizing::new(
-        std::fs::read_to_string(&signing.secret_file)
-            .with_context(|| format!("--secret-file {}", signing.secret_file.display()))?,
-    );
+    let text = ccs_endpoint::secret_file::read(&signing.secret_file)
+        .with_context(|| format!("--secret-file {}", signing.secret_file.display()))?;
     let secret = Zeroizing::new(BASE64.decode(text.trim()).map_err(|_| {
         anyhow::anyhow!(
             "--secret-file {}: not base64 (the secret as `signers add` printed it)",

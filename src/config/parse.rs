@@ -35,15 +35,9 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         // toml's own Display quotes the offending line, which could be a PIN or a secret pasted
         // into the wrong place: only the line number and the message are shown.
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |span| {
-                let before = &text.as_bytes()[..span.start.min(text.len())];
-                1 + before.iter().filter(|&&b| b == b'\n').count()
-            });
-            ConfigError::Parse {
-                path: path.to_owned(),
-                message: format!("line {line}: {}", e.message().trim_end()),
-            }
+        let raw: RawConfig = crate::secret_file::toml(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
         })?;
         let field = |field: &'static str, message: String| ConfigError::Field {
             path: path.to_owned(),

@@ -135,10 +135,8 @@ fn read_url(source: &UrlSource) -> Result<(Zeroizing<String>, String), FleetErro
                 "state.url_env names ${var}, which is not set: export the database URL (postgresql://user@host/db) in it"
             ))),
         },
-        UrlSource::File(path) => match std::fs::read_to_string(path) {
-            Ok(url) if !url.trim().is_empty() => {
-                Ok((Zeroizing::new(url), path.display().to_string()))
-            }
+        UrlSource::File(path) => match crate::secret_file::read(path) {
+            Ok(url) if !url.trim().is_empty() => Ok((url, path.display().to_string())),
             Ok(_) => Err(FleetError::Config(format!(
                 "state.url_file {} is empty",
                 path.display()

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::HsmError;
 use crate::config::PinSource;
-use crate::permissions::Permissions;
+use crate::secret_file::{self, SecretFile};
 
 /// Reads the user PIN from its file or environment variable.
 pub(super) fn read_pin(source: &PinSource) -> Result<AuthPin, String> {
@@ -35,14 +35,15 @@ pub fn pin_file_verdict(path: &Path, allow_open: bool) -> Result<Option<String>,
             path.display()
         ))
     };
-    Permissions::of(path)
-        .map_err(|e| refused(e.to_string()))?
-        .judge("PIN file", "the PIN", path, allow_open)
-        .map_err(refused)
+    let file = SecretFile {
+        path,
+        kind: "PIN file",
+        holds: "the PIN",
+    };
+    file.judge(allow_open).map_err(|e| refused(e.to_string()))
 }
 
 fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, String> {
-    std::fs::read_to_string(path)
-        .map(Zeroizing::new)
+    secret_file::read(path)
         .map_err(|e| format!("PIN file {} (keys.pkcs11.pin_file): {e}", path.display()))
 }

@@ -13,6 +13,7 @@ use toml::Value;
 use super::KeyState;
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::{Kcv, Secret};
+use crate::secret_file;
 use zeroize::Zeroizing;
 
 /// A key-store file that cannot be used. Names the file, the entry and the field; never
@@ -103,18 +104,10 @@ pub fn parse_entries(
     text: &str,
     secrets: SecretsIn,
 ) -> Result<Vec<KeyEntry>, KeyStoreError> {
-    // toml's own Display quotes the offending source line, which may be a secret: only its
-    // message and position are used.
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e.span().map_or(0, |span| {
-            let before = &text.as_bytes()[..span.start.min(text.len())];
-            1 + before.iter().filter(|&&b| b == b'\n').count()
-        });
-        KeyStoreError::Syntax {
-            path: path.to_owned(),
-            line,
-            message: shown_names(e.message().trim()),
-        }
+    let mut table: toml::Table = secret_file::toml(text).map_err(|e| KeyStoreError::Syntax {
+        path: path.to_owned(),
+        line: e.line,
+        message: shown_names(e.message.trim()),
     })?;
     let shape = |message: String| KeyStoreError::Shape {
         path: path.to_owned(),
@@ -167,12 +160,10 @@ pub fn read_entries(path: &Path, secrets: SecretsIn) -> Result<Vec<KeyEntry>, Ke
 
 /// The text of the key-store file at `path`, wiped when dropped.
 pub(super) fn read_text(path: &Path) -> Result<Zeroizing<String>, KeyStoreError> {
-    std::fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|source| KeyStoreError::Read {
-            path: path.to_owned(),
-            source,
-        })
+    secret_file::read(path).map_err(|source| KeyStoreError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 struct EntryParser<'a> {

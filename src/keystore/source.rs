@@ -10,7 +10,7 @@ use super::{
 };
 use crate::config::{Backend, KeysConfig};
 use crate::hsm::{Hsm, HsmError};
-use crate::permissions::Permissions;
+use crate::secret_file::{SecretFile, SecretFileError};
 use crate::wrap::WrapOptions;
 
 /// Where the secrets are.
@@ -100,14 +100,19 @@ impl KeySource {
 
 /// Judges the key-store file's permissions: a warning to log, or why it is refused.
 pub fn check_permissions(path: &Path, allow_open: bool) -> Result<Option<String>, KeyStoreError> {
-    Permissions::of(path)
-        .map_err(|source| KeyStoreError::Read {
+    let file = SecretFile {
+        path,
+        kind: "key store",
+        holds: "the secrets",
+    };
+    file.judge(allow_open).map_err(|e| match e {
+        SecretFileError::Read(source) => KeyStoreError::Read {
             path: path.to_owned(),
             source,
-        })?
-        .judge("key store", "the secrets", path, allow_open)
-        .map_err(|message| KeyStoreError::Permissions {
+        },
+        SecretFileError::Permissions(message) => KeyStoreError::Permissions {
             path: path.to_owned(),
             message,
-        })
+        },
+    })
 }

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::keystore::{parse_entries, KeyState, KeyStoreError, SecretsIn};
 use crate::protocol::{InstanceName, KeyId};
 use crate::secret::{Kcv, Secret};
+use crate::secret_file;
 
 mod apply;
 
@@ -50,19 +51,10 @@ impl KeyFile {
     /// As `open`, for a file whose entries hold what `secrets` says (secrets, or KCVs of
     /// secrets kept in a token).
     pub fn open_with(path: &Path, secrets: SecretsIn) -> Result<Self, KeyFileError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => Zeroizing::new(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Zeroizing::new(String::from(HEADER))
-            }
-            Err(source) => {
-                return Err(KeyStoreError::Read {
-                    path: path.to_owned(),
-                    source,
-                }
-                .into())
-            }
-        };
+        let text = secret_file::read_or(path, HEADER).map_err(|source| KeyStoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         parse_entries(path, &text, secrets)?;
         let doc = text
             .parse::<DocumentMut>()

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::httpsig::Algorithm;
 use crate::protocol::format_timestamp;
+use crate::secret_file;
 use crate::signers::{valid_key_id, Action, Signers, MIN_SECRET_BYTES};
 use crate::tools::keyfile::write_atomically;
 
@@ -36,11 +37,8 @@ pub fn add(path: &Path, signer: &NewSigner<'_>) -> Result<Zeroizing<String>, Str
     if signer.actions.is_empty() {
         return Err("give at least one action".into());
     }
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => Zeroizing::new(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Zeroizing::new(HEADER.to_owned()),
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
-    };
+    let text = secret_file::read_or(path, HEADER)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let existing = Signers::parse(path, &text).map_err(|e| e.to_string())?;
     if existing.signer_ids().any(|id| id == signer.key_id) {
         return Err(format!(

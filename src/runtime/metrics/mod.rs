@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,71 +12,13 @@ use time::OffsetDateTime;
 
 use super::fleet_metrics::{FleetCollector, FleetGauges};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    status: u16,
-    reason: &'static str,
-}
+mod labels;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiLabels {
-    action: &'static str,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ComponentLabel {
-    component: &'static str,
-}
-
-/// Every `reason` of `ccs_connections_refused_total`: each series exists from 0 at start.
-pub const REFUSAL_REASONS: [&str; 9] = [
-    "not_allowed",
-    "max_connections_per_client",
-    "max_connections",
-    "handshake_timeout",
-    "tls_handshake",
-    "proxy_header",
-    "untrusted_proxy",
-    "admin_max_connections",
-    "idle_timeout",
-];
-
-/// The reloadable parts, as `ccs_reloads_total` and `ccs_last_reload_successful` name them.
-pub const COMPONENTS: [&str; 3] = ["keys", "trust", "tls"];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabels {
-    component: &'static str,
-    result: &'static str,
-}
-
-/// Labelled only by instances whose certificate verified, so a caller cannot grow it at will.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InstanceLabel {
-    instance: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HashLabel {
-    hash: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-    commit: &'static str,
-}
+use labels::{
+    ApiLabels, BuildLabels, ComponentLabel, HashLabel, InstanceLabel, ReasonLabel, ReloadLabels,
+    RequestLabels, StateLabel,
+};
+pub use labels::{COMPONENTS, REFUSAL_REASONS};
 
 type TimeGauge = Gauge<f64, AtomicU64>;
 
