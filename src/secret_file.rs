@@ -92,6 +92,7 @@ pub fn toml<T: DeserializeOwned>(text: &str) -> Result<T, TomlError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
