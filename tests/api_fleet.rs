@@ -400,4 +400,54 @@ async fn the_chain_proves_who_signed_each_api_change() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("bad signature"), "{err}");
     assert!(err.contains("problem(s) with the signatures"), "{err}");
+
+    // An enable (quorum 2) finished in SQL with the one pending vote's signed request, which a
+    // login that may read ccs_approval finds there: every signature verifies, the quorum does
+    // not.
+    assert!(
+        within(Duration::from_secs(10), async || all_answer(
+            &[&r1],
+            (200, false)
+        )
+        .await)
+        .await
+    );
+    assert_eq!(post(&r1, &soc, "disable", json!({})).0, 200);
+    assert_eq!(post(&r1, &soc, "enable", json!({})).0, 202);
+    admin
+        .batch_execute(
+            "BEGIN; SELECT set_config('ccs.actor', 'soc-oncall', true),
+                    set_config('ccs.action', 'enable', true),
+                    set_config('ccs.signatures',
+                        (SELECT '[' || evidence[1] || ']' FROM ccs_approval LIMIT 1), true);
+             UPDATE ccs_key_state SET disabled = false; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let laundered: i64 = admin
+        .query_one("SELECT max(seq) FROM ccs_audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (code, out, err) = bed
+        .cli(&[
+            "audit",
+            "verify",
+            "--signers",
+            signers_file,
+            "--signers-from",
+            &(laundered - 1).to_string(),
+        ])
+        .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "record seq {laundered}: enable needs 2 distinct signers"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("record seq {}:", laundered - 1)),
+        "the API's own disable is proven: {err}"
+    );
 }

@@ -135,6 +135,17 @@ fn tampering_is_named_by_the_first_record_it_breaks() {
         error.contains("line 5: the last record is incomplete"),
         "{error}"
     );
+    // A rewritten file whose states hold terminal controls and a line break: `show` (which
+    // does not verify) escapes them, never printing a forged line.
+    let mut first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    first["after"]["kcv"] = "\u{1b}[31mRED\nFAKE LINE".into();
+    first["after"]["not_after"] = "2027\u{1b}[2K".into();
+    std::fs::write(&path, format!("{first}\n")).unwrap();
+    let shown = ok(&cli(&config, &["audit", "show"]));
+    assert!(
+        !shown.contains('\u{1b}') && shown.lines().count() == 1,
+        "{shown:?}"
+    );
 }
 
 #[test]

@@ -147,7 +147,7 @@ impl Api {
 }
 
 /// The distinct signers `action` needs (reading needs one).
-fn required(quorum: &crate::config::Quorum, action: crate::signers::Action) -> u32 {
+pub(super) fn required(quorum: &crate::config::Quorum, action: crate::signers::Action) -> u32 {
     use crate::signers::Action;
     match action {
         Action::Disable => quorum.disable,

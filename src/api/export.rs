@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::outcome::Failure;
 use crate::keystore::{KeyStore, LookupError};
 use crate::protocol::{InstanceName, KeyId};
-use crate::quorum::{Ballot, Vote};
+use crate::quorum::Vote;
 use crate::tools::escrow::{self, EscrowCertificate};
 use crate::wrap::{Padding, Plaintext, WrapOptions};
 
@@ -103,12 +103,12 @@ fn base64_of(bytes: &[u8]) -> String {
 
 /// The audit record's actor and reason of an export the approvers reached.
 pub(super) fn export_record(
-    ballot: &Ballot,
+    target: &str,
     approvers: &[String],
     reasons: &[String],
 ) -> (String, String) {
     let why = Vote::reason(approvers, reasons);
-    let to = format!("wrapped to {}", ballot.target);
+    let to = format!("wrapped to {target}");
     let reason = if why.is_empty() {
         to
     } else {

@@ -223,7 +223,7 @@ impl FileBackend {
             } => (approvers, reasons, evidence),
         };
         let answer = wrap().await?;
-        let (actor, reason) = export_record(&ballot, &approvers, &reasons);
+        let (actor, reason) = export_record(&ballot.target, &approvers, &reasons);
         let signatures = Vote::signatures(&evidence);
         let path = self.store.clone();
         let (instance, key_id) = (ballot.instance.clone(), ballot.key_id);

@@ -226,7 +226,7 @@ impl FleetBackend {
             } => (approvers, reasons, evidence),
         };
         let answer = wrap().await?;
-        let (actor, reason) = export_record(&ballot, &approvers, &reasons);
+        let (actor, reason) = export_record(&ballot.target, &approvers, &reasons);
         set_signatures(&tx, &evidence).await?;
         tx.execute(
             "SELECT ccs_audit_event($1, 'export', $2, $3, $4)",

@@ -246,23 +246,12 @@ impl Api {
     /// alone on port 443).
     fn addressed_here(&self, host: &str) -> Result<(), Refusal> {
         let host = host.to_ascii_lowercase();
-        let names: Vec<String> = if self.config.names.is_empty() {
-            let port = self
-                .port
-                .get()
-                .copied()
-                .unwrap_or(self.config.listen.port());
-            let mut names = Vec::new();
-            for name in self.identity.names().iter() {
-                names.push(format!("{name}:{port}"));
-                if port == 443 {
-                    names.push(name.clone());
-                }
-            }
-            names
-        } else {
-            self.config.names.clone()
-        };
+        let port = self
+            .port
+            .get()
+            .copied()
+            .unwrap_or(self.config.listen.port());
+        let names = own_names(&self.config.names, &self.identity.names(), port);
         if names.contains(&host) {
             return Ok(());
         }
@@ -274,6 +263,22 @@ impl Api {
             },
         })
     }
+}
+
+/// The API's own names, as the authority of a request to it reads: `[api] names` when set,
+/// else each of its certificate's names with the API's port (and alone on port 443).
+pub fn own_names(configured: &[String], certificate: &[String], port: u16) -> Vec<String> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    let mut names = Vec::new();
+    for name in certificate {
+        names.push(format!("{name}:{port}"));
+        if port == 443 {
+            names.push(name.clone());
+        }
+    }
+    names
 }
 
 /// How long a fleet change waits for the live replicas before answering.

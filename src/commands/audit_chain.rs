@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ccs_endpoint::api::proof::{self, Window};
+use ccs_endpoint::api::own_names;
+use ccs_endpoint::api::proof::{self, Rules, Window};
 use ccs_endpoint::chain::{self, AuditFile};
 use ccs_endpoint::config::Config;
 use ccs_endpoint::fleet::report;
 use ccs_endpoint::protocol::InstanceName;
+use ccs_endpoint::runtime::certificate_names;
 use ccs_endpoint::signers::Signers;
 use clap::Subcommand;
 
@@ -156,7 +158,27 @@ fn signed(
             clock_skew: Duration::from_secs(600),
         },
     };
-    let (proven, problems) = proof::check(records, &signers, from, window);
+    // The API's names, which each signature must have been addressed to: `[api] names`, or
+    // those of the TLS certificate (read without its key).
+    let names = match &config.api {
+        Some(api) => {
+            let certificate = match api.names.is_empty() {
+                true => certificate_names(&config.tls.cert).with_context(|| {
+                    "the API's names (set [api] names, or make [tls] cert readable)"
+                })?,
+                false => Vec::new(),
+            };
+            Some(own_names(&api.names, &certificate, api.listen.port()))
+        }
+        None => None,
+    };
+    let rules = Rules {
+        signers: &signers,
+        window,
+        quorum: config.api.as_ref().map(|a| a.quorum).unwrap_or_default(),
+        names,
+    };
+    let (proven, problems) = proof::check(records, &rules, from);
     for problem in &problems {
         eprintln!("{problem}");
     }
@@ -188,9 +210,13 @@ fn state_text(state: Option<&chain::StateRecord>) -> String {
             if s.disabled { "disabled" } else { "enabled" },
             s.not_after
                 .as_deref()
-                .map(|t| format!(" not_after {t}{}", if s.lease { " (lease)" } else { "" }))
+                .map(|t| format!(
+                    " not_after {}{}",
+                    t.escape_debug(),
+                    if s.lease { " (lease)" } else { "" }
+                ))
                 .unwrap_or_default(),
-            s.kcv
+            s.kcv.escape_debug()
         ),
     }
 }

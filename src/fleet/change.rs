@@ -87,10 +87,12 @@ pub async fn change_in(
         let now = parse_time(&row.get::<_, String>(4)).map_err(FleetError::Corrupt)?;
         let after = action.apply(&before, now).map_err(FleetError::Conflict)?;
         let not_after = after.not_after.map(sql_time);
+        // The row's reason is this change's, even when it gives none: the audit record would
+        // otherwise take the previous change's reason from the row.
         let row = tx
             .query_one(
                 "UPDATE ccs_key_state SET disabled = $3, not_after = $4::text::timestamptz,
-                     lease = $5
+                     lease = $5, reason = $6
                  WHERE instance = $1 AND key_id = $2
                  RETURNING kcv, disabled, ccs_time(not_after), revision, lease",
                 &[
@@ -99,6 +101,7 @@ pub async fn change_in(
                     &after.disabled,
                     &not_after,
                     &after.lease,
+                    &reason,
                 ],
             )
             .await?;

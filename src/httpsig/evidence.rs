@@ -9,7 +9,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::{check_digest, params, verify_hmac, Algorithm, Message, Params, Refusal};
+use super::{
+    check_digest_if_any, covers, params, verify_hmac, Algorithm, Message, Params, Refusal,
+};
 
 /// One signed request, as an audit record carries it. Serialised with its keys in order (the
 /// fields are alphabetical, `fields` a sorted map), so its JSON is canonical.
@@ -70,8 +72,8 @@ impl Evidence {
             .map_err(|e| Unproven::Unreadable(format!("body is not base64: {e}")))
     }
 
-    /// Checks the signature again under `secret`: the HMAC of its base, its key id, and the
-    /// body's digest when it covers one. Its time window is not checked (it was, when the
+    /// Checks the signature again under `secret`: what it covers (as the API requires), the
+    /// HMAC of its base, its key id, and the body's digest. Its time window is not checked (it was, when the
     /// request was served; the record's place in the chain dates it). The signature's
     /// parameters.
     pub fn verify(&self, algorithm: Algorithm, secret: &[u8]) -> Result<Params, Unproven> {
@@ -85,9 +87,16 @@ impl Evidence {
                     expected: algorithm.name(),
                 }));
             }
-            if !body.is_empty() || params.components.iter().any(|c| c == "content-digest") {
-                check_digest(message).map_err(Unproven::Refused)?;
+            // As the API requires of a request: the method, the target and, for a POST (each
+            // change), the body's digest covered, and the digest the body's.
+            covers(&params, message).map_err(Unproven::Refused)?;
+            if message.method == "POST" && !params.components.iter().any(|c| c == "content-digest")
+            {
+                return Err(Unproven::Refused(Refusal::NotCovered(
+                    "content-digest (required for every POST)",
+                )));
             }
+            check_digest_if_any(&params, message).map_err(Unproven::Refused)?;
             verify_hmac(&params, message, algorithm, secret).map_err(Unproven::Refused)?;
             Ok(params)
         })

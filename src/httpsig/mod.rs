@@ -240,18 +240,7 @@ pub fn params(message: &Message<'_>) -> Result<Params, Refusal> {
 
 /// The checks that need no secret: coverage, time window, expiry, and the body's digest.
 pub fn check(params: &Params, message: &Message<'_>, now: i64, skew: i64) -> Result<(), Refusal> {
-    for required in ["@method", "@target-uri"] {
-        if !params.components.iter().any(|c| c == required) {
-            return Err(Refusal::NotCovered(required));
-        }
-    }
-    let has_body = !message.body.is_empty();
-    let covers_digest = params.components.iter().any(|c| c == "content-digest");
-    if has_body && !covers_digest {
-        return Err(Refusal::NotCovered(
-            "content-digest (required for a request with a body)",
-        ));
-    }
+    covers(params, message)?;
     if (params.created - now).abs() > skew {
         return Err(Refusal::Stale {
             created: params.created,
@@ -262,7 +251,28 @@ pub fn check(params: &Params, message: &Message<'_>, now: i64, skew: i64) -> Res
     if let Some(expires) = params.expires.filter(|&e| e <= now) {
         return Err(Refusal::SignatureExpired(expires));
     }
-    if has_body || covers_digest {
+    check_digest_if_any(params, message)
+}
+
+/// What a signature must cover: `@method`, `@target-uri` and, with a body, `content-digest`.
+fn covers(params: &Params, message: &Message<'_>) -> Result<(), Refusal> {
+    for required in ["@method", "@target-uri"] {
+        if !params.components.iter().any(|c| c == required) {
+            return Err(Refusal::NotCovered(required));
+        }
+    }
+    let covers_digest = params.components.iter().any(|c| c == "content-digest");
+    if !message.body.is_empty() && !covers_digest {
+        return Err(Refusal::NotCovered(
+            "content-digest (required for a request with a body)",
+        ));
+    }
+    Ok(())
+}
+
+/// The body's digest, when there is a body or the signature covers one.
+fn check_digest_if_any(params: &Params, message: &Message<'_>) -> Result<(), Refusal> {
+    if !message.body.is_empty() || params.components.iter().any(|c| c == "content-digest") {
         check_digest(message)?;
     }
     Ok(())

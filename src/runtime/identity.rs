@@ -50,24 +50,7 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
         .map_err(|e| cert_err(format!("the first certificate does not parse: {e}")))?;
     let subject = parsed.subject().to_string();
     let not_after = parsed.validity().not_after.to_datetime();
-    let names = parsed
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    x509_parser::extensions::GeneralName::DNSName(d) => {
-                        Some(d.to_ascii_lowercase())
-                    }
-                    x509_parser::extensions::GeneralName::IPAddress(ip) => ip_text(ip),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = leaf_names(&parsed);
     // rustls' key errors never carry key material.
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError {
         file: key.to_owned(),
@@ -88,6 +71,45 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
         not_after,
         names,
     })
+}
+
+/// The subject alternative names of the leaf of the PEM chain at `cert` (the key is not read:
+/// `audit verify` checks signatures against the API's names on a host without it).
+pub fn certificate_names(cert: &Path) -> Result<Vec<String>, TlsError> {
+    let cert_err = |message: String| TlsError {
+        file: cert.to_owned(),
+        message,
+    };
+    let leaf = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| cert_err(format!("cannot read the certificate chain: {e}")))?
+        .next()
+        .ok_or_else(|| cert_err("holds no PEM CERTIFICATE block".into()))?
+        .map_err(|e| cert_err(format!("cannot read the certificate chain: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&leaf)
+        .map_err(|e| cert_err(format!("the first certificate does not parse: {e}")))?;
+    Ok(leaf_names(&parsed))
+}
+
+/// DNS names (lower case) and IP addresses of a certificate's subject alternative names.
+fn leaf_names(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        Some(d.to_ascii_lowercase())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(ip) => ip_text(ip),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// An iPAddress SAN as an authority writes it (IPv6 in brackets).

@@ -18,6 +18,7 @@ mod summary;
 mod watch;
 
 pub(crate) use audit::{record_file_changes, record_key_states, record_roots};
+pub use identity::certificate_names;
 pub use keys::Keys;
 pub use load::{LoadError, Loaded, WithWarnings};
 pub use reload::Reloader;
